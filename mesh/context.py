@@ -1,0 +1,70 @@
+"""Per-call context: who acts, under which trace, until when.
+
+A handler receives a `CallContext`; it is also stored in a contextvar, so any RPC call
+or event the handler makes carries the same principal, trace and request proof onward
+without passing them by hand.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from contracts.base import Principal
+
+if TYPE_CHECKING:
+    from mesh.runtime import Runtime
+
+HEADER_METHOD = "x-method"
+HEADER_DEADLINE = "x-deadline"
+HEADER_PRINCIPAL = "x-principal"
+HEADER_IDEMPOTENCY = "x-idempotency-key"
+HEADER_PROOF = "x-request-proof"
+HEADER_STATUS = "x-status"
+HEADER_TRACEPARENT = "traceparent"
+
+
+def new_traceparent(trace_id: str | None = None) -> str:
+    """A W3C traceparent with a fresh span id (and a fresh trace id unless given)."""
+    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id of a well-formed traceparent, else None."""
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    if len(parts) != 4 or len(parts[1]) != 32:
+        return None
+    return parts[1]
+
+
+@dataclass
+class CallContext:
+    """What a handler knows about the call it serves."""
+
+    method: str
+    principal: Principal | None = None
+    traceparent: str = field(default_factory=new_traceparent)
+    deadline: float = field(default_factory=lambda: time.time() + 30)
+    idempotency_key: str | None = None
+    proof: str | None = None
+    """The caller's forwarded request-signature proof (JSON), verified by the keyvault."""
+    runtime: Runtime | None = None
+    tx: Any = None
+    """For `write` methods of a service with a database: the open transaction's connection."""
+
+    @property
+    def trace_id(self) -> str:
+        return trace_id_of(self.traceparent) or ""
+
+    def remaining(self) -> float:
+        return self.deadline - time.time()
+
+
+current_call: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
+    "medihaven_current_call", default=None
+)

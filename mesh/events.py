@@ -1,0 +1,269 @@
+"""Events on the topic exchange `medihaven.events`.
+
+Publishing: persistent messages with publisher confirms. Events nobody subscribes to
+yet go to the alternate exchange's queue instead of vanishing. Consuming: one durable
+quorum queue per consumer group, with a dead-letter queue for poison messages (after
+a few redeliveries) and an idempotent-consumer helper keyed by the event's message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import aio_pika
+import aiomysql
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from pydantic import BaseModel, ValidationError
+
+from contracts.base import (
+    DEAD_LETTER_EXCHANGE,
+    EVENTS_EXCHANGE,
+    UNROUTED_EXCHANGE,
+    UNROUTED_QUEUE,
+    EventType,
+    Principal,
+    dead_letter_queue,
+    event_queue,
+)
+from mesh import db, metrics
+from mesh.context import HEADER_PRINCIPAL, HEADER_TRACEPARENT, current_call, new_traceparent
+from mesh.logging import get_logger
+
+log = get_logger("mesh.events")
+
+EvT = TypeVar("EvT", bound=BaseModel)
+DELIVERY_LIMIT = 5
+"""Redeliveries of a failing event before it is dead-lettered."""
+
+
+async def declare_topology(channel: AbstractChannel) -> aio_pika.abc.AbstractExchange:
+    """Declare the events exchange, its alternate exchange and the dead-letter exchange."""
+    unrouted = await channel.declare_exchange(UNROUTED_EXCHANGE, "fanout", durable=True)
+    unrouted_queue = await channel.declare_queue(
+        UNROUTED_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await unrouted_queue.bind(unrouted)
+    await channel.declare_exchange(DEAD_LETTER_EXCHANGE, "topic", durable=True)
+    return await channel.declare_exchange(
+        EVENTS_EXCHANGE,
+        "topic",
+        durable=True,
+        arguments={"alternate-exchange": UNROUTED_EXCHANGE},
+    )
+
+
+def context_headers() -> dict[str, Any]:
+    """Trace and principal of the call being served, to travel with an event."""
+    parent = current_call.get()
+    if parent is None:
+        return {HEADER_TRACEPARENT: new_traceparent()}
+    headers: dict[str, Any] = {HEADER_TRACEPARENT: new_traceparent(parent.trace_id or None)}
+    if parent.principal is not None:
+        headers[HEADER_PRINCIPAL] = parent.principal.model_dump_json()
+    return headers
+
+
+class EventPublisher:
+    """Publishes events with publisher confirms (the broker has them when this returns)."""
+
+    def __init__(self, connection: AbstractConnection) -> None:
+        self._connection = connection
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+
+    async def start(self) -> None:
+        channel = await self._connection.channel(publisher_confirms=True)
+        self._exchange = await declare_topology(channel)
+
+    async def publish_raw(
+        self, routing_key: str, body: bytes, *, message_id: str, headers: dict[str, Any]
+    ) -> None:
+        if self._exchange is None:
+            raise RuntimeError("EventPublisher.start() was not awaited")
+        await self._exchange.publish(
+            aio_pika.Message(
+                body,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=message_id,
+                headers=headers,
+            ),
+            routing_key,
+            mandatory=False,  # unrouted events go to the alternate exchange
+        )
+        metrics.EVENTS_PUBLISHED.labels(routing_key).inc()
+
+    async def publish(self, event: EventType[EvT], payload: EvT, *, message_id: str) -> None:
+        """Publish an event that belongs to no database write (else use the outbox)."""
+        await self.publish_raw(
+            event.routing_key,
+            payload.model_dump_json().encode(),
+            message_id=message_id,
+            headers=context_headers(),
+        )
+
+
+@dataclass(frozen=True)
+class ReceivedEvent(Generic[EvT]):
+    """An event as a consumer sees it."""
+
+    message_id: str
+    routing_key: str
+    payload: EvT
+    principal: Principal | None
+    traceparent: str | None
+
+
+EventHandler = Callable[[ReceivedEvent[Any]], Awaitable[None]]
+
+
+class EventConsumer:
+    """A consumer group: one durable queue bound to some event types, many replicas.
+
+    `durable=False` gives each process its own exclusive queue instead (every replica of
+    the gateway must see every chat message, for example).
+    """
+
+    def __init__(
+        self,
+        connection: AbstractConnection,
+        group: str,
+        events: Sequence[EventType[Any]],
+        handler: EventHandler,
+        *,
+        prefetch: int = 32,
+        durable: bool = True,
+    ) -> None:
+        self._connection = connection
+        self.group = group
+        self._models = {e.routing_key: e.model for e in events}
+        self._handler = handler
+        self._prefetch = prefetch
+        self._durable = durable
+        self._channel: AbstractChannel | None = None
+        self._queue: aio_pika.abc.AbstractQueue | None = None
+        self._tag: str | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=self._prefetch)
+        exchange = await declare_topology(channel)
+        name = event_queue(self.group)
+        if self._durable:
+            dlx = await channel.get_exchange(DEAD_LETTER_EXCHANGE)
+            dlq = await channel.declare_queue(
+                dead_letter_queue(name), durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            await dlq.bind(dlx, routing_key=dead_letter_queue(name))
+            queue = await channel.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-queue-type": "quorum",
+                    "x-delivery-limit": DELIVERY_LIMIT,
+                    "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                    "x-dead-letter-routing-key": dead_letter_queue(name),
+                },
+            )
+        else:
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for routing_key in self._models:
+            await queue.bind(exchange, routing_key=routing_key)
+        self._channel, self._queue = channel, queue
+        self._tag = await queue.consume(self._on_message)
+        log.info("events.consuming", group=self.group, events=sorted(self._models))
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception as exc:
+                log.warning("events.cancel_failed", error=str(exc))
+            self._tag = None
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except TimeoutError:
+            log.warning("events.stop_grace_exceeded", group=self.group)
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._consume(message)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _consume(self, message: AbstractIncomingMessage) -> None:
+        routing_key = message.routing_key or ""
+        model = self._models.get(routing_key)
+        headers = message.headers or {}
+        try:
+            if model is None or not message.message_id:
+                raise ValueError(f"unexpected event {routing_key!r} without a known schema or id")
+            payload = model.model_validate_json(message.body)
+            raw_principal = headers.get(HEADER_PRINCIPAL)
+            principal = (
+                Principal.model_validate_json(raw_principal)
+                if isinstance(raw_principal, str | bytes)
+                else None
+            )
+        except (ValueError, ValidationError) as exc:
+            log.error("events.malformed", group=self.group, routing_key=routing_key, error=str(exc))
+            metrics.EVENTS_CONSUMED.labels(self.group, "dead_lettered").inc()
+            await message.reject(requeue=False)
+            return
+        traceparent = headers.get(HEADER_TRACEPARENT)
+        event = ReceivedEvent(
+            message_id=message.message_id,
+            routing_key=routing_key,
+            payload=payload,
+            principal=principal,
+            traceparent=traceparent if isinstance(traceparent, str) else None,
+        )
+        with structlog.contextvars.bound_contextvars(
+            event=routing_key, message_id=message.message_id
+        ):
+            try:
+                await self._handler(event)
+            except Exception:
+                log.exception("events.handler_failed", group=self.group)
+                metrics.EVENTS_CONSUMED.labels(self.group, "failed").inc()
+                await message.nack(requeue=True)  # quorum queue dead-letters after the limit
+                return
+        metrics.EVENTS_CONSUMED.labels(self.group, "ok").inc()
+        await message.ack()
+
+
+@asynccontextmanager
+async def process_once(
+    database: db.Database, consumer: str, message_id: str
+) -> AsyncIterator[aiomysql.Connection | None]:
+    """Idempotent consumer: yields a transaction's connection, or None if already done.
+
+    The message id is recorded in the same transaction as the handler's effect, so a
+    redelivered event changes nothing the second time.
+    """
+    async with database.transaction() as conn:
+        inserted = await db.execute(
+            conn,
+            "INSERT IGNORE INTO mesh_processed_events (consumer, message_id) VALUES (%s, %s)",
+            (consumer, message_id),
+        )
+        yield conn if inserted else None
+
+
+def decode_headers(raw: str) -> dict[str, Any]:
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,76 @@
+"""Idempotent RPC writes: a redelivered or retried request runs once.
+
+The key is claimed by inserting it in the same transaction as the handler's writes.
+A second delivery with the same key blocks on that row until the first commits, then
+finds the stored reply and returns it; if the first rolled back (crash, error), the key
+is free again and the write runs. A key reused for a different request is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from mesh import db
+from mesh.context import CallContext
+from mesh.errors import BadRequest, Conflict, InternalError
+
+MAX_KEY_LENGTH = 191
+
+
+def _request_hash(method: str, request: BaseModel) -> bytes:
+    return hashlib.sha256(method.encode() + b"\0" + request.model_dump_json().encode()).digest()
+
+
+async def run_idempotent(
+    handler: Callable[[Any, CallContext], Awaitable[BaseModel]],
+    request: BaseModel,
+    ctx: CallContext,
+) -> bytes:
+    """Run a write handler at most once per idempotency key; returns the reply body."""
+    key = ctx.idempotency_key
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise BadRequest(
+            f"{ctx.method} is a write: it needs an idempotency key of 1 to "
+            f"{MAX_KEY_LENGTH} characters"
+        )
+    if ctx.runtime is None or ctx.runtime.db is None:
+        raise InternalError(f"{ctx.method} is a write but its service has no database")
+    database = ctx.runtime.db
+    request_hash = _request_hash(ctx.method, request)
+    async with database.transaction() as conn:
+        try:
+            await db.execute(
+                conn,
+                "INSERT INTO mesh_idempotency (idem_key, method, request_hash) VALUES (%s, %s, %s)",
+                (key, ctx.method, request_hash),
+            )
+        except Exception as exc:
+            if not db.is_duplicate_key(exc):
+                raise
+        else:
+            ctx.tx = conn
+            try:
+                result = await handler(request, ctx)
+            finally:
+                ctx.tx = None
+            body = result.model_dump_json().encode()
+            await db.execute(
+                conn,
+                "UPDATE mesh_idempotency SET response = %s WHERE idem_key = %s",
+                (body, key),
+            )
+            return body
+    # The key was taken: this is a repeat of a committed write.
+    row = await database.fetchone(
+        "SELECT method, request_hash, response FROM mesh_idempotency WHERE idem_key = %s",
+        (key,),
+    )
+    if row is None or row[2] is None:
+        raise Conflict("a request with this idempotency key is still in progress")
+    if row[0] != ctx.method or bytes(row[1]) != request_hash:
+        raise Conflict("this idempotency key was already used for a different request")
+    return bytes(row[2])

@@ -1,0 +1,52 @@
+"""structlog configuration: JSON lines in production, a readable console on a terminal.
+
+Every line carries the service name and, through contextvars, the trace id, the RPC
+method and the acting principal of whatever request is being handled.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from mesh.settings import Settings
+
+
+def configure_logging(service: str, settings: Settings) -> None:
+    """Configure structlog and the standard library logging for this process."""
+    use_json = settings.log_format == "json" or (
+        settings.log_format == "auto" and not sys.stderr.isatty()
+    )
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        # plain tracebacks: rich's would print local variables, which may hold key bytes
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
+    )
+    level = logging.getLevelName(settings.log_level.upper())
+    if not isinstance(level, int):
+        level = logging.INFO
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, force=True)
+
+
+def get_logger(name: str | None = None) -> Any:
+    """A structlog logger; `name` becomes the `logger` field."""
+    return structlog.get_logger(name) if name else structlog.get_logger()

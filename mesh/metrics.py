@@ -1,0 +1,25 @@
+"""Prometheus metrics shared by every process (one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RPC_SERVED = Counter(
+    "medihaven_rpc_served_total",
+    "RPC requests handled, by service, method and outcome (ok or an error code).",
+    ["service", "method", "outcome"],
+)
+RPC_SECONDS = Histogram(
+    "medihaven_rpc_seconds",
+    "Time spent handling an RPC request, by service and method.",
+    ["service", "method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+EVENTS_PUBLISHED = Counter(
+    "medihaven_events_published_total", "Events published, by routing key.", ["routing_key"]
+)
+EVENTS_CONSUMED = Counter(
+    "medihaven_events_consumed_total",
+    "Events consumed, by consumer group and outcome.",
+    ["group", "outcome"],
+)

@@ -1,0 +1,119 @@
+"""Everything a process of the mesh holds while it runs, started and stopped in order.
+
+A service's lifespan builds one `Runtime`: settings, the RabbitMQ connection, the RPC
+client, the event publisher, its database (with migrations applied) and outbox relay,
+its RPC server and its event consumers. Handlers reach it through `ctx.runtime`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+
+from contracts.base import EventType
+from mesh.db import Database, ensure_database
+from mesh.events import EventConsumer, EventHandler, EventPublisher
+from mesh.logging import get_logger
+from mesh.migrations import apply_migrations
+from mesh.outbox import OutboxRelay
+from mesh.rpc import RpcClient, RpcRouter, RpcServer
+from mesh.settings import Settings
+
+log = get_logger("mesh.runtime")
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A consumer group this process joins: the events it wants and its handler."""
+
+    group: str
+    events: Sequence[EventType[Any]]
+    handler: Callable[[Runtime], EventHandler]
+    durable: bool = True
+
+
+@dataclass
+class Runtime:
+    name: str
+    settings: Settings
+    connection: AbstractRobustConnection
+    rpc: RpcClient
+    events: EventPublisher
+    db: Database | None = None
+    relay: OutboxRelay | None = None
+    server: RpcServer | None = None
+    consumers: list[EventConsumer] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    """Service-specific objects (e.g. the keyvault's keyring), set by its startup hook."""
+
+    @classmethod
+    async def start(
+        cls,
+        name: str,
+        settings: Settings,
+        *,
+        router: RpcRouter | None = None,
+        migrations: Path | None = None,
+        consumers: Sequence[ConsumerSpec] = (),
+        on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
+        use_database: bool = True,
+    ) -> Runtime:
+        """Connect, migrate, then begin serving (RPC last, once everything is ready)."""
+        connection = await aio_pika.connect_robust(
+            settings.amqp_url.get_secret_value(), client_properties={"connection_name": name}
+        )
+        rpc = RpcClient(connection, settings.rpc_deadline_s)
+        await rpc.start()
+        publisher = EventPublisher(connection)
+        await publisher.start()
+        runtime = cls(name, settings, connection, rpc, publisher)
+        try:
+            if use_database:
+                database = settings.database(name)
+                await ensure_database(settings, database)
+                applied = await apply_migrations(settings, database, *filter(None, [migrations]))
+                if applied:
+                    log.info("db.migrated", database=database, applied=applied)
+                runtime.db = await Database.connect(settings, database)
+                runtime.relay = OutboxRelay(runtime.db, publisher, poll_s=settings.outbox_poll_s)
+                runtime.relay.start()
+            if on_startup is not None:
+                await on_startup(runtime)
+            for spec in consumers:
+                consumer = EventConsumer(
+                    connection, spec.group, spec.events, spec.handler(runtime), durable=spec.durable
+                )
+                await consumer.start()
+                runtime.consumers.append(consumer)
+            if router is not None:
+                runtime.server = RpcServer(runtime, router, settings.rpc_prefetch)
+                await runtime.server.start()
+        except BaseException:
+            await runtime.stop()
+            raise
+        return runtime
+
+    async def stop(self) -> None:
+        """Stop consuming, finish in-flight work, flush the outbox, then disconnect."""
+        grace = self.settings.shutdown_grace_s
+        if self.server is not None:
+            await self.server.stop(grace)
+        for consumer in self.consumers:
+            await consumer.stop(grace)
+        if self.relay is not None:
+            await self.relay.stop()
+        await self.rpc.close()
+        if self.db is not None:
+            await self.db.close()
+        await self.connection.close()
+        log.info("runtime.stopped")
+
+    def written(self) -> None:
+        """Tell the outbox relay a transaction with events just committed."""
+        if self.relay is not None:
+            self.relay.notify()

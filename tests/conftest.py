@@ -1,0 +1,85 @@
+"""Test fixtures: real RabbitMQ, MariaDB and Redis, isolated per test session.
+
+Each session gets its own RabbitMQ vhost, database-name prefix and Redis key prefix, and
+removes them at the end. Service addresses come from `MEDIHAVEN_*` variables (defaults:
+the local services); `MEDIHAVEN_TEST_VHOST=0` skips the vhost (e.g. a broker where
+`rabbitmqctl` is not at hand), using unique names in the default vhost instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiomysql
+import pytest
+import pytest_asyncio
+
+from mesh.logging import configure_logging
+from mesh.settings import Settings
+
+RUN_ID = secrets.token_hex(3)
+
+
+def _with_vhost(amqp_url: str, vhost: str) -> str:
+    parts = urlsplit(amqp_url)
+    return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def vhost() -> Iterator[str | None]:
+    if os.environ.get("MEDIHAVEN_TEST_VHOST") == "0" or shutil.which("rabbitmqctl") is None:
+        yield None
+        return
+    name = f"medihaven-test-{RUN_ID}"
+    _rabbitmqctl("add_vhost", name)
+    _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    yield name
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def settings(vhost: str | None) -> Settings:
+    base = Settings()
+    configure_logging("tests", base.model_copy(update={"log_format": "console"}))
+    amqp = base.amqp_url.get_secret_value()
+    return base.model_copy(
+        update={
+            "amqp_url": type(base.amqp_url)(_with_vhost(amqp, vhost) if vhost else amqp),
+            "db_prefix": f"mhtest_{RUN_ID}_",
+            "redis_prefix": f"mhtest:{RUN_ID}:",
+            "rpc_deadline_s": 5.0,
+            "outbox_poll_s": 0.1,
+            "shutdown_grace_s": 5.0,
+            "log_format": "console",
+        }
+    )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def drop_test_databases(settings: Settings) -> AsyncIterator[None]:
+    """Remove every database this session created."""
+    yield
+    conn = await aiomysql.connect(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_user,
+        password=settings.db_password.get_secret_value(),
+    )
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(
+                "SHOW DATABASES LIKE %s", (settings.db_prefix.replace("_", "\\_") + "%",)
+            )
+            for (name,) in await cur.fetchall():
+                await cur.execute(f"DROP DATABASE `{name}`")
+    finally:
+        conn.close()
