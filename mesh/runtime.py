@@ -80,8 +80,6 @@ class Runtime:
                 if applied:
                     log.info("db.migrated", database=database, applied=applied)
                 runtime.db = await Database.connect(settings, database)
-                runtime.relay = OutboxRelay(runtime.db, publisher, poll_s=settings.outbox_poll_s)
-                runtime.relay.start()
             if on_startup is not None:
                 await on_startup(runtime)
             for spec in consumers:
@@ -90,6 +88,10 @@ class Runtime:
                 )
                 await consumer.start()
                 runtime.consumers.append(consumer)
+            if runtime.db is not None:
+                # After this process's own consumer queues exist, so it can hear itself.
+                runtime.relay = OutboxRelay(runtime.db, publisher, poll_s=settings.outbox_poll_s)
+                runtime.relay.start()
             if router is not None:
                 runtime.server = RpcServer(runtime, router, settings.rpc_prefetch)
                 await runtime.server.start()

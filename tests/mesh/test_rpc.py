@@ -152,8 +152,15 @@ async def test_write_with_same_idempotency_key_runs_once(settings: Settings) -> 
         assert len({r.note_id for r in replies}) == 1
         assert counters.note_runs == 2
         assert svc.db is not None
-        rows = await svc.db.fetchall("SELECT note FROM notes ORDER BY id")
+        rows = await svc.db.fetchall(
+            "SELECT note FROM notes WHERE id IN (%s, %s) ORDER BY id",
+            (first.note_id, replies[0].note_id),
+        )
         assert [r[0] for r in rows] == ["a", "b"]
+        dupes = await svc.db.fetchall(
+            "SELECT COUNT(*) FROM notes WHERE id > %s AND note IN ('a', 'b')", (first.note_id,)
+        )
+        assert dupes[0][0] == 1  # only "b", written once
         # A key reused for a different request is refused, not silently answered.
         with pytest.raises(Conflict):
             await client.rpc.call(WRITE_NOTE, NoteRequest(note="other"), idempotency_key=key)
