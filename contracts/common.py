@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contracts import audit, auth, chat, keyvault, records, scheduling
 from contracts.base import Model, RpcMethod
 
 
@@ -15,7 +16,14 @@ class PingReply(Model):
     version: str
 
 
-SERVICES: tuple[str, ...] = ("auth", "records", "scheduling", "keyvault", "chat", "audit")
+SERVICES: tuple[str, ...] = (
+    auth.SERVICE,
+    keyvault.SERVICE,
+    records.SERVICE,
+    scheduling.SERVICE,
+    chat.SERVICE,
+    audit.SERVICE,
+)
 """Every service of the mesh, in the order the runner starts them."""
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): measured against baselines taken in the same run."""

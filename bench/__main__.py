@@ -1,0 +1,15 @@
+"""`python -m bench` (`make bench`): every benchmark, each against its same-run baseline."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import rpc
+
+
+async def main() -> None:
+    await rpc.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,109 @@
+"""RPC round trip through the shared runtime vs. a raw aio-pika echo, same run.
+
+Target (issue: mesh foundation): runtime throughput >= 80 % of raw, p50 <= 1.25x raw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import aio_pika
+
+from bench.common import Measurement, measure, print_table, write_results
+from bench.echo_contract import ECHO, RAW_QUEUE, Echo
+from mesh.rpc import RpcClient
+from mesh.settings import get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+PAYLOAD = "x" * 100
+
+
+class RawClient:
+    """The baseline: the least an aio-pika RPC client can do (direct reply-to, futures)."""
+
+    def __init__(self, connection: aio_pika.abc.AbstractConnection) -> None:
+        self.connection = connection
+        self.pending: dict[str, asyncio.Future[bytes]] = {}
+        self.ids = itertools.count()
+
+    async def start(self) -> None:
+        self.channel = await self.connection.channel(publisher_confirms=False)
+        queue = await self.channel.get_queue("amq.rabbitmq.reply-to", ensure=False)
+        await queue.consume(self.on_reply, no_ack=True)
+
+    async def on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        fut = self.pending.pop(message.correlation_id or "", None)
+        if fut is not None:
+            fut.set_result(message.body)
+
+    async def call(self, body: bytes) -> bytes:
+        cid = str(next(self.ids))
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.pending[cid] = fut
+        await self.channel.default_exchange.publish(
+            aio_pika.Message(body, correlation_id=cid, reply_to="amq.rabbitmq.reply-to"),
+            routing_key=RAW_QUEUE,
+            mandatory=False,
+        )
+        return await asyncio.wait_for(fut, 5)
+
+
+async def run(duration_s: float = 3.0) -> dict[str, object]:
+    settings = get_settings()
+    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
+        [sys.executable, "-m", "bench.echo_server"], cwd=ROOT, stdout=subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        line = await asyncio.to_thread(server.stdout.readline)
+        if line.strip() != b"ready":
+            raise RuntimeError("benchmark echo server did not start")
+        connection = await aio_pika.connect_robust(settings.amqp_url.get_secret_value())
+        raw = RawClient(connection)
+        await raw.start()
+        mesh_client = RpcClient(connection, 5.0)
+        await mesh_client.start()
+        body = Echo(text=PAYLOAD).model_dump_json().encode()
+        request = Echo(text=PAYLOAD)
+        rows: list[Measurement] = []
+        ratios: dict[str, dict[str, float]] = {}
+        for concurrency in (1, 32):
+            base = await measure(
+                "raw aio-pika echo",
+                lambda: raw.call(body),
+                concurrency=concurrency,
+                duration_s=duration_s,
+            )
+            ours = await measure(
+                "mesh.rpc echo",
+                lambda: mesh_client.call(ECHO, request),
+                concurrency=concurrency,
+                duration_s=duration_s,
+            )
+            rows += [base, ours]
+            ratios[f"c{concurrency}"] = {
+                "throughput_ratio": ours.throughput / base.throughput,
+                "p50_ratio": ours.p50_ms / base.p50_ms,
+            }
+        print_table("RPC round trip (100-byte payload)", rows)
+        for key, r in ratios.items():
+            print(
+                f"  {key}: throughput {r['throughput_ratio']:.0%} of raw (target >= 80%), "
+                f"p50 {r['p50_ratio']:.2f}x raw (target <= 1.25x)"
+            )
+        await mesh_client.close()
+        await connection.close()
+        result = {"rows": rows, "ratios": ratios}
+        print(f"  written: {write_results('rpc', result)}")
+        return result
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    asyncio.run(run())

@@ -1,0 +1,5 @@
+"""Wire contracts of the auth service."""
+
+from __future__ import annotations
+
+SERVICE = "auth"

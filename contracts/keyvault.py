@@ -1,0 +1,5 @@
+"""Wire contracts of the keyvault service."""
+
+from __future__ import annotations
+
+SERVICE = "keyvault"

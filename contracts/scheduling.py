@@ -1,0 +1,5 @@
+"""Wire contracts of the scheduling service."""
+
+from __future__ import annotations
+
+SERVICE = "scheduling"

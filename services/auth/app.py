@@ -1,0 +1,11 @@
+"""The auth service process: its FastAPI app, with the mesh running in its lifespan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from contracts.auth import SERVICE
+from mesh.service import create_service_app
+from services.auth.handlers import router
+
+app = create_service_app(SERVICE, router, migrations=Path(__file__).with_name("migrations"))

@@ -1,0 +1,11 @@
+"""The keyvault service process: its FastAPI app, with the mesh running in its lifespan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from contracts.keyvault import SERVICE
+from mesh.service import create_service_app
+from services.keyvault.handlers import router
+
+app = create_service_app(SERVICE, router, migrations=Path(__file__).with_name("migrations"))

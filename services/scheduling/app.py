@@ -1,0 +1,11 @@
+"""The scheduling service process: its FastAPI app, with the mesh running in its lifespan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from contracts.scheduling import SERVICE
+from mesh.service import create_service_app
+from services.scheduling.handlers import router
+
+app = create_service_app(SERVICE, router, migrations=Path(__file__).with_name("migrations"))
