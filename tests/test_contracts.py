@@ -30,9 +30,8 @@ def test_method_names_are_unique_and_prefixed_by_their_service() -> None:
 
 def test_no_queue_or_method_literal_outside_contracts() -> None:
     """Services and the gateway refer to contract objects, never to wire strings."""
-    pattern = re.compile(
-        r"""["'](rpc\.[a-z]+|(auth|records|scheduling|keyvault|chat|audit)\.[a-z_]+)["']"""
-    )
+    services = "|".join(SERVICES)
+    pattern = re.compile(rf"""["'](rpc\.({services})|({services})\.[a-z_.]+)["']""")
     offenders = []
     for folder in ("services", "gateway", "mesh", "cli"):
         for path in (ROOT / folder).rglob("*.py"):
