@@ -51,6 +51,16 @@ def rpc_queue(service: str) -> str:
     return f"rpc.{service}"
 
 
+def instance_queue(service: str, instance: str) -> str:
+    """The queue of one replica (e.g. to unseal that keyvault replica)."""
+    return f"rpc.{service}@{instance}"
+
+
+def broadcast_exchange(service: str) -> str:
+    """Fanout to every replica's own queue (for calls that every replica must answer)."""
+    return f"rpc.{service}.broadcast"
+
+
 def event_queue(group: str) -> str:
     """The durable queue of one consumer group."""
     return f"events.{group}"

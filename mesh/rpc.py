@@ -37,7 +37,9 @@ from contracts.base import (
     DEAD_LETTER_EXCHANGE,
     Principal,
     RpcMethod,
+    broadcast_exchange,
     dead_letter_queue,
+    instance_queue,
     rpc_queue,
 )
 from contracts.common import PingReply, PingRequest, ping
@@ -93,6 +95,7 @@ class RpcClient:
         self._default_deadline = default_deadline_s
         self._channel: AbstractChannel | None = None
         self._pending: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
+        self._gathering: dict[str, list[AbstractIncomingMessage]] = {}
         self._prefix = secrets.token_hex(4) + "."
         self._ids = itertools.count()
 
@@ -114,9 +117,12 @@ class RpcClient:
             await self._channel.close()
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        fut = self._pending.pop(message.correlation_id or "", None)
+        correlation_id = message.correlation_id or ""
+        fut = self._pending.pop(correlation_id, None)
         if fut is not None and not fut.done():
             fut.set_result(message)
+        elif correlation_id in self._gathering:
+            self._gathering[correlation_id].append(message)
         # A reply nobody waits for any more (the caller timed out) is dropped here.
 
     async def call(
@@ -128,15 +134,17 @@ class RpcClient:
         idempotency_key: str | None = None,
         proof: str | None = None,
         timeout: float | None = None,
+        instance: str | None = None,
     ) -> RespT:
         """Call `method` and return its typed reply, or raise the typed error it replied.
 
         Principal, trace and request proof default to those of the call being served
-        (if any), so they follow a request through the mesh.
+        (if any), so they follow a request through the mesh. `instance` addresses one
+        replica (see `RpcServer.instance`) instead of any.
         """
         body = request.model_dump_json().encode()
         raw = await self.call_raw(
-            method.queue,
+            instance_queue(method.service, instance) if instance else method.queue,
             method.name,
             body,
             principal=principal,
@@ -146,20 +154,16 @@ class RpcClient:
         )
         return method.response.model_validate_json(raw)
 
-    async def call_raw(
+    def _envelope(
         self,
-        queue: str,
         method_name: str,
         body: bytes,
-        *,
-        principal: Principal | None = None,
-        idempotency_key: str | None = None,
-        proof: str | None = None,
-        timeout: float | None = None,
-    ) -> bytes:
-        """Send already-serialised `body`; returns the raw reply body (status ok)."""
-        if self._channel is None:
-            raise Unavailable("the RPC client is not started")
+        principal: Principal | None,
+        idempotency_key: str | None,
+        proof: str | None,
+        timeout: float | None,
+    ) -> tuple[aio_pika.Message, float]:
+        """The request message (headers from the call being served) and its timeout."""
         parent = current_call.get()
         timeout = timeout if timeout is not None else self._default_deadline
         deadline = time.time() + timeout
@@ -183,8 +187,6 @@ class RpcClient:
         if proof is not None:
             headers[HEADER_PROOF] = proof
         correlation_id = self._prefix + str(next(self._ids))
-        fut: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
-        self._pending[correlation_id] = fut
         message = aio_pika.Message(
             body,
             content_type=JSON,
@@ -194,6 +196,28 @@ class RpcClient:
             reply_to=REPLY_TO,
             expiration=max(timeout, 0.001),
         )
+        return message, timeout
+
+    async def call_raw(
+        self,
+        queue: str,
+        method_name: str,
+        body: bytes,
+        *,
+        principal: Principal | None = None,
+        idempotency_key: str | None = None,
+        proof: str | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """Send already-serialised `body`; returns the raw reply body (status ok)."""
+        if self._channel is None:
+            raise Unavailable("the RPC client is not started")
+        message, timeout = self._envelope(
+            method_name, body, principal, idempotency_key, proof, timeout
+        )
+        correlation_id = message.correlation_id or ""
+        fut: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = fut
         try:
             try:
                 await self._channel.default_exchange.publish(message, queue, mandatory=True)
@@ -209,10 +233,57 @@ class RpcClient:
             ) from None
         finally:
             self._pending.pop(correlation_id, None)
-        status = (reply.headers or {}).get(HEADER_STATUS)
-        if status == "ok":
-            return reply.body
-        raise error_from_reply(ErrorReply.model_validate_json(reply.body))
+        return _reply_body(reply)
+
+    async def gather(
+        self,
+        method: RpcMethod[ReqT, RespT],
+        request: ReqT,
+        *,
+        window_s: float = 0.5,
+        principal: Principal | None = None,
+    ) -> list[RespT | RpcError]:
+        """Ask every replica of a service (not just one) and collect what arrives in time.
+
+        Used where each replica has its own state, e.g. each keyvault replica is sealed
+        or unsealed on its own. Each item is a reply or the error that replica answered.
+        """
+        if self._channel is None:
+            raise Unavailable("the RPC client is not started")
+        message, _ = self._envelope(
+            method.name, request.model_dump_json().encode(), principal, None, None, window_s
+        )
+        correlation_id = message.correlation_id or ""
+        replies: list[AbstractIncomingMessage] = []
+        self._gathering[correlation_id] = replies
+        try:
+            # Declared (idempotently), not assumed: publishing to a missing exchange
+            # would close the channel that every call of this client shares.
+            exchange = await self._channel.declare_exchange(
+                broadcast_exchange(method.service), "fanout", durable=True
+            )
+            try:
+                await exchange.publish(message, "", mandatory=True)
+            except PublishError:
+                return []
+            await asyncio.sleep(window_s)
+        finally:
+            self._gathering.pop(correlation_id, None)
+        results: list[RespT | RpcError] = []
+        for reply in replies:
+            try:
+                results.append(method.response.model_validate_json(_reply_body(reply)))
+            except RpcError as exc:
+                results.append(exc)
+        return results
+
+
+def _reply_body(reply: AbstractIncomingMessage) -> bytes:
+    """The body of an ok reply; raises the typed error of an error reply."""
+    status = (reply.headers or {}).get(HEADER_STATUS)
+    if status == "ok":
+        return reply.body
+    raise error_from_reply(ErrorReply.model_validate_json(reply.body))
 
 
 # ---------------------------------------------------------------------------- server
@@ -289,6 +360,8 @@ class RpcServer:
         self._queue: AbstractQueue | None = None
         self._dlx: AbstractExchange | None = None
         self._consumer_tag: str | None = None
+        self._own_queue: AbstractQueue | None = None
+        self._own_tag: str | None = None
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -319,16 +392,27 @@ class RpcServer:
         self._queue = await channel.declare_queue(queue_name, durable=False, auto_delete=True)
         self._channel, self._dlx = channel, dlx
         self._consumer_tag = await self._queue.consume(self._on_request)
+        # This replica's own queue: for calls addressed to it, and for broadcasts
+        # (`RpcClient.gather`) that every replica answers.
+        broadcast = await channel.declare_exchange(
+            broadcast_exchange(self.router.service), "fanout", durable=True
+        )
+        self._own_queue = await channel.declare_queue(
+            instance_queue(self.router.service, self.instance), exclusive=True, auto_delete=True
+        )
+        await self._own_queue.bind(broadcast)
+        self._own_tag = await self._own_queue.consume(self._on_request)
         log.info("rpc.serving", queue=queue_name, prefetch=self.prefetch, instance=self.instance)
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking requests, finish the ones in flight (up to `grace_s`), then close."""
-        if self._queue is not None and self._consumer_tag is not None:
-            try:
-                await self._queue.cancel(self._consumer_tag)
-            except Exception as exc:  # the channel may already be gone
-                log.warning("rpc.cancel_failed", error=str(exc))
-            self._consumer_tag = None
+        for queue, tag in ((self._queue, self._consumer_tag), (self._own_queue, self._own_tag)):
+            if queue is not None and tag is not None:
+                try:
+                    await queue.cancel(tag)
+                except Exception as exc:  # the channel may already be gone
+                    log.warning("rpc.cancel_failed", error=str(exc))
+        self._consumer_tag = self._own_tag = None
         if self._in_flight:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace_s)

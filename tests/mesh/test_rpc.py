@@ -224,3 +224,23 @@ async def test_ping_is_answered_by_every_runtime(settings: Settings) -> None:
     async with running_service(settings), client_runtime(settings) as client:
         reply = await client.rpc.call(ping(SERVICE), PingRequest())
         assert isinstance(reply, PingReply) and reply.instance.startswith(SERVICE)
+
+
+async def test_gather_reaches_every_replica_and_instance_addresses_one(settings: Settings) -> None:
+    async with (
+        running_service(settings) as one,
+        running_service(settings) as two,
+        client_runtime(settings) as client,
+    ):
+        assert one.server is not None and two.server is not None
+        replies = await client.rpc.gather(ping(SERVICE), PingRequest(), window_s=0.5)
+        instances = {r.instance for r in replies if isinstance(r, PingReply)}
+        assert instances == {one.server.instance, two.server.instance}
+        for target in (one.server.instance, two.server.instance):
+            for _ in range(5):
+                reply = await client.rpc.call(ECHO, EchoRequest(text="x"), instance=target)
+                assert reply.instance == target
+        with pytest.raises(NoRoute):
+            await client.rpc.call(ECHO, EchoRequest(text="x"), instance="gone-instance")
+    async with client_runtime(settings) as client:
+        assert await client.rpc.gather(ping("nosuchservice"), PingRequest(), window_s=0.2) == []
