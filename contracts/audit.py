@@ -1,5 +1,64 @@
-"""Wire contracts of the audit service."""
+"""Audit events (shaped after FHIR AuditEvent) and the audit service's methods.
+
+Every service publishes an `AuditEvent` for every read or change of patient data and
+every security-relevant action; the audit service stores them in a hash chain.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from contracts.base import EventType, Model, Role
+
 SERVICE = "audit"
+
+
+class AuditAction(StrEnum):
+    """FHIR AuditEvent.action: create, read, update, delete, execute."""
+
+    create = "C"
+    read = "R"
+    update = "U"
+    delete = "D"
+    execute = "E"
+
+
+class AuditOutcome(StrEnum):
+    """FHIR AuditEvent.outcome, simplified: success, refused (4xx), failure (5xx)."""
+
+    success = "success"
+    refused = "refused"
+    failure = "failure"
+
+
+class AuditAgent(Model):
+    """Who acted (FHIR AuditEvent.agent); account_id None for anonymous or system actions."""
+
+    account_id: str | None = None
+    role: Role | None = None
+    address: str | None = Field(default=None, description="Client network address, if known.")
+
+
+class AuditEvent(Model):
+    """One audited action. `type` names it (e.g. `patient.read`, `keyvault.unseal`)."""
+
+    event_id: str = Field(description="Unique id chosen by the publisher (de-duplication).")
+    type: str = Field(max_length=100)
+    action: AuditAction
+    outcome: AuditOutcome
+    recorded: datetime
+    agent: AuditAgent
+    source: str = Field(description="The service that observed the action.")
+    patient_id: str | None = Field(default=None, description="Entity: the patient concerned.")
+    entity_type: str | None = None
+    entity_id: str | None = None
+    purpose_of_use: str | None = Field(default=None, description="e.g. TREAT, ETREAT")
+    detail: str | None = Field(default=None, max_length=1000)
+    trace_id: str | None = None
+
+
+AUDIT_RECORDED = EventType("audit.recorded", AuditEvent)
+"""Routing key pattern for consumers: `audit.#`."""

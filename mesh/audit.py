@@ -1,0 +1,74 @@
+"""Publishing audit events, the same way from every service.
+
+With a transaction's connection the event goes through the outbox (it exists exactly
+when the write commits). Without one it is published at once with publisher confirms;
+if the broker does not confirm, this raises `Unavailable`, so a caller that must not
+return patient data unaudited fails closed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from contracts.audit import AUDIT_RECORDED, AuditAction, AuditAgent, AuditEvent, AuditOutcome
+from contracts.base import Principal
+from mesh import outbox
+from mesh.context import current_call
+from mesh.errors import Unavailable
+from mesh.logging import get_logger
+from mesh.runtime import Runtime
+
+log = get_logger("mesh.audit")
+
+
+def make_event(
+    source: str,
+    type: str,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    *,
+    principal: Principal | None = None,
+    address: str | None = None,
+    patient_id: str | None = None,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    purpose_of_use: str | None = None,
+    detail: str | None = None,
+) -> AuditEvent:
+    """An audit event; principal and trace default to those of the call being served."""
+    call = current_call.get()
+    if principal is None and call is not None:
+        principal = call.principal
+    return AuditEvent(
+        event_id=str(uuid.uuid4()),
+        type=type,
+        action=action,
+        outcome=outcome,
+        recorded=datetime.now(UTC),
+        agent=AuditAgent(
+            account_id=principal.account_id if principal else None,
+            role=principal.role if principal else None,
+            address=address,
+        ),
+        source=source,
+        patient_id=patient_id,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        purpose_of_use=purpose_of_use,
+        detail=detail[:1000] if detail else None,
+        trace_id=call.trace_id if call else None,
+    )
+
+
+async def record(runtime: Runtime, event: AuditEvent, *, conn: Any = None) -> None:
+    """Make `event` durable: in the outbox of `conn`'s transaction, or confirmed now."""
+    if conn is not None:
+        await outbox.add_event(conn, AUDIT_RECORDED, event)
+        return
+    try:
+        await runtime.events.publish(AUDIT_RECORDED, event, message_id=event.event_id)
+    except Exception as exc:
+        log.error("audit.publish_failed", type=event.type, error=str(exc))
+        raise Unavailable("the audit trail is unavailable; the action was not performed") from exc
