@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     outbox_poll_s: float = 0.5
     shutdown_grace_s: float = 10.0
 
+    signature_window_s: float = Field(
+        default=30.0, gt=0, description="How old a signed request's `created` may be."
+    )
+    signature_skew_s: float = Field(
+        default=5.0, ge=0, description="How far in the future `created` may be (clock skew)."
+    )
+
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 
