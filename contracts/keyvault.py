@@ -153,15 +153,22 @@ class VerifyMacReply(Model):
     valid: list[bool]
 
 
-class BlindIndexItem(Model):
+class BlindIndexTerm(Model):
     field: str = Field(
-        description="Which normalisation: family_name, date_of_birth, phone, mrn, email …"
+        description="Which normalisation: family_name, given_name, date_of_birth, phone, mrn, "
+        "email (rules in services/keyvault/ciphers.py `normalise`)."
     )
     value: str = Field(max_length=1000)
 
 
+class BlindIndexQuery(Model):
+    """One search token: a single term, or a compound of several (e.g. name + birth date)."""
+
+    terms: list[BlindIndexTerm] = Field(min_length=1, max_length=4)
+
+
 class BlindIndexRequest(Model):
-    items: list[BlindIndexItem] = Field(max_length=MAX_ROWS)
+    queries: list[BlindIndexQuery] = Field(max_length=MAX_ROWS)
 
 
 class BlindIndexReply(Model):

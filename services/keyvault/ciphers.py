@@ -1,8 +1,8 @@
 """The keyvault's pure cryptographic formats (DESIGN §4): no I/O, no state but memory.
 
-Everything here is deterministic given its inputs (nonces are passed in), so the
-formats can be tested byte for byte; the service layer owns key lookup, nonce
-leasing in the database, and auditing.
+Nonces are passed in (only key wrapping and the check value default to random
+ones), so the formats can be tested byte for byte; the service layer owns key
+lookup, nonce leasing in the database, and auditing.
 
 Formats (all integers big-endian, ``lp(x)`` = 4-byte length ‖ UTF-8 bytes):
 
@@ -442,9 +442,11 @@ def _wrap_aad(header: bytes, purpose: str) -> bytes:
 
 
 def _random_nonce(nonce: bytes | None) -> bytes:
-    # Wrapping happens a handful of times per key's life (creation, rotation), so
-    # random 96-bit nonces are safe: a collision needs ~2**48 wraps under one root
-    # key. Counters would need a database lease for no benefit.
+    # Wrapping happens a handful of times per key's life (creation, rotation, a new
+    # root key), so random 96-bit nonces are safe: after q wraps under one root key
+    # the chance of any repeat is about q**2 / 2**97 (below 2**-57 for a million
+    # wraps; NIST allows 2**32 random-nonce uses). Counters would need a database
+    # lease for no benefit.
     if nonce is None:
         return secrets.token_bytes(NONCE_BYTES)
     _check_nonce(nonce)
@@ -518,7 +520,11 @@ def make_check_value(root_key: KeyInput, nonce: bytes | None = None) -> bytes:
 
 
 def check_root_key(root_key: KeyInput, check_value: bytes) -> bool:
-    """True only if ``check_value`` decrypts under ``root_key`` to the fixed label."""
+    """True only if ``check_value`` decrypts under ``root_key`` to the fixed label.
+
+    Garbage check values give ``False``; a root key that is not 32 bytes is a
+    caller bug and raises ``ValueError``.
+    """
     aead = ChaCha20Poly1305(_key_material(root_key, "root key"))
     try:
         parsed = _parse(check_value, WRAP_VERSION, "check value", len(_CHECK_LABEL))
@@ -536,7 +542,7 @@ def check_root_key(root_key: KeyInput, check_value: bytes) -> bool:
 
 # --------------------------------------------------------------------------- row MAC
 
-ColumnValue = bytes | str | int | None
+ColumnValue = bytes | bytearray | str | int | None
 _ROW_LABEL: Final = b"medihaven.row.v1"
 
 

@@ -1,0 +1,1 @@
+"""Tests of the keyvault's pure cryptographic core."""
