@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -355,7 +354,7 @@ class RpcServer:
         self.runtime = runtime
         self.router = router
         self.prefetch = prefetch
-        self.instance = f"{router.service}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.instance = runtime.instance
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._dlx: AbstractExchange | None = None

@@ -7,7 +7,10 @@ its RPC server and its event consumers. Handlers reach it through `ctx.runtime`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,14 @@ class Runtime:
     consumers: list[EventConsumer] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     """Service-specific objects (e.g. the keyvault's keyring), set by its startup hook."""
+    on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None
+    instance: str = field(default_factory=lambda: secrets.token_hex(3))
+    """This process's replica id, e.g. `records-4242-a1b2c3` (set at start)."""
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run a background loop for as long as the runtime runs (cancelled on stop)."""
+        self.tasks.append(asyncio.create_task(coro, name=name))
 
     @classmethod
     async def start(
@@ -61,6 +72,7 @@ class Runtime:
         migrations: Path | None = None,
         consumers: Sequence[ConsumerSpec] = (),
         on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None,
         use_database: bool = True,
     ) -> Runtime:
         """Connect, migrate, then begin serving (RPC last, once everything is ready)."""
@@ -71,7 +83,15 @@ class Runtime:
         await rpc.start()
         publisher = EventPublisher(connection)
         await publisher.start()
-        runtime = cls(name, settings, connection, rpc, publisher)
+        runtime = cls(
+            name,
+            settings,
+            connection,
+            rpc,
+            publisher,
+            on_shutdown=on_shutdown,
+            instance=f"{name}-{os.getpid()}-{secrets.token_hex(3)}",
+        )
         try:
             if use_database:
                 database = settings.database(name)
@@ -107,6 +127,14 @@ class Runtime:
             await self.server.stop(grace)
         for consumer in self.consumers:
             await consumer.stop(grace)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.on_shutdown is not None:
+            try:
+                await self.on_shutdown(self)
+            except Exception:
+                log.exception("runtime.shutdown_hook_failed")
         if self.relay is not None:
             await self.relay.stop()
         await self.rpc.close()

@@ -66,6 +66,7 @@ def create_service_app(
     migrations: Path | None = None,
     consumers: Sequence[ConsumerSpec] = (),
     on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None,
     settings: Settings | None = None,
 ) -> FastAPI:
     """A service process: its RPC handlers and consumers run inside the app's lifespan."""
@@ -81,6 +82,7 @@ def create_service_app(
             migrations=migrations,
             consumers=consumers,
             on_startup=on_startup,
+            on_shutdown=on_shutdown,
         )
         app.state.runtime = runtime
         log.info("service.started", service=name)
