@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import aio_pika
@@ -52,7 +53,7 @@ class RawClient:
         return await asyncio.wait_for(fut, 5)
 
 
-async def run(duration_s: float = 3.0) -> dict[str, object]:
+async def run(duration_s: float = 3.0) -> Mapping[str, object]:
     settings = get_settings()
     server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
         [sys.executable, "-m", "bench.echo_server"], cwd=ROOT, stdout=subprocess.PIPE

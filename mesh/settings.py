@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="How far in the future `created` may be (clock skew)."
     )
 
+    keyvault_block_size: int = Field(
+        default=65536,
+        ge=1,
+        description="Nonce counters a keyvault replica leases at a time (per key).",
+    )
+
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 

@@ -1,11 +1,73 @@
-"""The keyvault service process: its FastAPI app, with the mesh running in its lifespan."""
+"""The keyvault process: the only holder of the unsealed root key.
+
+It listens only on the bus. Every start is sealed (except in development mode); a
+background loop picks up keys rotated by other replicas and flushes key use counts.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+from contracts.auth import ACCOUNT_CHANGED, AccountChanged
 from contracts.keyvault import SERVICE
+from mesh.events import EventHandler, ReceivedEvent
+from mesh.logging import get_logger
+from mesh.runtime import ConsumerSpec, Runtime
 from mesh.service import create_service_app
+from services.keyvault.devmode import auto_unseal
+from services.keyvault.gate import AccountKeys
 from services.keyvault.handlers import router
+from services.keyvault.vault import Vault
 
-app = create_service_app(SERVICE, router, migrations=Path(__file__).with_name("migrations"))
+log = get_logger("keyvault")
+MAINTENANCE_INTERVAL_S = 5.0
+
+
+async def start_vault(runtime: Runtime) -> None:
+    assert runtime.db is not None
+    vault = Vault(runtime.db, runtime.instance, block_size=runtime.settings.keyvault_block_size)
+    await vault.load()
+    runtime.state["vault"] = vault
+    runtime.state["accounts"] = AccountKeys()
+    if runtime.settings.dev_mode:
+        await auto_unseal(vault)
+    runtime.spawn(maintain(vault), "keyvault-maintenance")
+
+
+async def maintain(vault: Vault) -> None:
+    while True:
+        await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+        try:
+            await vault.flush_use_counts()
+            await vault.sync_keys()
+        except Exception as exc:
+            log.warning("keyvault.maintenance_failed", error=str(exc))
+
+
+async def stop_vault(runtime: Runtime) -> None:
+    vault: Vault | None = runtime.state.get("vault")
+    if vault is not None:
+        await vault.seal()
+
+
+def forget_changed_accounts(runtime: Runtime) -> EventHandler:
+    async def handle(event: ReceivedEvent[AccountChanged]) -> None:
+        runtime.state["accounts"].forget(event.payload.account_id)
+
+    return handle
+
+
+CONSUMERS = [
+    # Non-durable: every keyvault replica must drop the account from its own cache.
+    ConsumerSpec("keyvault-accounts", [ACCOUNT_CHANGED], forget_changed_accounts, durable=False)
+]
+
+app = create_service_app(
+    SERVICE,
+    router,
+    migrations=Path(__file__).with_name("migrations"),
+    consumers=CONSUMERS,
+    on_startup=start_vault,
+    on_shutdown=stop_vault,
+)

@@ -1,0 +1,78 @@
+"""A full dump of the keyvault's database holds no usable key.
+
+The attacker's view: `mysqldump` of medihaven_keyvault, searched for the root key and
+every unwrapped key, as raw bytes, hex (either case) and base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from contracts import keyvault as kv
+from mesh.settings import Settings
+from services.keyvault import shamir
+from tests.conftest import isolated_settings
+from tests.keyvault.support import unsealed_keyvault, vault_of
+
+DUMP = shutil.which("mariadb-dump") or shutil.which("mysqldump")
+
+
+def encodings(secret: bytes) -> list[bytes]:
+    return [
+        secret,
+        secret.hex().encode(),
+        secret.hex().upper().encode(),
+        base64.b64encode(secret),
+        base64.urlsafe_b64encode(secret).rstrip(b"="),
+    ]
+
+
+def dump(settings: Settings, database: str, *extra: str) -> bytes:
+    assert DUMP is not None
+    args = [DUMP, "-h", settings.db_host, "-P", str(settings.db_port), "-u", settings.db_user]
+    password = settings.db_password.get_secret_value()
+    if password:
+        args.append(f"-p{password}")
+    return subprocess.run(
+        [*args, *extra, database], check=True, capture_output=True, timeout=60
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def dump_settings() -> Iterator[Settings]:
+    with isolated_settings("kvdump") as settings:
+        yield settings
+
+
+@pytest.mark.skipif(DUMP is None, reason="mysqldump / mariadb-dump is not installed")
+async def test_database_dump_holds_no_root_key_and_no_unwrapped_key(
+    dump_settings: Settings,
+) -> None:
+    async with unsealed_keyvault(dump_settings) as (runtime, init):
+        await runtime.rpc.call(
+            kv.ENCRYPT,
+            kv.EncryptRequest(
+                rows=[kv.FieldRow(table="t", row_id=str(i), fields={"x": "y"}) for i in range(50)]
+            ),
+        )
+        root = bytes(shamir.combine_shares([shamir.parse_share(s) for s in init.shares[:3]]))
+        keys = [bytes(k.secret.reveal()) for k in vault_of(runtime)._keys.values()]
+        assert len(keys) == 18
+        dumps = [
+            dump(dump_settings, dump_settings.database("keyvault")),
+            dump(dump_settings, dump_settings.database("keyvault"), "--hex-blob"),
+        ]
+    assert all(b"vault_keys" in d for d in dumps)
+    for secret in [root, *keys]:
+        for form in encodings(secret):
+            for d in dumps:
+                assert form not in d
+    # and no share either
+    for share in init.shares:
+        for d in dumps:
+            assert share.encode() not in d
