@@ -22,7 +22,6 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from mesh.httpsig import proof_from_headers, sign_request
 from nacl.public import PrivateKey
 
 from bench.common import write_results
@@ -37,6 +36,7 @@ from contracts.auth import (
 )
 from contracts.base import Principal, Role
 from mesh.context import CallContext
+from mesh.httpsig import proof_from_headers, sign_request
 from mesh.rpc import RpcRouter
 from mesh.runtime import Runtime
 from mesh.settings import Settings, get_settings

@@ -13,7 +13,6 @@ import base64
 import time
 from dataclasses import dataclass
 
-from mesh.httpsig import RequestProof, SignatureError, parse_proof, verify_proof
 from pydantic import ValidationError
 
 from contracts.audit import AuditAction, AuditOutcome
@@ -29,6 +28,7 @@ from contracts.keyvault import SERVICE
 from mesh import audit
 from mesh.context import CallContext
 from mesh.errors import IntegrityError, NotFound, RpcError, Unauthenticated
+from mesh.httpsig import RequestProof, SignatureError, parse_proof, verify_proof
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
 from services.keyvault.vault import Vault
@@ -81,10 +81,10 @@ async def require_user_signature(
     try:
         return await _check(ctx, vault, accounts)
     except RpcError as exc:
-        log.warning("keyvault.signature_refused", reason=exc.message, method=ctx.method)
+        log.warning("vault.signature_refused", reason=exc.message, method=ctx.method)
         event = audit.make_event(
             SERVICE,
-            "keyvault.signature_refused",
+            "vault.signature_refused",
             AuditAction.execute,
             AuditOutcome.refused,
             patient_id=patient_id,

@@ -71,11 +71,11 @@ async def init(req: kv.InitRequest, ctx: CallContext) -> kv.InitReply:
     try:
         shares = await vault.initialise(req.threshold, req.shares)
     except RpcError as exc:
-        await _audit(ctx, "keyvault.init", AuditOutcome.refused, exc.message)
+        await _audit(ctx, "vault.initialise", AuditOutcome.refused, exc.message)
         raise
     sealed = [seal_share(req.recipient_public_key, share) for share in shares]
     shares.clear()
-    await _audit(ctx, "keyvault.init", AuditOutcome.success, f"{req.threshold} of {req.shares}")
+    await _audit(ctx, "vault.initialise", AuditOutcome.success, f"{req.threshold} of {req.shares}")
     return kv.InitReply(sealed_shares=sealed, threshold=req.threshold, shares=req.shares)
 
 
@@ -86,10 +86,10 @@ async def unseal(req: kv.UnsealRequest, ctx: CallContext) -> kv.StatusReply:
     try:
         await vault.submit_share(req.sealed_share)
     except RpcError as exc:
-        await _audit(ctx, "keyvault.unseal", AuditOutcome.refused, exc.message)
+        await _audit(ctx, "vault.unseal", AuditOutcome.refused, exc.message)
         raise
     if was_sealed and vault.state is kv.VaultState.unsealed:
-        await _audit(ctx, "keyvault.unseal", AuditOutcome.success, "unsealed")
+        await _audit(ctx, "vault.unseal", AuditOutcome.success, "unsealed")
         return await status_reply(vault, "unsealed")
     meta = vault.meta
     assert meta is not None
@@ -106,14 +106,14 @@ async def seal(req: kv.SealRequest, ctx: CallContext) -> kv.StatusReply:
     vault = _vault(ctx)
     await vault.seal()
     _accounts(ctx).clear()
-    await _audit(ctx, "keyvault.seal", AuditOutcome.success)
+    await _audit(ctx, "vault.seal", AuditOutcome.success)
     return await status_reply(vault, "sealed: every key was wiped from this replica's memory")
 
 
 @router.handler(kv.ROTATE)
 async def rotate(req: kv.RotateRequest, ctx: CallContext) -> kv.RotateReply:
     added, retired = await _vault(ctx).rotate(req.add, req.retire_existing)
-    await _audit(ctx, "keyvault.rotate", AuditOutcome.success, f"added {added}, retired {retired}")
+    await _audit(ctx, "vault.rotate", AuditOutcome.success, f"added {added}, retired {retired}")
     return kv.RotateReply(added=added, retired=retired)
 
 
