@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -308,39 +309,56 @@ class Vault:
                 return key
         raise IntegrityError(f"no active {purpose} key")
 
-    async def _nonce(self, key: LiveKey) -> bytes:
+    async def _counters(self, key: LiveKey, count: int) -> int:
+        """Reserve `count` consecutive nonce counters of `key`; returns the first.
+
+        Leases a new block (one committed database update) when the current one cannot
+        hold them all; the rest of the old block is abandoned, never reused.
+        """
         block = key.block
-        if block is None or block.exhausted:
+        if block is None or block.remaining < count:
             async with key.lease_lock:
                 block = key.block
-                if block is None or block.exhausted:
-                    start = await store.lease_counters(
-                        self.db, key.key_id, self.block_size, self.instance
-                    )
-                    block = ciphers.NonceBlock(
-                        key.key_id, key.prefix, start, start + self.block_size
-                    )
+                if block is None or block.remaining < count:
+                    size = max(self.block_size, count)
+                    start = await store.lease_counters(self.db, key.key_id, size, self.instance)
+                    block = ciphers.NonceBlock(key.key_id, key.prefix, start, start + size)
                     key.block = block
-        self._uses[key.key_id] = self._uses.get(key.key_id, 0) + 1
-        return block.next_nonce()
+        self._uses[key.key_id] = self._uses.get(key.key_id, 0) + count
+        return block.take(count)
+
+    async def _nonce(self, key: LiveKey) -> bytes:
+        return ciphers.nonce_for(key.prefix, await self._counters(key, 1))
 
     async def encrypt(self, rows: Sequence[FieldRow]) -> list[dict[str, str]]:
         """Encrypt each row's fields under one active data key picked at random per row."""
         self._require_unsealed_root()
-        if not self._active_data:
+        active = self._active_data
+        if not active:
             raise IntegrityError("no active data key")
-        out: list[dict[str, str]] = []
-        for row in rows:
-            key = self._keys[secrets.choice(self._active_data)]
-            encrypted: dict[str, str] = {}
+        out: list[dict[str, str]] = [{} for _ in rows]
+        per_key: dict[int, list[tuple[int, str, bytes, ciphers.FieldContext]]] = {}
+        for index, (row, pick) in enumerate(
+            zip(rows, _uniform_picks(len(active), len(rows)), strict=True)
+        ):
+            items = per_key.setdefault(active[pick], [])
             for column, plaintext in row.fields.items():
-                context = _context(row.table, column, row.row_id)
-                nonce = await self._nonce(key)
-                blob = ciphers.encrypt_field(
-                    key.aead, key.key_id, nonce, plaintext.encode("utf-8"), context
+                items.append(
+                    (
+                        index,
+                        column,
+                        plaintext.encode("utf-8"),
+                        _context(row.table, column, row.row_id),
+                    )
                 )
-                encrypted[column] = b64encode(blob)
-            out.append(encrypted)
+        for key_id, items in per_key.items():
+            key = self._keys[key_id]
+            first = await self._counters(key, len(items))
+            blobs = ciphers.encrypt_fields(
+                key.aead, key_id, key.prefix, first, [(pt, ctx) for _, _, pt, ctx in items]
+            )
+            for (index, column, _, _), blob in zip(items, blobs, strict=True):
+                out[index][column] = b64encode(blob)
         return out
 
     async def decrypt(self, rows: Sequence[FieldRow]) -> list[dict[str, str]]:
@@ -411,6 +429,16 @@ class Vault:
             except (ValueError, TypeError) as exc:
                 raise BadRequest(f"cannot index this value: {exc}") from None
         return tokens
+
+
+def _uniform_picks(choices: int, count: int) -> list[int]:
+    """`count` independent uniform picks in range(choices), from the OS CSPRNG.
+
+    One urandom call for the batch; 32-bit values reduced modulo `choices` are biased by
+    at most choices / 2**32 (none at all for the default 16 keys, a power of two).
+    """
+    raw = os.urandom(4 * count)
+    return [int.from_bytes(raw[i : i + 4], "big") % choices for i in range(0, 4 * count, 4)]
 
 
 def _context(table: str, column: str, row_id: str) -> ciphers.FieldContext:
