@@ -30,7 +30,6 @@ WYCHEPROOF = ROOT.parent / "shared" / "vectors" / "ed25519_test.json"
 VECTORS = ROOT / "tests" / "vectors" / "httpsig_vectors.json"
 URI = "https://clinic.example/api/v1/patients?mrn=MH-1"
 KEY = Ed25519PrivateKey.generate()
-NOW = time.time()
 
 
 def proof(
@@ -41,7 +40,7 @@ def proof(
 
 
 def check(p: RequestProof, body: bytes | None = b'{"a":1}', key: Any = None, **kw: Any) -> Any:
-    return verify_proof(p, key or KEY.public_key(), now=NOW, body=body, **kw)
+    return verify_proof(p, key or KEY.public_key(), now=time.time(), body=body, **kw)
 
 
 def reason_of(p: RequestProof, **kw: Any) -> SignatureReason:
@@ -69,9 +68,10 @@ def test_each_refusal_reason() -> None:
     assert reason_of(forged_digest, body=None) is SignatureReason.bad_signature
     other_key = Ed25519PrivateKey.generate().public_key()
     assert reason_of(good, key=other_key) is SignatureReason.bad_signature
-    assert reason_of(proof(created=int(NOW) - 31)) is SignatureReason.stale
-    assert reason_of(proof(created=int(NOW) + 60)) is SignatureReason.stale
-    assert check(proof(created=int(NOW) - 29)).key_id == "acc-1"
+    now = int(time.time())
+    assert reason_of(proof(created=now - 31)) is SignatureReason.stale
+    assert reason_of(proof(created=now + 60)) is SignatureReason.stale
+    assert check(proof(created=now - 28)).key_id == "acc-1"
     with pytest.raises(SignatureError) as err:
         proof_from_headers("GET", URI, {"Signature": "sig1=:AA==:"})
     assert err.value.reason is SignatureReason.missing
