@@ -1,8 +1,282 @@
-"""RPC handlers of the chat service (ping is answered by the shared runtime)."""
+"""RPC handlers of the chat service.
+
+Text (messages, group names) is keyvault ciphertext at rest; every read decrypts in one
+keyvault batch, which the keyvault serves only on the reader's own fresh signature.
+"""
 
 from __future__ import annotations
 
-from contracts.chat import SERVICE
-from mesh.rpc import RpcRouter
+import uuid
+from datetime import UTC, datetime
 
-router = RpcRouter(SERVICE)
+from contracts import chat
+from contracts import keyvault as kv
+from contracts.auth import RESOLVE_KEY, AccountStatus, ResolveKeyRequest
+from contracts.base import Principal
+from mesh import outbox
+from mesh.context import CallContext
+from mesh.errors import Forbidden, InvalidRequest, NotFound
+from mesh.rpc import RpcRouter
+from mesh.runtime import Runtime
+from services.chat import store
+
+router = RpcRouter(chat.SERVICE)
+
+MESSAGES_TABLE = "messages"
+CONVERSATIONS_TABLE = "conversations"
+
+
+def _runtime(ctx: CallContext) -> Runtime:
+    assert ctx.runtime is not None and ctx.runtime.db is not None
+    return ctx.runtime
+
+
+def _me(ctx: CallContext) -> Principal:
+    assert ctx.principal is not None  # every chat method requires a role
+    return ctx.principal
+
+
+async def _require_active_staff(runtime: Runtime, account_ids: list[str]) -> None:
+    for account_id in account_ids:
+        try:
+            record = await runtime.rpc.call(RESOLVE_KEY, ResolveKeyRequest(account_id=account_id))
+        except NotFound:
+            raise NotFound(
+                f"no staff member {account_id!r}", details={"account_id": account_id}
+            ) from None
+        if record.account.status is not AccountStatus.active:
+            raise InvalidRequest(f"staff member {account_id!r} is disabled")
+
+
+async def _member_conversation(ctx: CallContext, conversation_id: str) -> store.ConversationRow:
+    """The conversation, if it exists and the caller is a member (404 / 403 otherwise)."""
+    conversation = await store.get_conversation(_runtime(ctx).db, conversation_id)
+    if conversation is None:
+        raise NotFound("unknown conversation", details={"conversation_id": conversation_id})
+    if _me(ctx).account_id not in conversation.member_ids:
+        raise Forbidden("you are not a member of this conversation")
+    return conversation
+
+
+async def _decrypt(runtime: Runtime, rows: list[kv.FieldRow]) -> list[dict[str, str]]:
+    if not rows:
+        return []
+    reply = await runtime.rpc.call(kv.DECRYPT, kv.DecryptRequest(rows=rows))
+    return reply.rows
+
+
+def _conversation(row: store.ConversationRow, name: str | None) -> chat.Conversation:
+    return chat.Conversation(
+        conversation_id=row.conversation_id,
+        kind=chat.ConversationKind(row.kind),
+        name=name,
+        member_ids=row.member_ids,
+        created_by=row.created_by,
+        created_at=row.created_at,
+    )
+
+
+@router.handler(chat.OPEN_DIRECT)
+async def open_direct(req: chat.OpenDirectRequest, ctx: CallContext) -> chat.Conversation:
+    """The one direct conversation of two staff members (made on first use)."""
+    me = _me(ctx).account_id
+    if req.other_account_id == me:
+        raise InvalidRequest("a direct conversation needs another staff member")
+    runtime = _runtime(ctx)
+    await _require_active_staff(runtime, [req.other_account_id])
+    pair = sorted([me, req.other_account_id])
+    direct_key = "|".join(pair)
+    existing = await store.find_direct(ctx.tx, direct_key)
+    if existing is None:
+        existing = str(uuid.uuid4())
+        await store.insert_conversation(ctx.tx, existing, "direct", None, direct_key, me, pair)
+    row = await store.get_conversation(ctx.tx, existing)
+    assert row is not None
+    return _conversation(row, None)
+
+
+@router.handler(chat.CREATE_GROUP)
+async def create_group(req: chat.CreateGroupRequest, ctx: CallContext) -> chat.Conversation:
+    me = _me(ctx).account_id
+    members = sorted({me, *req.member_ids})
+    if len(members) < 2:
+        raise InvalidRequest("a group needs at least one other member")
+    runtime = _runtime(ctx)
+    await _require_active_staff(runtime, [m for m in members if m != me])
+    conversation_id = str(uuid.uuid4())
+    encrypted = await runtime.rpc.call(
+        kv.ENCRYPT,
+        kv.EncryptRequest(
+            rows=[
+                kv.FieldRow(
+                    table=CONVERSATIONS_TABLE, row_id=conversation_id, fields={"name": req.name}
+                )
+            ]
+        ),
+    )
+    await store.insert_conversation(
+        ctx.tx, conversation_id, "group", encrypted.rows[0]["name"], None, me, members
+    )
+    row = await store.get_conversation(ctx.tx, conversation_id)
+    assert row is not None
+    return _conversation(row, req.name)
+
+
+@router.handler(chat.LIST_CONVERSATIONS)
+async def list_conversations(
+    req: chat.ListConversationsRequest, ctx: CallContext
+) -> chat.ConversationList:
+    runtime = _runtime(ctx)
+    assert runtime.db is not None
+    me = _me(ctx).account_id
+    rows = await store.conversations_of(runtime.db, me)
+    counts = await store.unread_and_last(runtime.db, me)
+    named = [r for r in rows if r.name_enc]
+    names = await _decrypt(
+        runtime,
+        [
+            kv.FieldRow(
+                table=CONVERSATIONS_TABLE,
+                row_id=r.conversation_id,
+                fields={"name": r.name_enc or ""},
+            )
+            for r in named
+        ],
+    )
+    name_of = {r.conversation_id: n["name"] for r, n in zip(named, names, strict=True)}
+    summaries = []
+    for row in rows:
+        unread, last_id, last_at = counts.get(row.conversation_id, (0, None, None))
+        summaries.append(
+            chat.ConversationSummary(
+                conversation=_conversation(row, name_of.get(row.conversation_id)),
+                unread=unread,
+                last_message_id=last_id,
+                last_message_at=last_at,
+            )
+        )
+    summaries.sort(key=lambda s: s.last_message_id or 0, reverse=True)
+    return chat.ConversationList(conversations=summaries)
+
+
+@router.handler(chat.SEND)
+async def send(req: chat.SendRequest, ctx: CallContext) -> chat.Message:
+    runtime = _runtime(ctx)
+    conversation = await _member_conversation(ctx, req.conversation_id)
+    message_uuid = str(uuid.uuid4())
+    encrypted = await runtime.rpc.call(
+        kv.ENCRYPT,
+        kv.EncryptRequest(
+            rows=[kv.FieldRow(table=MESSAGES_TABLE, row_id=message_uuid, fields={"text": req.text})]
+        ),
+    )
+    sent_at = datetime.now(UTC)
+    # Taken last, so the sequence row is locked only for the insert and the commit.
+    message_id = await store.next_message_id(ctx.tx)
+    me = _me(ctx).account_id
+    await store.insert_message(
+        ctx.tx,
+        store.MessageRow(
+            message_id,
+            message_uuid,
+            conversation.conversation_id,
+            me,
+            encrypted.rows[0]["text"],
+            sent_at,
+        ),
+    )
+    await outbox.add_event(
+        ctx.tx,
+        chat.MESSAGE_SENT,
+        chat.MessageSent(
+            message_id=message_id,
+            conversation_id=conversation.conversation_id,
+            sender_id=me,
+            member_ids=conversation.member_ids,
+            sent_at=sent_at,
+        ),
+    )
+    return chat.Message(
+        message_id=message_id,
+        conversation_id=conversation.conversation_id,
+        sender_id=me,
+        sent_at=sent_at,
+        text=req.text,
+    )
+
+
+@router.handler(chat.HISTORY)
+async def history(req: chat.HistoryRequest, ctx: CallContext) -> chat.MessagePage:
+    if req.after_id is not None and req.before_id is not None:
+        raise InvalidRequest("give after_id or before_id, not both")
+    runtime = _runtime(ctx)
+    assert runtime.db is not None
+    if req.conversation_id is not None:
+        await _member_conversation(ctx, req.conversation_id)
+    rows = await store.messages(
+        runtime.db, _me(ctx).account_id, req.conversation_id, req.after_id, req.before_id, req.limit
+    )
+    texts = await _decrypt(
+        runtime,
+        [
+            kv.FieldRow(table=MESSAGES_TABLE, row_id=r.message_uuid, fields={"text": r.text_enc})
+            for r in rows
+        ],
+    )
+    messages = [
+        chat.Message(
+            message_id=r.message_id,
+            conversation_id=r.conversation_id,
+            sender_id=r.sender_id,
+            sent_at=r.sent_at,
+            text=t["text"],
+        )
+        for r, t in zip(rows, texts, strict=True)
+    ]
+    cursor = rows[-1].message_id if len(rows) == req.limit else None
+    return chat.MessagePage(messages=messages, next_cursor=cursor)
+
+
+@router.handler(chat.MARK_READ)
+async def mark_read(req: chat.MarkReadRequest, ctx: CallContext) -> chat.Receipt:
+    conversation = await _member_conversation(ctx, req.conversation_id)
+    runtime = _runtime(ctx)
+    assert runtime.db is not None
+    if req.up_to_message_id > await store.max_message_id(runtime.db, req.conversation_id):
+        raise InvalidRequest("up_to_message_id is beyond the conversation's last message")
+    me = _me(ctx).account_id
+    read_up_to = await store.mark_read(ctx.tx, req.conversation_id, me, req.up_to_message_id)
+    await outbox.add_event(
+        ctx.tx,
+        chat.MESSAGES_READ,
+        chat.MessagesRead(
+            conversation_id=req.conversation_id,
+            account_id=me,
+            read_up_to=read_up_to,
+            member_ids=conversation.member_ids,
+        ),
+    )
+    return chat.Receipt(
+        conversation_id=req.conversation_id,
+        account_id=me,
+        read_up_to=read_up_to,
+        read_at=datetime.now(UTC),
+    )
+
+
+@router.handler(chat.RECEIPTS)
+async def receipts(req: chat.ReceiptsRequest, ctx: CallContext) -> chat.ReceiptList:
+    await _member_conversation(ctx, req.conversation_id)
+    runtime = _runtime(ctx)
+    assert runtime.db is not None
+    return chat.ReceiptList(
+        receipts=[
+            chat.Receipt(
+                conversation_id=req.conversation_id,
+                account_id=account_id,
+                read_up_to=up_to,
+                read_at=read_at or datetime.fromtimestamp(0, UTC),
+            )
+            for account_id, up_to, read_at in await store.receipts(runtime.db, req.conversation_id)
+        ]
+    )
