@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import rpc
+from bench import keyvault, rpc
 
 
 async def main() -> None:
     await rpc.run()
+    await keyvault.run()
 
 
 if __name__ == "__main__":
