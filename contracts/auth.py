@@ -19,6 +19,8 @@ SERVICE = "auth"
 ADMIN = frozenset({Role.administrator})
 ACCOUNTS_TABLE = "staff_accounts"
 USERNAME_PATTERN = r"^[a-z][a-z0-9._-]{2,63}$"
+REGISTRATION_KEY_ID = "register"
+"""The `keyid` of a registration request, signed by the new (not yet registered) key."""
 
 
 class AccountStatus(StrEnum):

@@ -101,15 +101,19 @@ class Database:
         await self.fetchone("SELECT 1")
 
 
-async def execute(conn: aiomysql.Connection, sql: str, args: Sequence[Any] = ()) -> int:
-    """Run one statement on `conn` (e.g. inside a transaction)."""
+async def execute(conn: Database | aiomysql.Connection, sql: str, args: Sequence[Any] = ()) -> int:
+    """Run one statement on a transaction's connection (or, given a Database, in autocommit)."""
+    if isinstance(conn, Database):
+        return await conn.execute(sql, args)
     async with conn.cursor() as cur:
         return int(await cur.execute(sql, args))
 
 
 async def fetchone(
-    conn: aiomysql.Connection, sql: str, args: Sequence[Any] = ()
+    conn: Database | aiomysql.Connection, sql: str, args: Sequence[Any] = ()
 ) -> tuple[Any, ...] | None:
+    if isinstance(conn, Database):
+        return await conn.fetchone(sql, args)
     async with conn.cursor() as cur:
         await cur.execute(sql, args)
         row = await cur.fetchone()
@@ -117,8 +121,10 @@ async def fetchone(
 
 
 async def fetchall(
-    conn: aiomysql.Connection, sql: str, args: Sequence[Any] = ()
+    conn: Database | aiomysql.Connection, sql: str, args: Sequence[Any] = ()
 ) -> list[tuple[Any, ...]]:
+    if isinstance(conn, Database):
+        return await conn.fetchall(sql, args)
     async with conn.cursor() as cur:
         await cur.execute(sql, args)
         return list(await cur.fetchall())

@@ -63,7 +63,7 @@ async def insert_conversation(
 async def get_conversation(
     database: Database | Any, conversation_id: str
 ) -> ConversationRow | None:
-    rows = await _fetchall(
+    rows = await db.fetchall(
         database,
         "SELECT c.conversation_id, c.kind, c.name_enc, c.created_by, c.created_at, m.account_id "
         "FROM conversations c JOIN conversation_members m USING (conversation_id) "
@@ -210,11 +210,3 @@ async def max_message_id(database: Database, conversation_id: str) -> int:
         (conversation_id,),
     )
     return int(row[0]) if row else 0
-
-
-async def _fetchall(
-    database: Database | Any, sql: str, args: tuple[Any, ...]
-) -> list[tuple[Any, ...]]:
-    if isinstance(database, Database):
-        return await database.fetchall(sql, args)
-    return await db.fetchall(database, sql, args)

@@ -1,0 +1,228 @@
+"""SQL of the auth service: staff accounts and registration tokens (with their MACs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from contracts.auth import Account, AccountStatus
+from contracts.base import Role
+from contracts.keyvault import MacRow
+from mesh import db
+from mesh.db import Database
+
+TOKENS_TABLE = "registration_tokens"
+
+ACCOUNT_COLUMNS = (
+    "account_id, username, display_name, role, status, public_key, specialty, "
+    "created_at, updated_at, mac"
+)
+REGISTRATION_COLUMNS = (
+    "token_id, token_hash, role, expires_at, issued_by, created_at, revoked_at, used_by, "
+    "used_at, mac"
+)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """MariaDB keeps naive UTC datetimes; the wire has aware ones."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def naive(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _iso(value: datetime | None) -> str | None:
+    stamp = utc(value)
+    return stamp.isoformat(timespec="microseconds") if stamp else None
+
+
+@dataclass(frozen=True)
+class StoredAccount:
+    account: Account
+    mac: str
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    token_id: str
+    token_hash: str
+    role: Role
+    expires_at: datetime
+    issued_by: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+    used_by: str | None
+    used_at: datetime | None
+    mac: str
+
+    def with_(self, **changes: Any) -> StoredToken:
+        return replace(self, **changes)
+
+
+def token_mac_row(token: StoredToken) -> MacRow:
+    """The canonical MAC input of a registration-token row (every column but the MAC)."""
+    return MacRow(
+        table=TOKENS_TABLE,
+        pk=token.token_id,
+        columns=[
+            ("token_hash", token.token_hash),
+            ("role", token.role.value),
+            ("expires_at", _iso(token.expires_at)),
+            ("issued_by", token.issued_by),
+            ("created_at", _iso(token.created_at)),
+            ("revoked_at", _iso(token.revoked_at)),
+            ("used_by", token.used_by),
+            ("used_at", _iso(token.used_at)),
+        ],
+    )
+
+
+def _account(row: tuple[Any, ...]) -> StoredAccount:
+    created, updated = utc(row[7]), utc(row[8])
+    assert created is not None and updated is not None
+    return StoredAccount(
+        Account(
+            account_id=str(row[0]),
+            username=str(row[1]),
+            display_name=str(row[2]),
+            role=Role(row[3]),
+            status=AccountStatus(row[4]),
+            public_key=str(row[5]),
+            specialty=row[6],
+            created_at=created,
+            updated_at=updated,
+        ),
+        str(row[9]),
+    )
+
+
+def _token(row: tuple[Any, ...]) -> StoredToken:
+    expires, created = utc(row[3]), utc(row[5])
+    assert expires is not None and created is not None
+    return StoredToken(
+        token_id=str(row[0]),
+        token_hash=str(row[1]),
+        role=Role(row[2]),
+        expires_at=expires,
+        issued_by=row[4],
+        created_at=created,
+        revoked_at=utc(row[6]),
+        used_by=row[7],
+        used_at=utc(row[8]),
+        mac=str(row[9]),
+    )
+
+
+async def get_account(executor: Database | Any, account_id: str) -> StoredAccount | None:
+    sql = f"SELECT {ACCOUNT_COLUMNS} FROM staff_accounts WHERE account_id = %s"  # noqa: S608
+    row = await db.fetchone(executor, sql, (account_id,))
+    return _account(row) if row else None
+
+
+async def lock_account(conn: Any, account_id: str) -> StoredAccount | None:
+    sql = f"SELECT {ACCOUNT_COLUMNS} FROM staff_accounts WHERE account_id = %s FOR UPDATE"  # noqa: S608
+    row = await db.fetchone(conn, sql, (account_id,))
+    return _account(row) if row else None
+
+
+async def list_accounts(database: Database, role: Role | None) -> list[StoredAccount]:
+    sql = f"SELECT {ACCOUNT_COLUMNS} FROM staff_accounts"  # noqa: S608
+    args: tuple[Any, ...] = ()
+    if role is not None:
+        sql += " WHERE role = %s"
+        args = (role.value,)
+    rows = await database.fetchall(sql + " ORDER BY username", args)
+    return [_account(r) for r in rows]
+
+
+async def administrators(executor: Database | Any) -> list[StoredAccount]:
+    sql = f"SELECT {ACCOUNT_COLUMNS} FROM staff_accounts WHERE role = 'administrator'"  # noqa: S608
+    return [_account(r) for r in await db.fetchall(executor, sql, ())]
+
+
+async def username_taken(conn: Any, username: str) -> bool:
+    row = await db.fetchone(conn, "SELECT 1 FROM staff_accounts WHERE username = %s", (username,))
+    return row is not None
+
+
+async def insert_account(conn: Any, stored: StoredAccount) -> None:
+    a = stored.account
+    await db.execute(
+        conn,
+        f"INSERT INTO staff_accounts ({ACCOUNT_COLUMNS}) "  # noqa: S608
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            a.account_id,
+            a.username,
+            a.display_name,
+            a.role.value,
+            a.status.value,
+            a.public_key,
+            a.specialty,
+            naive(a.created_at),
+            naive(a.updated_at),
+            stored.mac,
+        ),
+    )
+
+
+async def update_account(conn: Any, stored: StoredAccount) -> None:
+    a = stored.account
+    await db.execute(
+        conn,
+        "UPDATE staff_accounts SET status = %s, public_key = %s, role = %s, updated_at = %s, "
+        "mac = %s WHERE account_id = %s",
+        (a.status.value, a.public_key, a.role.value, naive(a.updated_at), stored.mac, a.account_id),
+    )
+
+
+async def insert_token(conn: Any, token: StoredToken) -> None:
+    await db.execute(
+        conn,
+        f"INSERT INTO registration_tokens ({REGISTRATION_COLUMNS}) "  # noqa: S608
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            token.token_id,
+            token.token_hash,
+            token.role.value,
+            naive(token.expires_at),
+            token.issued_by,
+            naive(token.created_at),
+            naive(token.revoked_at),
+            token.used_by,
+            naive(token.used_at),
+            token.mac,
+        ),
+    )
+
+
+async def update_token(conn: Any, token: StoredToken) -> None:
+    await db.execute(
+        conn,
+        "UPDATE registration_tokens SET revoked_at = %s, used_by = %s, used_at = %s, mac = %s "
+        "WHERE token_id = %s",
+        (naive(token.revoked_at), token.used_by, naive(token.used_at), token.mac, token.token_id),
+    )
+
+
+async def lock_token_by_hash(conn: Any, token_hash: str) -> StoredToken | None:
+    sql = f"SELECT {REGISTRATION_COLUMNS} FROM registration_tokens WHERE token_hash = %s FOR UPDATE"  # noqa: S608
+    row = await db.fetchone(conn, sql, (token_hash,))
+    return _token(row) if row else None
+
+
+async def lock_token(conn: Any, token_id: str) -> StoredToken | None:
+    sql = f"SELECT {REGISTRATION_COLUMNS} FROM registration_tokens WHERE token_id = %s FOR UPDATE"  # noqa: S608
+    row = await db.fetchone(conn, sql, (token_id,))
+    return _token(row) if row else None
+
+
+async def list_tokens(database: Database) -> list[StoredToken]:
+    sql = f"SELECT {REGISTRATION_COLUMNS} FROM registration_tokens ORDER BY created_at DESC"  # noqa: S608
+    return [_token(r) for r in await database.fetchall(sql)]
