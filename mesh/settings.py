@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -51,6 +52,12 @@ class Settings(BaseSettings):
         description="Nonce counters a keyvault replica leases at a time (per key).",
     )
 
+    clinic_timezone: str = Field(
+        default="Europe/Berlin",
+        description="IANA time zone of the clinic: working hours and calendar days are "
+        "wall-clock times there (DST-aware); times on the wire are UTC.",
+    )
+
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 
@@ -62,6 +69,17 @@ class Settings(BaseSettings):
         default=False,
         description="Development conveniences (e.g. auto-unseal). Never enable in production.",
     )
+
+    @field_validator("clinic_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (IANA name, e.g. Europe/Berlin)"
+            ) from None
+        return value
 
     def database(self, service: str) -> str:
         """Name of the MariaDB database that belongs to `service`."""
