@@ -8,6 +8,8 @@ encryption run concurrently before the lock, so the lock is held only for SQL.
 
 Reasons for visit are keyvault ciphertext at rest: one ENCRYPT per write that has text,
 one DECRYPT batch per read, which the keyvault serves only on the reader's signature.
+Every method checks the caller's forwarded signature: writes and reads that decrypt
+nothing here (`access.require_signed`), reads that decrypt through the keyvault's gate.
 """
 
 from __future__ import annotations
@@ -254,7 +256,7 @@ async def set_days_off(req: sched.SetDaysOffRequest, ctx: CallContext) -> sched.
 async def availability(req: sched.AvailabilityRequest, ctx: CallContext) -> sched.Availability:
     runtime = runtime_of(ctx)
     physician_id = calendar_owner(ctx, req.physician_id)
-    await _known_physician(ctx, physician_id)
+    await rules.concurrently(access.require_signed(ctx), _known_physician(ctx, physician_id))
     return await _availability(_db(runtime), runtime, physician_id)
 
 
@@ -470,6 +472,8 @@ async def calendar(req: sched.CalendarRequest, ctx: CallContext) -> sched.Calend
         weekly = await store.weekly_hours(database, physician_id)
         off = await store.days_off(database, physician_id, first, last)
         patients = {r.patient_id for r in rows}
+        if not rows:  # nothing for the keyvault to decrypt, so its gate does not run
+            await access.require_signed(ctx)
         plain = await _decrypt(runtime, rows, next(iter(patients)) if len(patients) == 1 else None)
         await auditing.read(ctx, subject, patients)
     return sched.Calendar(
@@ -494,7 +498,7 @@ async def free_slots(req: sched.FreeSlotsRequest, ctx: CallContext) -> sched.Fre
     runtime = runtime_of(ctx)
     tz = _tz(runtime)
     physician_id = calendar_owner(ctx, req.physician_id)
-    await _known_physician(ctx, physician_id)
+    await rules.concurrently(access.require_signed(ctx), _known_physician(ctx, physician_id))
     database = _db(runtime)
     start, end = timeplan.day_bounds(req.first_day, req.last_day, tz)
     weekly = await store.weekly_hours(database, physician_id)

@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from mesh import db
-from mesh.db import Database
 
 OCCUPYING = ("booked", "completed", "no_show")
 """Statuses that hold their time: only a cancelled appointment frees it."""
@@ -64,17 +63,6 @@ def _row(r: Sequence[Any]) -> AppointmentRow:
     )
 
 
-async def _fetchall(target: Any, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
-    if isinstance(target, Database):
-        return await target.fetchall(sql, args)
-    return await db.fetchall(target, sql, args)
-
-
-async def _fetchone(target: Any, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
-    rows = await _fetchall(target, sql, args)
-    return rows[0] if rows else None
-
-
 # ---------------------------------------------------------------- physicians and locking
 
 
@@ -117,7 +105,7 @@ async def bump_version(conn: Any, physician_id: str) -> None:
 
 
 async def has_calendar(target: Any, physician_id: str) -> bool:
-    row = await _fetchone(
+    row = await db.fetchone(
         target, "SELECT 1 FROM physicians WHERE physician_id = %s", (physician_id,)
     )
     return row is not None
@@ -127,7 +115,7 @@ async def has_calendar(target: Any, physician_id: str) -> bool:
 
 
 async def weekly_hours(target: Any, physician_id: str) -> dict[int, list[tuple[int, int]]]:
-    rows = await _fetchall(
+    rows = await db.fetchall(
         target,
         "SELECT weekday, start_minute, end_minute FROM working_hours "
         "WHERE physician_id = %s ORDER BY weekday, start_minute",
@@ -154,7 +142,7 @@ async def replace_weekly_hours(
 
 
 async def days_off(target: Any, physician_id: str, first: date, last: date) -> set[date]:
-    rows = await _fetchall(
+    rows = await db.fetchall(
         target,
         "SELECT day FROM days_off WHERE physician_id = %s AND day BETWEEN %s AND %s",
         (physician_id, first, last),
@@ -163,7 +151,7 @@ async def days_off(target: Any, physician_id: str, first: date, last: date) -> s
 
 
 async def days_off_from(target: Any, physician_id: str, first: date) -> list[date]:
-    rows = await _fetchall(
+    rows = await db.fetchall(
         target,
         "SELECT day FROM days_off WHERE physician_id = %s AND day >= %s ORDER BY day",
         (physician_id, first),
@@ -244,7 +232,7 @@ async def get_appointment(
     target: Any, appointment_id: str, *, lock: bool = False
 ) -> AppointmentRow | None:
     sql = f"SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE appointment_id = %s"  # noqa: S608
-    row = await _fetchone(target, sql + (" FOR UPDATE" if lock else ""), (appointment_id,))
+    row = await db.fetchone(target, sql + (" FOR UPDATE" if lock else ""), (appointment_id,))
     return None if row is None else _row(row)
 
 
@@ -286,7 +274,7 @@ async def appointments_between(
 ) -> list[AppointmentRow]:
     """Appointments of the physician overlapping [start, end), in time order."""
     statuses = (*OCCUPYING, "cancelled") if include_cancelled else OCCUPYING
-    rows = await _fetchall(
+    rows = await db.fetchall(
         target,
         f"SELECT {APPOINTMENT_COLUMNS} FROM appointments "  # noqa: S608 - constant columns
         "WHERE physician_id = %s AND start_at < %s AND start_at > %s AND end_at > %s "
@@ -298,7 +286,7 @@ async def appointments_between(
 
 async def booked_from(target: Any, physician_id: str, not_before: datetime) -> list[AppointmentRow]:
     """Booked appointments of the physician that start at or after `not_before`."""
-    rows = await _fetchall(
+    rows = await db.fetchall(
         target,
         f"SELECT {APPOINTMENT_COLUMNS} FROM appointments "  # noqa: S608 - constant columns
         "WHERE physician_id = %s AND start_at >= %s AND status = 'booked' ORDER BY start_at",
