@@ -13,7 +13,7 @@ import typer
 
 from mesh.errors import RpcError
 from mesh.rpc import RpcClient
-from mesh.settings import get_settings
+from mesh.settings import Settings
 
 T = TypeVar("T")
 
@@ -21,7 +21,7 @@ T = TypeVar("T")
 @asynccontextmanager
 async def bus_client() -> AsyncIterator[RpcClient]:
     """An RPC client on the bus named by MEDIHAVEN_AMQP_URL."""
-    settings = get_settings()
+    settings = Settings()  # not the cached one: the CLI reads the environment each run
     connection = await aio_pika.connect(settings.amqp_url.get_secret_value(), timeout=5)
     client = RpcClient(connection, settings.rpc_deadline_s)
     try:

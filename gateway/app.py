@@ -7,9 +7,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.routes import health
+from contracts.auth import ACCOUNT_CHANGED, AccountChanged
+from gateway import errors
+from gateway.routes import chat, health, identity, vault
+from gateway.security import Security
+from gateway.settings import GatewaySettings, get_gateway_settings
+from mesh.events import EventHandler, ReceivedEvent
 from mesh.logging import configure_logging, get_logger
-from mesh.runtime import Runtime
+from mesh.redis import create_redis
+from mesh.runtime import ConsumerSpec, Runtime
 from mesh.service import add_probes, check_runtime
 from mesh.settings import Settings, get_settings
 
@@ -17,30 +23,58 @@ NAME = "gateway"
 log = get_logger("gateway")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def forget_changed_accounts(runtime: Runtime) -> EventHandler:
+    async def handle(event: ReceivedEvent[AccountChanged]) -> None:
+        security: Security | None = runtime.state.get("security")
+        if security is not None:
+            security.forget(event.payload.account_id)
+
+    return handle
+
+
+def create_app(
+    settings: Settings | None = None, gateway_settings: GatewaySettings | None = None
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cfg = settings or get_settings()
         configure_logging(NAME, cfg)
-        runtime = await Runtime.start(NAME, cfg, use_database=False)
-        app.state.runtime = runtime
+        redis = create_redis(cfg)
+        runtime = await Runtime.start(
+            NAME,
+            cfg,
+            use_database=False,
+            # Every gateway replica drops a changed account from its own cache.
+            consumers=[
+                ConsumerSpec("gateway-accounts", [ACCOUNT_CHANGED], forget_changed_accounts, False)
+            ],
+        )
+        security = Security(runtime, redis, gateway_settings or get_gateway_settings())
+        runtime.state["security"] = security
+        app.state.runtime, app.state.security = runtime, security
         log.info("gateway.started", url=f"http://{cfg.http_host}:{cfg.http_port or 8000}")
         try:
             yield
         finally:
             await runtime.stop()
+            await redis.aclose()
 
     app = FastAPI(
         title="Medihaven API",
         version="1",
+        description="Every route but health, registration and keyvault status/unseal needs an "
+        "Ed25519 RFC 9421 signature (see README).",
         lifespan=lifespan,
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
     app.state.runtime = None
+    app.state.security = None
+    errors.install(app)
     add_probes(app, lambda: check_runtime(app.state.runtime))
-    app.include_router(health.router, prefix="/api/v1")
+    for module in (health, identity, vault, chat):
+        app.include_router(module.router, prefix="/api/v1")
     return app
 
 

@@ -1,14 +1,61 @@
-"""FastAPI dependencies shared by the gateway's routes."""
+"""FastAPI dependencies shared by the gateway's routes: the verified caller and the RPC."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from fastapi import Request
+from pydantic import BaseModel
+
+from contracts.base import RpcMethod
+from gateway.access import allowed
+from gateway.errors import ApiError
+from gateway.security import Caller, Security
 from mesh.runtime import Runtime
+
+ReqT = TypeVar("ReqT", bound=BaseModel)
+RespT = TypeVar("RespT", bound=BaseModel)
 
 
 def runtime(request: Request) -> Runtime:
     rt: Runtime | None = request.app.state.runtime
     if rt is None:
-        raise HTTPException(status_code=503, detail="the gateway is starting")
+        raise ApiError(503, "the gateway is starting")
     return rt
+
+
+def security(request: Request) -> Security:
+    sec: Security | None = getattr(request.app.state, "security", None)
+    if sec is None:
+        raise ApiError(503, "the gateway is starting")
+    return sec
+
+
+def signed(*, patient_data: bool = False) -> Callable[[Request], Awaitable[Caller]]:
+    """Dependency: the request's verified caller (or a 401/429/503 refusal)."""
+
+    async def verified_caller(request: Request) -> Caller:
+        return await security(request).verify(request, patient_data=patient_data)
+
+    return verified_caller
+
+
+async def forward(
+    request: Request,
+    caller: Caller,
+    method: RpcMethod[ReqT, RespT],
+    body: ReqT,
+    **kwargs: Any,
+) -> RespT:
+    """Check the route table, then call the service as the caller (principal + proof)."""
+    if not allowed(method, caller.principal.role):
+        raise ApiError(403, f"a {caller.principal.role.value} may not do this")
+    return await runtime(request).rpc.call(
+        method,
+        body,
+        principal=caller.principal,
+        proof=caller.proof_json,
+        idempotency_key=caller.idempotency_key if method.write else None,
+        **kwargs,
+    )

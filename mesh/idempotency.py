@@ -41,6 +41,7 @@ async def run_idempotent(
         raise InternalError(f"{ctx.method} is a write but its service has no database")
     database = ctx.runtime.db
     request_hash = _request_hash(ctx.method, request)
+    body: bytes | None = None
     async with database.transaction() as conn:
         try:
             await db.execute(
@@ -63,7 +64,9 @@ async def run_idempotent(
                 "UPDATE mesh_idempotency SET response = %s WHERE idem_key = %s",
                 (body, key),
             )
-            return body
+    if body is not None:
+        ctx.runtime.written()  # committed: let the outbox relay publish its events now
+        return body
     # The key was taken: this is a repeat of a committed write.
     row = await database.fetchone(
         "SELECT method, request_hash, response FROM mesh_idempotency WHERE idem_key = %s",

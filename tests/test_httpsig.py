@@ -126,7 +126,12 @@ def test_signing_refuses_what_verifying_would_refuse() -> None:
 
 # --- each refusal reason ------------------------------------------------------------------
 
-GOOD = proof()
+
+def good() -> RequestProof:
+    """A fresh, valid proof (made when the case runs, so it is never stale)."""
+    return proof()
+
+
 OTHER_DIGEST = content_digest(b"other")
 
 
@@ -137,30 +142,34 @@ def _flipped(p: RequestProof) -> RequestProof:
 
 
 REFUSALS: list[tuple[str, Callable[[], object], SignatureReason]] = [
-    ("tampered method", lambda: check(GOOD.model_copy(update={"method": "PUT"})), R.bad_signature),
     (
-        "tampered URI",
-        lambda: check(GOOD.model_copy(update={"target_uri": URI + "&x=1"})),
+        "tampered method",
+        lambda: check(good().model_copy(update={"method": "PUT"})),
         R.bad_signature,
     ),
-    ("tampered body", lambda: check(GOOD, body=b'{"a":2}'), R.digest_mismatch),
+    (
+        "tampered URI",
+        lambda: check(good().model_copy(update={"target_uri": URI + "&x=1"})),
+        R.bad_signature,
+    ),
+    ("tampered body", lambda: check(good(), body=b'{"a":2}'), R.digest_mismatch),
     (
         "tampered digest header, gateway",
-        lambda: check(GOOD.model_copy(update={"content_digest": OTHER_DIGEST})),
+        lambda: check(good().model_copy(update={"content_digest": OTHER_DIGEST})),
         R.digest_mismatch,
     ),
     (
         "tampered digest header, keyvault",
-        lambda: check(GOOD.model_copy(update={"content_digest": OTHER_DIGEST}), body=None),
+        lambda: check(good().model_copy(update={"content_digest": OTHER_DIGEST}), body=None),
         R.bad_signature,
     ),
     (
         "other key",
-        lambda: check(GOOD, key=Ed25519PrivateKey.generate().public_key()),
+        lambda: check(good(), key=Ed25519PrivateKey.generate().public_key()),
         R.bad_signature,
     ),
-    ("invalid public key bytes", lambda: check(GOOD, key=b"\x01" * 31), R.bad_signature),
-    ("flipped signature bit", lambda: check(_flipped(GOOD)), R.bad_signature),
+    ("invalid public key bytes", lambda: check(good(), key=b"\x01" * 31), R.bad_signature),
+    ("flipped signature bit", lambda: check(_flipped(good())), R.bad_signature),
     ("stale", lambda: check(proof(created=int(time.time()) - 31)), R.stale),
     ("future", lambda: check(proof(created=int(time.time()) + 60)), R.stale),
     (
@@ -178,7 +187,7 @@ REFUSALS: list[tuple[str, Callable[[], object], SignatureReason]] = [
     ),
     (
         "empty Signature-Input",
-        lambda: check(GOOD.model_copy(update={"signature_input": ""})),
+        lambda: check(good().model_copy(update={"signature_input": ""})),
         R.missing,
     ),
     (
@@ -187,10 +196,10 @@ REFUSALS: list[tuple[str, Callable[[], object], SignatureReason]] = [
             "GET",
             URI,
             {
-                "Content-Digest": GOOD.content_digest,
-                "Signature-Input": GOOD.signature_input,
-                "Signature": GOOD.signature,
-                "signature": GOOD.signature,
+                "Content-Digest": good().content_digest,
+                "Signature-Input": good().signature_input,
+                "Signature": good().signature,
+                "signature": good().signature,
             },
         ),
         R.malformed,
@@ -226,7 +235,7 @@ def test_window_and_skew_edges_are_accepted() -> None:
         verify_proof(p_new, KEY.public_key(), now=now - 1.5, body=BODY)
 
 
-SI = GOOD.signature_input
+SI = good().signature_input
 PROFILE_VARIANTS = {
     # name: (Signature-Input, expected reason), each re-signed with the right key
     "other alg": (SI.replace('alg="ed25519"', 'alg="hmac-sha256"'), R.unsupported),
@@ -265,22 +274,23 @@ PROFILE_VARIANTS = {
 def test_profile_is_enforced_even_when_validly_signed(name: str) -> None:
     signature_input, reason = PROFILE_VARIANTS[name]
     assert signature_input != SI
-    assert reason_of(lambda: check(resign(GOOD, signature_input))) is reason
+    assert reason_of(lambda: check(resign(good(), signature_input))) is reason
 
 
 def test_short_nonce_and_signature_shapes() -> None:
-    short = SI.replace(parse_proof(GOOD).nonce, "c2hvcnQ")
-    assert reason_of(lambda: check(resign(GOOD, short))) is R.malformed
+    fresh = good()
+    short = fresh.signature_input.replace(parse_proof(fresh).nonce, "c2hvcnQ")
+    assert reason_of(lambda: check(resign(fresh, short))) is R.malformed
     sig_variants = {
         "not bytes": 'sig1="abc"',
         "63 bytes": "sig1=:" + base64.b64encode(b"x" * 63).decode() + ":",
-        "with a parameter": GOOD.signature + ";x=1",
-        "unpadded": GOOD.signature.replace("=:", ":"),
-        "other label": GOOD.signature.replace("sig1", "sig2"),
+        "with a parameter": good().signature + ";x=1",
+        "unpadded": good().signature.replace("=:", ":"),
+        "other label": good().signature.replace("sig1", "sig2"),
     }
     for name, value in sig_variants.items():
         with pytest.raises(SignatureError) as err:
-            check(GOOD.model_copy(update={"signature": value}))
+            check(good().model_copy(update={"signature": value}))
         assert err.value.reason in (R.malformed, R.unsupported), name
 
 
@@ -290,11 +300,11 @@ def test_values_that_could_forge_base_lines_are_refused() -> None:
         {"method": "post"},
         {"target_uri": URI + '\n"@target-uri": x'},
         {"target_uri": "https://clinic.example/é"},
-        {"content_digest": GOOD.content_digest + ", sha-512=:AA==:"},
+        {"content_digest": good().content_digest + ", sha-512=:AA==:"},
         {"content_digest": "sha-512=:" + "A" * 86 + "==:"},
     ]:
         with pytest.raises(SignatureError) as err:
-            check(GOOD.model_copy(update=update))
+            check(good().model_copy(update=update))
         assert err.value.reason is R.malformed, update
 
 
@@ -491,7 +501,7 @@ def _only_signature_errors(p: RequestProof, body: bytes | None = BODY) -> None:
 def test_garbage_only_ever_raises_signature_error(value: str) -> None:
     for field in ("signature_input", "signature", "content_digest", "method", "target_uri"):
         with pytest.raises(SignatureError):
-            check(GOOD.model_copy(update={field: value}))
+            check(good().model_copy(update={field: value}))
 
 
 SF_CHARS = st.sampled_from([*'sig1=()";:@%?*-_.,/+ \tabcdefz0123456789ABZ', "é", "\x7f"])
@@ -519,22 +529,22 @@ FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCh
 @FUZZ
 @given(st.text(max_size=200), st.text(max_size=200))
 def test_fuzzed_text_only_raises_signature_error(sig_input: str, signature: str) -> None:
-    p = GOOD.model_copy(update={"signature_input": sig_input, "signature": signature})
+    p = good().model_copy(update={"signature_input": sig_input, "signature": signature})
     with pytest.raises(SignatureError):
         check(p)
 
 
 @FUZZ
 @given(
-    st.one_of(mutated(GOOD.signature_input), st.text(SF_CHARS, max_size=120)),
-    st.one_of(mutated(GOOD.signature), st.just(GOOD.signature)),
-    st.one_of(mutated(GOOD.content_digest), st.just(GOOD.content_digest)),
+    st.one_of(mutated(good().signature_input), st.text(SF_CHARS, max_size=120)),
+    st.one_of(mutated(good().signature), st.just(good().signature)),
+    st.one_of(mutated(good().content_digest), st.just(good().content_digest)),
     st.one_of(st.just(BODY), st.none(), st.binary(max_size=16)),
 )
 def test_fuzzed_structured_fields_only_raise_signature_error(
     sig_input: str, signature: str, digest: str, body: bytes | None
 ) -> None:
-    p = GOOD.model_copy(
+    p = good().model_copy(
         update={"signature_input": sig_input, "signature": signature, "content_digest": digest}
     )
     _only_signature_errors(p, body)

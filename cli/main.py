@@ -1,0 +1,251 @@
+"""`medihaven`: the command line for staff (signed requests through the gateway) and for
+operators (bootstrap and keyvault, over the bus)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+import typer
+
+from cli import keys, vault
+from cli.bus import run_on_bus
+from cli.profile import DEFAULT_URL, Profile, client, home, key_path, passphrase
+from cli.sdk import ApiError
+from cli.sdk import register as register_key
+from contracts import auth
+from contracts.base import Role
+from mesh.rpc import RpcClient
+
+app = typer.Typer(help="Medihaven command line.", no_args_is_help=True)
+token_app = typer.Typer(help="Registration tokens (administrators).", no_args_is_help=True)
+staff_app = typer.Typer(help="Staff accounts (administrators).", no_args_is_help=True)
+key_app = typer.Typer(help="Your own key.", no_args_is_help=True)
+admin_app = typer.Typer(help="Operator actions over the bus.", no_args_is_help=True)
+chat_app = typer.Typer(help="Chat with other staff.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(staff_app, name="staff")
+app.add_typer(key_app, name="key")
+app.add_typer(admin_app, name="admin")
+app.add_typer(vault.app, name="vault")
+app.add_typer(chat_app, name="chat")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def api_errors(fn: F) -> F:
+    """Turn gateway errors into one readable line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ApiError as exc:
+            typer.secho(
+                f"error {exc.status} ({exc.code}): {exc.message}", fg=typer.colors.RED, err=True
+            )
+            if exc.details:
+                typer.echo(json.dumps(exc.details, indent=2), err=True)
+            raise typer.Exit(1) from None
+        except httpx.HTTPError as exc:
+            typer.secho(f"cannot reach the gateway: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def show(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@app.command()
+@api_errors
+def register(
+    token: str = typer.Option(..., help="The registration token an administrator gave you."),
+    username: str = typer.Option(..., help="Lower-case login name."),
+    display_name: str = typer.Option(..., help="Your name as colleagues see it."),
+    specialty: str = typer.Option(None, help="Physicians: specialty or department."),
+    url: str = typer.Option(DEFAULT_URL, help="The gateway's URL."),
+) -> None:
+    """Make your key pair here, protect it with a passphrase, and register it."""
+    if key_path().exists():
+        typer.secho(f"{key_path()} exists: this device is already registered", err=True)
+        raise typer.Exit(1)
+    key = keys.generate()
+    secret = passphrase(confirm=True)
+    account = register_key(
+        url,
+        key,
+        token=token,
+        username=username,
+        display_name=display_name,
+        public_key=keys.public_key_b64(key),
+        specialty=specialty,
+    )
+    keys.save(key, key_path(), secret)
+    Profile(url, str(account["account_id"]), str(account["username"])).save()
+    typer.echo(f"registered {account['username']} as {account['role']} (key in {home()})")
+
+
+@app.command()
+@api_errors
+def me() -> None:
+    """Who am I, and my role."""
+    show(client().get("/api/v1/me"))
+
+
+@token_app.command("issue")
+@api_errors
+def token_issue(
+    role: Role = typer.Option(..., help="Role of the new staff member."),
+    expires_hours: int = typer.Option(72, help="Hours until the token expires."),
+) -> None:
+    """Issue a single-use registration token (shown once)."""
+    issued = client().post("/api/v1/tokens", {"role": role.value, "expires_hours": expires_hours})
+    typer.echo(f"token for a {issued['role']} (expires {issued['expires_at']}), shown once:")
+    typer.echo(issued["token"])
+
+
+@token_app.command("list")
+@api_errors
+def token_list(
+    state: auth.TokenState = typer.Option(None, help="Only tokens in this state."),
+) -> None:
+    for t in client().get("/api/v1/tokens", state=state.value if state else None)["tokens"]:
+        typer.echo(f"{t['token_id']}  {t['role']:<13} {t['state']:<8} expires {t['expires_at']}")
+
+
+@token_app.command("revoke")
+@api_errors
+def token_revoke(token_id: str) -> None:
+    show(client().post(f"/api/v1/tokens/{token_id}/revoke"))
+
+
+@staff_app.command("list")
+@api_errors
+def staff_list(role: Role = typer.Option(None, help="Only this role.")) -> None:
+    for a in client().get("/api/v1/staff", role=role.value if role else None)["accounts"]:
+        typer.echo(f"{a['account_id']}  {a['username']:<20} {a['role']:<13} {a['status']}")
+
+
+def _set_status(account_id: str, status: str) -> None:
+    account = client().put(f"/api/v1/staff/{account_id}/status", {"status": status})
+    typer.echo(f"{account['username']} is {account['status']}")
+
+
+@staff_app.command("disable")
+@api_errors
+def staff_disable(account_id: str) -> None:
+    """Disable an account: its requests are refused at once."""
+    _set_status(account_id, "disabled")
+
+
+@staff_app.command("enable")
+@api_errors
+def staff_enable(account_id: str) -> None:
+    _set_status(account_id, "active")
+
+
+@key_app.command("rotate")
+@api_errors
+def key_rotate() -> None:
+    """Replace your key (the request is signed by the old one); asks for a new passphrase."""
+    signer = client()
+    new_key = keys.generate()
+    signer.put("/api/v1/me/key", {"new_public_key": keys.public_key_b64(new_key)})
+    keys.save(new_key, key_path(), passphrase(confirm=True))
+    typer.echo("key rotated")
+
+
+@admin_app.command("bootstrap")
+def admin_bootstrap(
+    expires_hours: int = typer.Option(72, help="Hours the token is valid."),
+) -> None:
+    """Print a one-time token for the first administrator (refused once one exists)."""
+
+    async def action(rpc: RpcClient) -> auth.IssuedToken:
+        return await rpc.call(
+            auth.BOOTSTRAP,
+            auth.BootstrapRequest(expires_hours=expires_hours),
+            idempotency_key=str(uuid.uuid4()),
+        )
+
+    issued = run_on_bus(action)
+    typer.echo(f"first administrator's registration token (expires {issued.expires_at}):")
+    typer.echo(issued.token)
+
+
+@vault.app.command("seal")
+@api_errors
+def vault_seal() -> None:
+    """Seal every keyvault replica (administrators)."""
+    for replica in client().post("/api/v1/vault/seal")["replicas"]:
+        typer.echo(f"{replica['instance']}: {replica['state']}")
+
+
+@vault.app.command("rotate")
+@api_errors
+def vault_rotate(
+    add: int = typer.Option(16, help="Fresh data keys to add."),
+    keep_old: bool = typer.Option(False, help="Keep current keys active for new encryptions."),
+) -> None:
+    """Add data keys and retire the current ones from new encryptions (administrators)."""
+    show(client().post("/api/v1/vault/rotate", {"add": add, "retire_existing": not keep_old}))
+
+
+@chat_app.command("send")
+@api_errors
+def chat_send(
+    text: str,
+    to: str = typer.Option(None, help="Account id of the colleague (direct conversation)."),
+    conversation: str = typer.Option(None, help="Conversation id."),
+) -> None:
+    api = client()
+    if conversation is None:
+        if to is None:
+            typer.secho("give --to ACCOUNT_ID or --conversation ID", err=True)
+            raise typer.Exit(2)
+        conversation = api.post("/api/v1/chat/direct", {"other_account_id": to})["conversation_id"]
+    sent = api.post(f"/api/v1/chat/conversations/{conversation}/messages", {"text": text})
+    typer.echo(f"sent #{sent['message_id']} to {conversation}")
+
+
+def _print_messages(messages: list[dict[str, Any]]) -> None:
+    for m in messages:
+        typer.echo(f"#{m['message_id']} {m['sent_at']} {m['sender_id']}: {m['text']}")
+
+
+@chat_app.command("read")
+@api_errors
+def chat_read(
+    conversation: str = typer.Option(None, help="Only this conversation."),
+    after: int = typer.Option(None, help="Only messages after this id."),
+) -> None:
+    page = client().get("/api/v1/chat/messages", conversation_id=conversation, after_id=after)
+    _print_messages(page["messages"])
+
+
+@chat_app.command("watch")
+@api_errors
+def chat_watch(interval: float = typer.Option(2.0, help="Seconds between checks.")) -> None:
+    """Print new messages as they arrive (Ctrl-C to stop)."""
+    api = client()
+    last = max(
+        (c["last_message_id"] or 0 for c in api.get("/api/v1/chat/conversations")["conversations"]),
+        default=0,
+    )
+    while True:
+        page = api.get("/api/v1/chat/messages", after_id=last)
+        _print_messages(page["messages"])
+        if page["messages"]:
+            last = page["messages"][-1]["message_id"]
+        time.sleep(interval)
+
+
+if __name__ == "__main__":
+    app()

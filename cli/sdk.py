@@ -1,0 +1,121 @@
+"""Python SDK: an HTTP client that signs every request as the gateway expects.
+
+    client = MedihavenClient("http://127.0.0.1:8000", account_id, private_key)
+    me = client.get("/api/v1/me")
+
+Each request gets RFC 9421 headers (Content-Digest, Signature-Input, Signature) made by
+`mesh.httpsig.sign_request` over the method, the exact URL sent and the body.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from contracts.auth import REGISTRATION_KEY_ID
+from mesh.httpsig import sign_request
+
+
+class ApiError(Exception):
+    """An error answer of the gateway, with its status, code, message and details."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json()["error"]
+        raise ApiError(response.status_code, error["code"], error["message"], error.get("details"))
+    except (ValueError, KeyError, TypeError):
+        raise ApiError(response.status_code, "error", response.text[:500]) from None
+
+
+class MedihavenClient:
+    """Signs and sends requests; `key_id` is the account id (or `register` to register)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key_id: str,
+        private_key: Ed25519PrivateKey,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.key_id = key_id
+        self.private_key = private_key
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """Send a signed request and return the raw response (no status check)."""
+        url = httpx.URL(
+            self.base_url + path, params={k: v for k, v in (params or {}).items() if v is not None}
+        )
+        content = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = sign_request(self.private_key, self.key_id, method, str(url), content)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        return self._http.request(method, url, content=content, headers=headers)
+
+    def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        response = self.request(method, path, body, params)
+        _raise_for(response)
+        return response.json() if response.content else None
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.call("GET", path, None, **params)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.call("POST", path, {} if body is None else body)
+
+    def put(self, path: str, body: Any = None) -> Any:
+        return self.call("PUT", path, {} if body is None else body)
+
+
+def register(
+    base_url: str,
+    private_key: Ed25519PrivateKey,
+    *,
+    token: str,
+    username: str,
+    display_name: str,
+    public_key: str,
+    specialty: str | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, Any]:
+    """Register a new key with a registration token; returns the new account."""
+    client = MedihavenClient(base_url, REGISTRATION_KEY_ID, private_key, transport=transport)
+    try:
+        body = {
+            "token": token,
+            "username": username,
+            "display_name": display_name,
+            "public_key": public_key,
+        }
+        if specialty:
+            body["specialty"] = specialty
+        result: dict[str, Any] = client.post("/api/v1/register", body)
+        return result
+    finally:
+        client.close()
+
+
+def unsigned(base_url: str, method: str, path: str, body: Any = None) -> Any:
+    """A request to an unauthenticated route (health, keyvault status and unseal)."""
+    with httpx.Client(timeout=10.0) as http:
+        response = http.request(method, base_url.rstrip("/") + path, json=body)
+    _raise_for(response)
+    return response.json()

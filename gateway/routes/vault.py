@@ -1,0 +1,60 @@
+"""Keyvault status and unsealing (unauthenticated: shares are sealed boxes), seal, rotate."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from contracts import keyvault as kv
+from gateway.deps import forward, runtime, security, signed
+from gateway.security import Caller
+
+router = APIRouter(prefix="/vault", tags=["keyvault"])
+GATHER_WINDOW_S = 0.5
+
+
+class Replicas(BaseModel):
+    replicas: list[kv.StatusReply]
+
+
+async def _statuses(request: Request) -> list[kv.StatusReply]:
+    replies = await runtime(request).rpc.gather(
+        kv.STATUS, kv.StatusRequest(), window_s=GATHER_WINDOW_S
+    )
+    return sorted((r for r in replies if isinstance(r, kv.StatusReply)), key=lambda s: s.instance)
+
+
+@router.get("/status", response_model=Replicas)
+async def status(request: Request) -> Replicas:
+    """Every keyvault replica: its state, unseal progress and transport key."""
+    return Replicas(replicas=await _statuses(request))
+
+
+class Unseal(BaseModel):
+    instance: str = Field(max_length=200, description="The replica the share is sealed to.")
+    sealed_share: str = Field(max_length=4096)
+
+
+@router.post("/unseal", response_model=kv.StatusReply)
+async def unseal(body: Unseal, request: Request) -> kv.StatusReply:
+    await security(request).anonymous_request(request)
+    return await runtime(request).rpc.call(
+        kv.UNSEAL, kv.UnsealRequest(sealed_share=body.sealed_share), instance=body.instance
+    )
+
+
+@router.post("/seal", response_model=Replicas)
+async def seal(request: Request, who: Caller = Depends(signed())) -> Replicas:
+    """Seal every replica (each wipes its keys)."""
+    sealed = [
+        await forward(request, who, kv.SEAL, kv.SealRequest(), instance=s.instance)
+        for s in await _statuses(request)
+    ]
+    return Replicas(replicas=sealed)
+
+
+@router.post("/rotate", response_model=kv.RotateReply)
+async def rotate(
+    body: kv.RotateRequest, request: Request, who: Caller = Depends(signed())
+) -> kv.RotateReply:
+    return await forward(request, who, kv.ROTATE, body)

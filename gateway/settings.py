@@ -1,0 +1,37 @@
+"""Settings of the gateway only (the shared ones are in mesh/settings.py)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    """Limits of the HTTP edge; every one can be set with a `MEDIHAVEN_` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDIHAVEN_", extra="ignore")
+
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Larger bodies: 413.")
+    rate_general_capacity: int = Field(default=120, ge=1, description="Burst per account.")
+    rate_general_per_s: float = Field(default=10.0, gt=0, description="Refill per account.")
+    rate_patient_capacity: int = Field(
+        default=30, ge=1, description="Burst of patient-data reads per account."
+    )
+    rate_patient_per_s: float = Field(default=1.0, gt=0, description="Their refill rate.")
+    rate_anonymous_capacity: int = Field(
+        default=10, ge=1, description="Burst per client address on unauthenticated routes."
+    )
+    rate_anonymous_per_s: float = Field(default=0.2, gt=0, description="Their refill rate.")
+    key_cache_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a verified account key is cached (an "
+        "account change drops it at once).",
+    )
+
+
+@lru_cache
+def get_gateway_settings() -> GatewaySettings:
+    return GatewaySettings()

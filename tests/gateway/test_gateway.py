@@ -1,0 +1,352 @@
+"""The gateway over real HTTP, with real processes behind it: signatures, replay, buckets,
+roles, limits, fail-closed behaviour, and the first-run flow through the SDK."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cli import keys
+from cli.sdk import ApiError, MedihavenClient
+from contracts import auth, chat
+from contracts import keyvault as kv
+from contracts.base import ALL_ROLES
+from gateway.access import ACCESS
+from mesh.errors import Conflict
+from mesh.httpsig import sign_request
+from services.keyvault.sealedbox import seal_share
+from tests.gateway.support import Mesh, mesh
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    with mesh("gw", tmp_path_factory.mktemp("gwlogs")) as m:
+        yield m
+
+
+def reason(response: httpx.Response) -> str:
+    assert response.status_code == 401, response.text
+    return str(response.json()["error"]["details"]["reason"])
+
+
+def test_first_run_flow(world: Mesh) -> None:
+    admin = world.admin()
+    assert admin.client.get("/api/v1/me")["role"] == "administrator"
+    doctor, clerk = world.staff("physician"), world.staff("receptionist")
+    assert doctor.client.get("/api/v1/me")["role"] == "physician"
+    assert clerk.client.get("/api/v1/me")["role"] == "receptionist"
+    names = {a["account_id"] for a in admin.client.get("/api/v1/staff")["accounts"]}
+    assert {doctor.account_id, clerk.account_id} <= names
+    with pytest.raises(Conflict, match="administrator already exists"):
+        world.bus(
+            lambda rpc: rpc.call(auth.BOOTSTRAP, auth.BootstrapRequest(), idempotency_key="x")
+        )
+
+
+def test_every_401_reason_is_named(world: Mesh) -> None:
+    staff = world.staff("physician")
+    url = f"{world.url}/api/v1/me"
+    http = httpx.Client(timeout=10)
+
+    def signed(**kwargs: Any) -> dict[str, str]:
+        return sign_request(staff.client.private_key, staff.account_id, "GET", url, b"", **kwargs)
+
+    assert reason(http.get(url)) == "missing"
+    headers = signed()
+    headers["Signature-Input"] = "sig1=garbage((("
+    assert reason(http.get(url, headers=headers)) == "malformed"
+    unknown = sign_request(staff.client.private_key, str(uuid.uuid4()), "GET", url, b"")
+    assert reason(http.get(url, headers=unknown)) == "unknown_key"
+    other = sign_request(keys.generate(), staff.account_id, "GET", url, b"")
+    assert reason(http.get(url, headers=other)) == "bad_signature"
+    assert reason(http.get(url, headers=signed(created=int(time.time()) - 120))) == "stale"
+    once = signed()
+    assert http.get(url, headers=once).status_code == 200
+    assert reason(http.get(url, headers=once)) == "replayed"
+    # a body changed after signing
+    post_url = f"{world.url}/api/v1/chat/direct"
+    body = json.dumps({"other_account_id": staff.account_id}).encode()
+    tampered = sign_request(staff.client.private_key, staff.account_id, "POST", post_url, body)
+    tampered["Content-Type"] = "application/json"
+    changed = body.replace(b"}", b" }")
+    assert reason(http.post(post_url, content=changed, headers=tampered)) == "digest_mismatch"
+    # disabled account: refused at once (the cache is dropped on the change event)
+    world.admin().client.put(f"/api/v1/staff/{staff.account_id}/status", {"status": "disabled"})
+    # refused at once (by auth itself), and by the gateway as soon as the change event
+    # has dropped the cached key
+    deadline = time.time() + 5
+    while True:
+        response = staff.client.request("GET", "/api/v1/me")
+        assert response.status_code == 401, response.text
+        details = response.json()["error"]["details"]
+        if (details and details.get("reason") == "disabled") or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert reason(response) == "disabled"
+    world.admin().client.put(f"/api/v1/staff/{staff.account_id}/status", {"status": "active"})
+
+
+def test_tokens_refused_with_one_message(world: Mesh) -> None:
+    admin = world.admin().client
+    used = admin.post("/api/v1/tokens", {"role": "physician"})["token"]
+    world.register(used)
+    revoked = admin.post("/api/v1/tokens", {"role": "physician"})
+    admin.post(f"/api/v1/tokens/{revoked['token_id']}/revoke")
+    messages = set()
+    for token in (used, revoked["token"], "not-a-token"):
+        with pytest.raises(ApiError) as err:
+            world.register(token)
+        assert err.value.status == 401
+        messages.add(err.value.message)
+    assert len(messages) == 1
+    states = {t["token_id"]: t["state"] for t in admin.get("/api/v1/tokens")["tokens"]}
+    assert states[revoked["token_id"]] == "revoked"
+
+
+def test_request_limits(world: Mesh) -> None:
+    staff = world.staff("physician")
+    url = f"{world.url}/api/v1/chat/direct"
+    http = httpx.Client(timeout=10)
+    big = b'{"other_account_id": "' + b"x" * 300_000 + b'"}'
+    headers = sign_request(staff.client.private_key, staff.account_id, "POST", url, big)
+    headers["Content-Type"] = "application/json"
+    assert http.post(url, content=big, headers=headers).status_code == 413
+    plain = b"hello"
+    headers = sign_request(staff.client.private_key, staff.account_id, "POST", url, plain)
+    headers["Content-Type"] = "text/plain"
+    assert http.post(url, content=plain, headers=headers).status_code == 415
+    broken = b'{"other_account_id": '
+    headers = sign_request(staff.client.private_key, staff.account_id, "POST", url, broken)
+    headers["Content-Type"] = "application/json"
+    response = http.post(url, content=broken, headers=headers)
+    assert response.status_code == 422 and response.json()["error"]["code"] == "validation"
+    wrong_type = staff.client.request("POST", "/api/v1/chat/direct", {"other_account_id": 5})
+    assert wrong_type.status_code == 422
+    assert "other_account_id" in json.dumps(wrong_type.json()["error"]["details"])
+    for response in (wrong_type,):
+        assert "Traceback" not in response.text
+
+
+def test_role_matrix(world: Mesh) -> None:
+    admin = world.admin()
+    members = {
+        "administrator": admin,
+        "physician": world.staff("physician"),
+        "receptionist": world.staff("receptionist"),
+    }
+    routes = [
+        ("GET", "/api/v1/me", None, auth.ME.name),
+        ("GET", "/api/v1/staff", None, auth.LIST_STAFF.name),
+        ("GET", "/api/v1/tokens", None, auth.LIST_TOKENS.name),
+        ("POST", "/api/v1/tokens", {"role": "receptionist"}, auth.ISSUE_TOKEN.name),
+        ("GET", "/api/v1/chat/conversations", None, chat.LIST_CONVERSATIONS.name),
+        ("GET", "/api/v1/chat/messages", None, chat.HISTORY.name),
+        ("POST", "/api/v1/vault/rotate", {"add": 1, "retire_existing": False}, kv.ROTATE.name),
+    ]
+    for role, member in members.items():
+        for method, path, body, name in routes:
+            response = member.client.request(method, path, body)
+            expected = role in ACCESS[name]
+            assert (response.status_code < 400) is expected, (role, path, response.text)
+            if not expected:
+                assert response.status_code == 403
+
+
+def test_access_table_agrees_with_contracts() -> None:
+    from contracts.asyncapi import collect
+
+    methods = {m.name: m for m in collect()[0]}
+    for name, roles in ACCESS.items():
+        contract_roles = methods[name].roles
+        assert (contract_roles or ALL_ROLES) == roles, name
+
+
+def test_token_bucket_refuses_a_burst_and_refills(world: Mesh) -> None:
+    small = world.extra_gateway(
+        MEDIHAVEN_RATE_GENERAL_CAPACITY="5", MEDIHAVEN_RATE_GENERAL_PER_S="2"
+    )
+    noisy, quiet = world.staff("receptionist"), world.staff("receptionist")
+    noisy_client = MedihavenClient(small.url, noisy.account_id, noisy.client.private_key)
+    quiet_client = MedihavenClient(small.url, quiet.account_id, quiet.client.private_key)
+    statuses = [noisy_client.request("GET", "/api/v1/me") for _ in range(12)]
+    refused = [r for r in statuses if r.status_code == 429]
+    assert refused, [r.status_code for r in statuses]
+    first = refused[0]
+    assert int(first.headers["Retry-After"]) >= 1
+    assert first.headers["RateLimit-Policy"].startswith('"general";q=5')
+    assert "RateLimit" in first.headers
+    assert quiet_client.request("GET", "/api/v1/me").status_code == 200  # others unaffected
+    time.sleep(int(first.headers["Retry-After"]) + 0.5)
+    assert noisy_client.request("GET", "/api/v1/me").status_code == 200  # refilled
+
+
+def test_unauthenticated_routes_have_a_per_address_bucket(world: Mesh) -> None:
+    small = world.extra_gateway(MEDIHAVEN_RATE_ANONYMOUS_CAPACITY="3")
+    codes = [
+        httpx.post(
+            f"{small.url}/api/v1/vault/unseal",
+            json={"instance": "nobody", "sealed_share": "x"},
+            timeout=10,
+        ).status_code
+        for _ in range(5)
+    ]
+    assert 429 in codes and codes[0] != 429
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_redis_down_means_503_never_unchecked(world: Mesh, tmp_path: Path) -> None:
+    port = free_port()
+    redis = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        gateway = world.extra_gateway(MEDIHAVEN_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+        staff = world.staff("physician")
+        client = MedihavenClient(gateway.url, staff.account_id, staff.client.private_key)
+        assert client.request("GET", "/api/v1/me").status_code == 200
+    finally:
+        redis.kill()
+        redis.wait()
+    for _ in range(5):
+        response = client.request("GET", "/api/v1/me")
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "unavailable"
+    # an unauthenticated rate-limited route fails closed too
+    response = httpx.post(
+        f"{gateway.url}/api/v1/vault/unseal",
+        json={"instance": "x", "sealed_share": "y"},
+        timeout=10,
+    )
+    assert response.status_code == 503
+
+
+def test_vault_status_seal_and_unseal_through_the_gateway(world: Mesh) -> None:
+    admin = world.admin()
+    replicas = httpx.get(f"{world.url}/api/v1/vault/status", timeout=10).json()["replicas"]
+    assert [r["state"] for r in replicas] == ["unsealed"]
+    sealed = admin.client.post("/api/v1/vault/seal")["replicas"]
+    assert [r["state"] for r in sealed] == ["sealed"]
+    # sealed: account checks need the keyvault, so signed routes answer 503 "sealed"
+    admin.client.request("GET", "/api/v1/me")
+    replica = httpx.get(f"{world.url}/api/v1/vault/status", timeout=10).json()["replicas"][0]
+    for share in world.shares[:3]:
+        reply = httpx.post(
+            f"{world.url}/api/v1/vault/unseal",
+            json={
+                "instance": replica["instance"],
+                "sealed_share": seal_share(replica["transport_public_key"], share),
+            },
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text
+    assert reply.json()["state"] == "unsealed"
+    assert admin.client.get("/api/v1/me")["role"] == "administrator"
+
+
+def test_chat_through_the_gateway(world: Mesh) -> None:
+    ann, bob = world.staff("physician"), world.staff("receptionist")
+    conversation = ann.client.post("/api/v1/chat/direct", {"other_account_id": bob.account_id})
+    cid = conversation["conversation_id"]
+    sent = ann.client.post(f"/api/v1/chat/conversations/{cid}/messages", {"text": "room 3 ready?"})
+    page = bob.client.get("/api/v1/chat/messages", conversation_id=cid)
+    assert [m["text"] for m in page["messages"]] == ["room 3 ready?"]
+    receipt = bob.client.post(
+        f"/api/v1/chat/conversations/{cid}/read", {"up_to_message_id": sent["message_id"]}
+    )
+    assert receipt["read_up_to"] == sent["message_id"]
+    too_long = ann.client.request(
+        "POST", f"/api/v1/chat/conversations/{cid}/messages", {"text": "x" * 5000}
+    )
+    assert too_long.status_code == 422
+    eve = world.staff("receptionist")
+    assert (
+        eve.client.request(
+            "GET", "/api/v1/chat/messages", None, {"conversation_id": cid}
+        ).status_code
+        == 403
+    )
+    assert (
+        eve.client.request(
+            "POST", f"/api/v1/chat/conversations/{uuid.uuid4()}/messages", {"text": "hi"}
+        ).status_code
+        == 404
+    )
+
+
+def test_cli_register_me_chat_and_vault_status(world: Mesh, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from tests.processes import process_env
+
+    runner = CliRunner()
+    env = process_env(
+        world.settings,
+        MEDIHAVEN_HOME=str(tmp_path / "home"),
+        MEDIHAVEN_PASSPHRASE="correct horse battery",
+    )
+    token = world.admin().client.post("/api/v1/tokens", {"role": "physician"})["token"]
+    result = runner.invoke(
+        app,
+        [
+            "register",
+            "--token",
+            token,
+            "--username",
+            "dr-cli",
+            "--display-name",
+            "Dr Cli",
+            "--url",
+            world.url,
+        ],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    key_file = tmp_path / "home" / "key.pem"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert b"ENCRYPTED PRIVATE KEY" in key_file.read_bytes()
+    result = runner.invoke(app, ["me"], env=env)
+    assert result.exit_code == 0 and '"role": "physician"' in result.output
+    other = world.staff("receptionist")
+    result = runner.invoke(
+        app, ["chat", "send", "hello from the CLI", "--to", other.account_id], env=env
+    )
+    assert result.exit_code == 0, result.output
+    page = other.client.get("/api/v1/chat/messages")
+    assert "hello from the CLI" in [m["text"] for m in page["messages"]]
+    result = runner.invoke(app, ["chat", "read"], env=env)
+    assert "hello from the CLI" in result.output
+    result = runner.invoke(app, ["token", "list"], env=env)  # not an administrator
+    assert result.exit_code == 1 and "403" in result.output
+    result = runner.invoke(app, ["me"], env={**env, "MEDIHAVEN_PASSPHRASE": "wrong passphrase"})
+    assert result.exit_code == 1 and "passphrase is wrong" in result.output
+    result = runner.invoke(app, ["vault", "status"], env=env)
+    assert result.exit_code == 0 and "unsealed" in result.output, result.output
