@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import keyvault, rpc
+from bench import gateway, keyvault, rpc
 
 
 async def main() -> None:
     await rpc.run()
     await keyvault.run()
+    await gateway.run()
 
 
 if __name__ == "__main__":

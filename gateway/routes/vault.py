@@ -7,7 +7,9 @@ from pydantic import BaseModel, Field
 
 from contracts import keyvault as kv
 from gateway.deps import forward, runtime, security, signed
+from gateway.errors import ApiError
 from gateway.security import Caller
+from mesh.errors import NoRoute
 
 router = APIRouter(prefix="/vault", tags=["keyvault"])
 GATHER_WINDOW_S = 0.5
@@ -38,9 +40,14 @@ class Unseal(BaseModel):
 @router.post("/unseal", response_model=kv.StatusReply)
 async def unseal(body: Unseal, request: Request) -> kv.StatusReply:
     await security(request).anonymous_request(request)
-    return await runtime(request).rpc.call(
-        kv.UNSEAL, kv.UnsealRequest(sealed_share=body.sealed_share), instance=body.instance
-    )
+    try:
+        return await runtime(request).rpc.call(
+            kv.UNSEAL, kv.UnsealRequest(sealed_share=body.sealed_share), instance=body.instance
+        )
+    except NoRoute:
+        raise ApiError(
+            404, f"no keyvault replica {body.instance!r} (see GET /api/v1/vault/status)"
+        ) from None
 
 
 @router.post("/seal", response_model=Replicas)
