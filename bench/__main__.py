@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import gateway, keyvault, rpc
+from bench import gateway, keyvault, rpc, scheduling
 
 
 async def main() -> None:
     await rpc.run()
     await keyvault.run()
     await gateway.run()
+    await scheduling.run()
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ import time
 
 from pydantic import ValidationError
 
-from contracts.auth import RESOLVE_KEY, AccountRecord, AccountStatus, ResolveKeyRequest
+from contracts.auth import AccountRecord, AccountStatus
 from contracts.base import Principal, Role
 from contracts.records import PATIENT_REF, PatientRefRequest
 from mesh.context import CallContext
 from mesh.errors import Forbidden, InvalidRequest, NotFound, RpcError, Unauthenticated
 from mesh.httpsig import RequestProof, SignatureError, parse_proof, verify_proof
 from mesh.runtime import Runtime
+from services.scheduling.accounts import accounts_of
 
 
 def runtime_of(ctx: CallContext) -> Runtime:
@@ -49,10 +50,7 @@ def calendar_owner(ctx: CallContext, physician_id: str | None) -> str:
 
 
 async def _account(runtime: Runtime, account_id: str) -> AccountRecord | None:
-    try:
-        return await runtime.rpc.call(RESOLVE_KEY, ResolveKeyRequest(account_id=account_id))
-    except NotFound:
-        return None
+    return await accounts_of(runtime).get(runtime, account_id)
 
 
 async def require_signed(ctx: CallContext) -> Principal:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from contracts.scheduling import SERVICE
 from mesh.service import create_service_app
+from services.scheduling.accounts import CONSUMERS
 from services.scheduling.handlers import router
 
-app = create_service_app(SERVICE, router, migrations=Path(__file__).with_name("migrations"))
+app = create_service_app(
+    SERVICE, router, migrations=Path(__file__).with_name("migrations"), consumers=CONSUMERS
+)

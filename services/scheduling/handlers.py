@@ -72,7 +72,7 @@ async def _lock(conn: Any, physician_id: str) -> int | None:
     return version
 
 
-async def _check_slot(
+async def _lock_and_check_slot(
     conn: Any,
     tz: ZoneInfo,
     physician_id: str,
@@ -80,11 +80,22 @@ async def _check_slot(
     end: datetime,
     exclude_id: str | None = None,
 ) -> None:
-    """Under the physician's lock: within working hours (422) and free (409)."""
+    """Lock the physician's calendar, then: within working hours (422) and free (409).
+
+    As in `_lock`, the snapshot the checks read must be newer than the lock.
+    """
+    version = await store.lock_physician(conn, physician_id)
+    if version is None:
+        raise rules.refuse(
+            [rules.problem("physician_id", "the physician has no working hours", "no_hours")]
+        )
     day = timeplan.local_day(start, tz)
-    weekly = await store.weekly_hours(conn, physician_id)
-    off = await store.days_off(conn, physician_id, day, day)
-    rules.require_available(start, end, weekly, off, tz)
+    plan = await store.day_plan(conn, physician_id, day)
+    if plan is None or plan.version != version:
+        raise Conflict("the calendar changed while this request was checked; try again")
+    rules.require_available(
+        start, end, {day.weekday(): plan.periods}, {day} if plan.off else set(), tz
+    )
     clash = await store.first_overlap(conn, physician_id, start, end, rules.LONGEST, exclude_id)
     if clash is not None:
         raise Conflict(
@@ -294,11 +305,7 @@ async def book(req: sched.BookRequest, ctx: CallContext) -> sched.Appointment:
             access.require_physician(runtime, req.physician_id),
             access.require_patient(runtime, req.patient_id),
         )
-        if await _lock(ctx.tx, req.physician_id) is None:
-            raise rules.refuse(
-                [rules.problem("physician_id", "the physician has no working hours", "no_hours")]
-            )
-        await _check_slot(ctx.tx, _tz(runtime), req.physician_id, req.start, req.end)
+        await _lock_and_check_slot(ctx.tx, _tz(runtime), req.physician_id, req.start, req.end)
         row = AppointmentRow(
             appointment_id=appointment_id,
             physician_id=req.physician_id,
@@ -343,8 +350,7 @@ async def reschedule(req: sched.RescheduleRequest, ctx: CallContext) -> sched.Ap
         current = await _locked_appointment(ctx.tx, req.appointment_id)
         subject.patient_id = current.patient_id
         _require_booked(current, now, "reschedule")
-        await _lock(ctx.tx, current.physician_id)
-        await _check_slot(
+        await _lock_and_check_slot(
             ctx.tx, _tz(runtime), current.physician_id, req.start, req.end, current.appointment_id
         )
         await store.move(ctx.tx, current.appointment_id, req.start, req.end, me.account_id, now)

@@ -96,6 +96,31 @@ async def snapshot_version(conn: Any, physician_id: str) -> int | None:
     return None if row is None else int(row[0])
 
 
+@dataclass(frozen=True)
+class DayPlan:
+    """A physician's day as this transaction's snapshot sees it (one plain read)."""
+
+    version: int
+    periods: list[tuple[int, int]]
+    off: bool
+
+
+async def day_plan(conn: Any, physician_id: str, day: date) -> DayPlan | None:
+    """The calendar's version, that weekday's working periods and whether `day` is off."""
+    rows = await db.fetchall(
+        conn,
+        "SELECT p.version, w.start_minute, w.end_minute, EXISTS (SELECT 1 FROM days_off d "
+        "WHERE d.physician_id = p.physician_id AND d.day = %s) FROM physicians p "
+        "LEFT JOIN working_hours w ON w.physician_id = p.physician_id AND w.weekday = %s "
+        "WHERE p.physician_id = %s ORDER BY w.start_minute",
+        (day, day.weekday(), physician_id),
+    )
+    if not rows:
+        return None
+    periods = [(int(r[1]), int(r[2])) for r in rows if r[1] is not None]
+    return DayPlan(int(rows[0][0]), periods, bool(rows[0][3]))
+
+
 async def bump_version(conn: Any, physician_id: str) -> None:
     await db.execute(
         conn,

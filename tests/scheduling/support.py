@@ -27,6 +27,7 @@ from mesh.events import ReceivedEvent
 from mesh.rpc import RpcRouter
 from mesh.runtime import ConsumerSpec, Runtime
 from services.scheduling import store
+from services.scheduling.accounts import CONSUMERS
 from services.scheduling.handlers import router
 from tests.support.clinic import Clinic, StaffMember, clinic
 
@@ -192,7 +193,11 @@ async def world(tag: str, replicas: int = 1) -> AsyncIterator[World]:
             for _ in range(replicas):
                 started.append(
                     await Runtime.start(
-                        sched.SERVICE, settings, router=router, migrations=MIGRATIONS
+                        sched.SERVICE,
+                        settings,
+                        router=router,
+                        migrations=MIGRATIONS,
+                        consumers=CONSUMERS,
                     )
                 )
             yield World(c, started, patients, audits, events)

@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 
+from contracts import keyvault as kv
 from contracts import scheduling as sched
 from contracts.audit import AuditAction, AuditEvent, AuditOutcome
+from contracts.base import RpcMethod
 from mesh.errors import Conflict, Forbidden, InvalidRequest, Unavailable
 from tests.scheduling.support import TZ, World, at, key, today, world
 
@@ -32,6 +35,18 @@ async def eventually(check: Callable[[], Any], timeout_s: float = 5.0) -> Any:
             return result
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def keyvault_calls(method: RpcMethod[Any, Any]) -> float:
+    """How many times the keyvault (in this process) has answered `method`."""
+    labels = {"service": kv.SERVICE, "method": method.name, "outcome": "ok"}
+    return REGISTRY.get_sample_value("medihaven_rpc_served_total", labels) or 0.0
+
+
+async def one_more(method: RpcMethod[Any, Any], before: float) -> None:
+    await eventually(lambda: keyvault_calls(method) > before)
+    await asyncio.sleep(0.05)
+    assert keyvault_calls(method) == before + 1, f"one {method.name} batch per request"
 
 
 def audits_of(w: World, entity_id: str) -> list[AuditEvent]:
@@ -138,7 +153,9 @@ async def test_calendars_show_reasons_to_the_desk_and_the_own_physician(w: World
     doctor = await w.physician("dr-cal")
     desk = await w.desk()
     monday = today() + timedelta(days=7 - today().weekday() + 7)  # a Monday 1-2 weeks ahead
+    encrypts = keyvault_calls(kv.ENCRYPT)
     first = await w.book(doctor, at(monday, "08:00"), reason="Follow-up: blood pressure")
+    await one_more(kv.ENCRYPT, encrypts)
     second = await w.book(
         doctor, at(monday + timedelta(days=2), "10:00"), 60, reason="Knee pain after fall"
     )
@@ -148,6 +165,7 @@ async def test_calendars_show_reasons_to_the_desk_and_the_own_physician(w: World
     assert day_view.working == [sched.TimeRange(start=at(monday, "08:00"), end=at(monday, "18:00"))]
     assert day_view.start == at(monday, "00:00") and day_view.time_zone == "Europe/Berlin"
 
+    decrypts = keyvault_calls(kv.DECRYPT)
     week = await w.clinic.call(
         sched.CALENDAR,
         sched.CalendarRequest(
@@ -163,6 +181,7 @@ async def test_calendars_show_reasons_to_the_desk_and_the_own_physician(w: World
         (second.appointment_id, "Knee pain after fall"),
     ]
     assert len(week.working) == 7
+    await one_more(kv.DECRYPT, decrypts)  # every reason of the week in one batch
     # One read audit per patient shown, by the reader.
     reads = await eventually(
         lambda: (
