@@ -1,0 +1,223 @@
+"""Physician calendars: availability, appointments, calendars and free slots.
+
+Times are ISO 8601 with an offset (answered in UTC); working hours and calendar days are
+in the clinic's time zone. Calendars and single appointments carry reasons for visit, so
+they draw from the stricter patient-data bucket. `ACCESS` and `PATIENT_DATA` are this
+module's part of the gateway's route table (`gateway/access.py`).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+
+from contracts import scheduling as sched
+from contracts.base import Role
+from gateway.deps import forward, signed
+from gateway.security import Caller
+
+router = APIRouter(tags=["scheduling"])
+caller = Depends(signed())
+reader = Depends(signed(patient_data=True))
+PhysicianId = Annotated[str, Path(pattern=sched.ID_PATTERN)]
+AppointmentId = Annotated[str, Path(pattern=sched.ID_PATTERN)]
+M = TypeVar("M", bound=BaseModel)
+
+ACCESS: dict[str, frozenset[Role]] = {
+    sched.SET_WORKING_HOURS.name: sched.ROSTER,
+    sched.SET_DAYS_OFF.name: sched.ROSTER,
+    sched.GET_AVAILABILITY.name: sched.ROSTER,
+    sched.BOOK.name: sched.DESK,
+    sched.RESCHEDULE.name: sched.DESK,
+    sched.CANCEL.name: sched.DESK,
+    sched.RECORD_OUTCOME.name: sched.DESK_AND_PHYSICIANS,
+    sched.GET_APPOINTMENT.name: sched.DESK_AND_PHYSICIANS,
+    sched.CALENDAR.name: sched.DESK_AND_PHYSICIANS,
+    sched.FREE_SLOTS.name: sched.DESK_AND_PHYSICIANS,
+}
+PATIENT_DATA: frozenset[str] = frozenset({sched.CALENDAR.name, sched.GET_APPOINTMENT.name})
+
+
+def rpc_request(model: type[M], **fields: Any) -> M:
+    """The contract's request, or a 422 naming the fields (rules that span several)."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+
+
+class WorkingHours(BaseModel):
+    weekly: list[sched.WorkingPeriod] = Field(max_length=sched.MAX_PERIODS_PER_WEEK)
+
+
+class DaysOff(BaseModel):
+    add: list[date] = Field(default=[], max_length=sched.MAX_BOOKING_DAYS_AHEAD)
+    remove: list[date] = Field(default=[], max_length=sched.MAX_BOOKING_DAYS_AHEAD)
+
+
+class NewTime(BaseModel):
+    start: sched.UtcDatetime
+    end: sched.UtcDatetime
+
+
+class Cancellation(BaseModel):
+    reason: sched.Reason
+
+
+class OutcomeChange(BaseModel):
+    outcome: sched.Outcome
+
+
+@router.put("/physicians/{physician_id}/working-hours", response_model=sched.Availability)
+async def set_working_hours(
+    physician_id: PhysicianId, body: WorkingHours, request: Request, who: Caller = caller
+) -> sched.Availability:
+    """Replace the weekly working hours (physicians: their own)."""
+    return await forward(
+        request,
+        who,
+        sched.SET_WORKING_HOURS,
+        rpc_request(sched.SetWorkingHoursRequest, physician_id=physician_id, weekly=body.weekly),
+    )
+
+
+@router.post("/physicians/{physician_id}/days-off", response_model=sched.Availability)
+async def set_days_off(
+    physician_id: PhysicianId, body: DaysOff, request: Request, who: Caller = caller
+) -> sched.Availability:
+    return await forward(
+        request,
+        who,
+        sched.SET_DAYS_OFF,
+        rpc_request(
+            sched.SetDaysOffRequest, physician_id=physician_id, add=body.add, remove=body.remove
+        ),
+    )
+
+
+@router.get("/physicians/{physician_id}/availability", response_model=sched.Availability)
+async def availability(
+    physician_id: PhysicianId, request: Request, who: Caller = caller
+) -> sched.Availability:
+    return await forward(
+        request,
+        who,
+        sched.GET_AVAILABILITY,
+        rpc_request(sched.AvailabilityRequest, physician_id=physician_id),
+    )
+
+
+@router.get("/physicians/{physician_id}/calendar", response_model=sched.Calendar)
+async def calendar(
+    physician_id: PhysicianId,
+    request: Request,
+    day: date = Query(),
+    span: sched.CalendarSpan = Query(default=sched.CalendarSpan.day),
+    include_cancelled: bool = Query(default=False),
+    who: Caller = reader,
+) -> sched.Calendar:
+    """A day or an ISO week (Monday to Sunday) of appointments, with reasons for visit."""
+    return await forward(
+        request,
+        who,
+        sched.CALENDAR,
+        rpc_request(
+            sched.CalendarRequest,
+            physician_id=physician_id,
+            day=day,
+            span=span,
+            include_cancelled=include_cancelled,
+        ),
+    )
+
+
+@router.get("/physicians/{physician_id}/free-slots", response_model=sched.FreeSlots)
+async def free_slots(
+    physician_id: PhysicianId,
+    request: Request,
+    first_day: date = Query(),
+    last_day: date = Query(),
+    duration_minutes: int = Query(
+        default=30, ge=sched.MIN_APPOINTMENT_MINUTES, le=sched.MAX_APPOINTMENT_MINUTES
+    ),
+    limit: int = Query(default=200, ge=1, le=1000),
+    who: Caller = caller,
+) -> sched.FreeSlots:
+    return await forward(
+        request,
+        who,
+        sched.FREE_SLOTS,
+        rpc_request(
+            sched.FreeSlotsRequest,
+            physician_id=physician_id,
+            first_day=first_day,
+            last_day=last_day,
+            duration_minutes=duration_minutes,
+            limit=limit,
+        ),
+    )
+
+
+@router.post("/appointments", response_model=sched.Appointment, status_code=201)
+async def book(
+    body: sched.BookRequest, request: Request, who: Caller = caller
+) -> sched.Appointment:
+    """Book (receptionists). 409 names the appointment in the way; 422 says what is wrong."""
+    return await forward(request, who, sched.BOOK, body)
+
+
+@router.get("/appointments/{appointment_id}", response_model=sched.Appointment)
+async def appointment(
+    appointment_id: AppointmentId, request: Request, who: Caller = reader
+) -> sched.Appointment:
+    return await forward(
+        request,
+        who,
+        sched.GET_APPOINTMENT,
+        rpc_request(sched.AppointmentRequest, appointment_id=appointment_id),
+    )
+
+
+@router.post("/appointments/{appointment_id}/reschedule", response_model=sched.Appointment)
+async def reschedule(
+    appointment_id: AppointmentId, body: NewTime, request: Request, who: Caller = caller
+) -> sched.Appointment:
+    return await forward(
+        request,
+        who,
+        sched.RESCHEDULE,
+        rpc_request(
+            sched.RescheduleRequest, appointment_id=appointment_id, start=body.start, end=body.end
+        ),
+    )
+
+
+@router.post("/appointments/{appointment_id}/cancel", response_model=sched.Appointment)
+async def cancel(
+    appointment_id: AppointmentId, body: Cancellation, request: Request, who: Caller = caller
+) -> sched.Appointment:
+    return await forward(
+        request,
+        who,
+        sched.CANCEL,
+        rpc_request(sched.CancelRequest, appointment_id=appointment_id, reason=body.reason),
+    )
+
+
+@router.post("/appointments/{appointment_id}/outcome", response_model=sched.Appointment)
+async def record_outcome(
+    appointment_id: AppointmentId, body: OutcomeChange, request: Request, who: Caller = caller
+) -> sched.Appointment:
+    """Completed or no-show, once the appointment's time has come."""
+    return await forward(
+        request,
+        who,
+        sched.RECORD_OUTCOME,
+        rpc_request(
+            sched.RecordOutcomeRequest, appointment_id=appointment_id, outcome=body.outcome
+        ),
+    )
