@@ -1,0 +1,86 @@
+"""Who may act, on which patient, and proof that the caller is who the headers say.
+
+Roles come from the contract and are checked by the runtime before a handler runs. A
+principal in a message's headers is only as good as whoever put it there, so nothing
+here trusts it alone: reads and searches go through the keyvault's signature gate
+(DECRYPT, BLIND_INDEX), and writes that encrypt only (which the keyvault serves to any
+service) check the caller's forwarded request signature here, against the caller's
+registered key as auth serves it (`RESOLVE_KEY` with the row MAC verified).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from pydantic import ValidationError
+
+from contracts.auth import RESOLVE_KEY, AccountRecord, AccountStatus, ResolveKeyRequest
+from contracts.base import Principal
+from mesh.context import CallContext
+from mesh.errors import NotFound, Unauthenticated
+from mesh.httpsig import RequestProof, SignatureError, parse_proof, verify_proof
+from mesh.runtime import Runtime
+
+
+def runtime_of(ctx: CallContext) -> Runtime:
+    assert ctx.runtime is not None and ctx.runtime.db is not None
+    return ctx.runtime
+
+
+def principal_of(ctx: CallContext) -> Principal:
+    assert ctx.principal is not None  # every patient-data method requires a role
+    return ctx.principal
+
+
+async def check_patient_access(ctx: CallContext, patient_id: str) -> None:
+    """The one place for per-patient rules (care relationship, break-glass: issue #9).
+
+    Every handler calls it once it knows which patient a request concerns, before any
+    patient data is read or written. Today the role table is the whole rule.
+    """
+    return None
+
+
+async def resolve_account(runtime: Runtime, account_id: str) -> AccountRecord | None:
+    """The account as auth stores it, its row MAC verified (None if there is none)."""
+    try:
+        return await runtime.rpc.call(RESOLVE_KEY, ResolveKeyRequest(account_id=account_id))
+    except NotFound:
+        return None
+
+
+async def require_signed(ctx: CallContext) -> AccountRecord:
+    """The caller's account, if the forwarded proof is fresh and made by its active key."""
+    me = principal_of(ctx)
+    if ctx.proof is None:
+        raise Unauthenticated("this operation needs the user's forwarded request signature")
+    try:
+        proof = RequestProof.model_validate_json(ctx.proof)
+        key_id = parse_proof(proof).key_id
+    except (ValidationError, ValueError):
+        raise Unauthenticated("the forwarded request signature is malformed") from None
+    except SignatureError as exc:
+        raise Unauthenticated(f"request signature refused: {exc.message}") from None
+    if key_id != me.account_id:
+        raise Unauthenticated("the request was not signed by the acting principal")
+    runtime = runtime_of(ctx)
+    record = await resolve_account(runtime, me.account_id)
+    if record is None:
+        raise Unauthenticated("the signing account does not exist")
+    account = record.account
+    if account.status is not AccountStatus.active:
+        raise Unauthenticated("the signing account is disabled")
+    if account.role is not me.role:
+        raise Unauthenticated("the acting principal's role does not match the signing account")
+    try:
+        verify_proof(
+            proof,
+            base64.b64decode(account.public_key),
+            now=time.time(),
+            window_s=runtime.settings.signature_window_s,
+            skew_s=runtime.settings.signature_skew_s,
+        )
+    except SignatureError as exc:
+        raise Unauthenticated(f"request signature refused: {exc.message}") from None
+    return record

@@ -1,0 +1,124 @@
+"""Audit events of the records service: who did what to whose record, and how it ended.
+
+Successful writes put their event in the outbox of their own transaction (durable exactly
+when the write commits). Successful reads publish theirs, confirmed, before any data is
+returned; if that fails the read raises `Unavailable` (fail closed). A refusal or a
+failure is published at once, since the transaction it happened in is rolled back.
+Details never hold patient data: ids, versions and error codes only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from contracts.audit import AuditAction, AuditOutcome
+from contracts.errors import ErrorCode
+from contracts.records import SERVICE
+from mesh import audit
+from mesh.context import CallContext
+from mesh.errors import RpcError
+from mesh.logging import get_logger
+from services.records.access import runtime_of
+
+log = get_logger("records.audit")
+
+FAILURES = frozenset(
+    {
+        ErrorCode.internal,
+        ErrorCode.unavailable,
+        ErrorCode.no_route,
+        ErrorCode.timeout,
+        ErrorCode.sealed,
+        ErrorCode.integrity,
+    }
+)
+"""Error codes that mean something failed (or was tampered with), not a refused request."""
+
+
+@dataclass
+class Subject:
+    """What an action concerns; the handler fills in what it learns (e.g. the patient)."""
+
+    type: str
+    action: AuditAction
+    entity_type: str
+    patient_id: str | None = None
+    entity_id: str | None = None
+
+
+async def written(ctx: CallContext, subject: Subject, detail: str | None = None) -> None:
+    """A successful write: its event commits (or not) with the write's transaction."""
+    event = audit.make_event(
+        SERVICE,
+        subject.type,
+        subject.action,
+        AuditOutcome.success,
+        patient_id=subject.patient_id,
+        entity_type=subject.entity_type,
+        entity_id=subject.entity_id,
+        detail=detail,
+    )
+    await audit.record(runtime_of(ctx), event, conn=ctx.tx)
+
+
+async def read(
+    ctx: CallContext,
+    subject: Subject,
+    patient_ids: Iterable[str],
+    detail: str | None = None,
+) -> None:
+    """One confirmed event per patient whose data is about to be returned (fail closed);
+    one without a patient if there is none (e.g. a search that found nobody)."""
+    runtime = runtime_of(ctx)
+    ids: list[str | None] = [*sorted(set(patient_ids))] or [None]
+    events = [
+        audit.make_event(
+            SERVICE,
+            subject.type,
+            AuditAction.read,
+            AuditOutcome.success,
+            patient_id=patient_id,
+            entity_type=subject.entity_type,
+            entity_id=subject.entity_id,
+            detail=detail,
+        )
+        for patient_id in ids
+    ]
+    await asyncio.gather(*(audit.record(runtime, e) for e in events))
+
+
+@asynccontextmanager
+async def audited(
+    ctx: CallContext,
+    type: str,
+    action: AuditAction,
+    entity_type: str,
+    *,
+    patient_id: str | None = None,
+    entity_id: str | None = None,
+) -> AsyncIterator[Subject]:
+    """Records a refusal (4xx) or failure (5xx, tampering, crash) of the block, re-raised."""
+    subject = Subject(type, action, entity_type, patient_id, entity_id)
+    try:
+        yield subject
+    except Exception as exc:
+        refused = isinstance(exc, RpcError) and exc.code not in FAILURES
+        detail = f"{exc.code.value}: {exc.message}" if isinstance(exc, RpcError) else "error"
+        event = audit.make_event(
+            SERVICE,
+            subject.type,
+            subject.action,
+            AuditOutcome.refused if refused else AuditOutcome.failure,
+            patient_id=subject.patient_id,
+            entity_type=subject.entity_type,
+            entity_id=subject.entity_id,
+            detail=detail,
+        )
+        try:
+            await audit.record(runtime_of(ctx), event)
+        except RpcError as audit_error:
+            log.error("audit.refusal_not_recorded", type=subject.type, error=audit_error.message)
+        raise
