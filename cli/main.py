@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import httpx
 import typer
 
-from cli import keys, vault
+from cli import keys, scheduling, vault
 from cli.bus import run_on_bus
 from cli.profile import DEFAULT_URL, Profile, client, home, key_path, passphrase
 from cli.sdk import ApiError
@@ -34,6 +34,7 @@ app.add_typer(key_app, name="key")
 app.add_typer(admin_app, name="admin")
 app.add_typer(vault.app, name="vault")
 app.add_typer(chat_app, name="chat")
+app.add_typer(scheduling.app, name="schedule")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,0 +1,254 @@
+"""`medihaven schedule …`: working hours, days off, calendars, free slots and appointments.
+
+Every command is a signed request through the gateway as the registered staff member.
+Times are shown in this machine's local time zone; a time typed without an offset is
+read in it too (e.g. `--start "2030-01-07 09:00"`), so the clinic's desk types wall time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+import typer
+from pydantic import ValidationError
+
+from cli import profile
+from cli.sdk import ApiError
+from contracts.scheduling import Outcome, Weekday, WorkingPeriod
+
+app = typer.Typer(help="Calendars and appointments.", no_args_is_help=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+WEEKDAYS = list(Weekday)
+
+
+def api_errors(fn: F) -> F:
+    """Gateway errors as one readable line (and the reasons), exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ApiError as exc:
+            typer.secho(
+                f"error {exc.status} ({exc.code}): {exc.message}", fg=typer.colors.RED, err=True
+            )
+            if exc.details:
+                typer.echo(json.dumps(exc.details, indent=2), err=True)
+            raise typer.Exit(1) from None
+        except httpx.HTTPError as exc:
+            typer.secho(f"cannot reach the gateway: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_time(value: str) -> datetime:
+    """ISO 8601; without an offset, this machine's local time."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a time like 2030-01-07 09:00") from None
+    return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+def parse_periods(specs: list[str]) -> list[dict[str, str]]:
+    """`mon=08:00-12:00`, `mon-fri=08:00-17:00`, several periods per day: repeat the option."""
+    periods = []
+    for spec in specs:
+        try:
+            days, hours = spec.split("=")
+            start, end = hours.split("-")
+            first, _, last = days.partition("-")
+            lo, hi = _weekday(first), _weekday(last or first)
+        except ValueError:
+            raise typer.BadParameter(f"{spec!r}: write it like mon-fri=08:00-17:00") from None
+        for weekday in WEEKDAYS[lo : hi + 1]:
+            try:
+                period = WorkingPeriod(weekday=weekday, start=start, end=end)
+            except ValidationError as exc:
+                reasons = "; ".join(e["msg"] for e in exc.errors())
+                raise typer.BadParameter(f"{spec!r}: {reasons}") from None
+            periods.append(period.model_dump(mode="json"))
+    return periods
+
+
+def _weekday(prefix: str) -> int:
+    matches = [i for i, d in enumerate(WEEKDAYS) if d.value.startswith(prefix.lower())]
+    if len(prefix) < 2 or len(matches) != 1:
+        raise ValueError(prefix)
+    return matches[0]
+
+
+def local(value: str) -> str:
+    return datetime.fromisoformat(value).astimezone().strftime("%a %Y-%m-%d %H:%M")
+
+
+def show_appointment(a: dict[str, Any]) -> None:
+    end = datetime.fromisoformat(a["end"]).astimezone().strftime("%H:%M")
+    line = f"{local(a['start'])}-{end}  {a['status']:<9} patient {a['patient_id']}"
+    typer.echo(f"{line}  [{a['appointment_id']}]")
+    if a.get("reason"):
+        typer.echo(f"    reason: {a['reason']}")
+    if a.get("cancellation_reason"):
+        typer.echo(f"    cancelled: {a['cancellation_reason']}")
+
+
+def show_availability(a: dict[str, Any]) -> None:
+    typer.echo(f"working hours of {a['physician_id']} ({a['time_zone']}):")
+    for p in a["weekly"]:
+        typer.echo(f"  {p['weekday']:<10} {p['start']}-{p['end']}")
+    if a["days_off"]:
+        typer.echo("days off: " + ", ".join(a["days_off"]))
+    for slot in a.get("affected", []):
+        typer.secho(
+            f"  no longer within working hours: {local(slot['start'])} [{slot['appointment_id']}]",
+            fg=typer.colors.YELLOW,
+        )
+
+
+@app.command()
+@api_errors
+def hours(
+    physician_id: str,
+    period: list[str] = typer.Option(..., help="e.g. mon-fri=08:00-12:00 (repeatable)."),
+) -> None:
+    """Replace a physician's weekly working hours (in the clinic's time zone)."""
+    body = {"weekly": parse_periods(period)}
+    show_availability(
+        profile.client().put(f"/api/v1/physicians/{physician_id}/working-hours", body)
+    )
+
+
+@app.command("days-off")
+@api_errors
+def days_off(
+    physician_id: str,
+    add: list[str] = typer.Option([], help="A day off, YYYY-MM-DD (repeatable)."),
+    remove: list[str] = typer.Option([], help="A day no longer off (repeatable)."),
+) -> None:
+    """Add or remove days off."""
+    body = {"add": add, "remove": remove}
+    show_availability(profile.client().post(f"/api/v1/physicians/{physician_id}/days-off", body))
+
+
+@app.command()
+@api_errors
+def availability(physician_id: str) -> None:
+    """A physician's working hours and days off."""
+    show_availability(profile.client().get(f"/api/v1/physicians/{physician_id}/availability"))
+
+
+@app.command()
+@api_errors
+def calendar(
+    physician_id: str,
+    day: str = typer.Option(None, help="YYYY-MM-DD (default: today)."),
+    week: bool = typer.Option(False, help="The whole week (Monday to Sunday)."),
+    cancelled: bool = typer.Option(False, help="Show cancelled appointments too."),
+) -> None:
+    """A physician's day or week, with reasons for visit."""
+    reply = profile.client().get(
+        f"/api/v1/physicians/{physician_id}/calendar",
+        day=day or date.today().isoformat(),
+        span="week" if week else "day",
+        include_cancelled=str(cancelled).lower(),
+    )
+    typer.echo(f"{physician_id}: {reply['first_day']} to {reply['last_day']}")
+    for a in reply["appointments"]:
+        show_appointment(a)
+    if not reply["appointments"]:
+        typer.echo("no appointments")
+
+
+@app.command()
+@api_errors
+def slots(
+    physician_id: str,
+    first_day: str = typer.Option(None, "--from", help="YYYY-MM-DD (default: today)."),
+    last_day: str = typer.Option(None, "--to", help="YYYY-MM-DD (default: a week on)."),
+    minutes: int = typer.Option(30, help="Length of the appointment."),
+) -> None:
+    """Free slots of a physician."""
+    first = first_day or date.today().isoformat()
+    last = last_day or (date.fromisoformat(first) + timedelta(days=6)).isoformat()
+    reply = profile.client().get(
+        f"/api/v1/physicians/{physician_id}/free-slots",
+        first_day=first,
+        last_day=last,
+        duration_minutes=minutes,
+    )
+    for slot in reply["slots"]:
+        typer.echo(local(slot["start"]))
+    if reply["truncated"]:
+        typer.echo("… (more: narrow the dates)")
+
+
+@app.command()
+@api_errors
+def book(
+    patient: str = typer.Option(..., help="Patient id."),
+    physician: str = typer.Option(..., help="Physician's account id."),
+    start: str = typer.Option(..., help="e.g. '2030-01-07 09:00' (local time)."),
+    minutes: int = typer.Option(30, help="Length in minutes."),
+    reason: str = typer.Option(..., help="Reason for visit (stored encrypted)."),
+) -> None:
+    """Book an appointment (receptionists)."""
+    begin = parse_time(start)
+    body = {
+        "patient_id": patient,
+        "physician_id": physician,
+        "start": begin.isoformat(),
+        "end": (begin + timedelta(minutes=minutes)).isoformat(),
+        "reason": reason,
+    }
+    show_appointment(profile.client().post("/api/v1/appointments", body))
+
+
+@app.command()
+@api_errors
+def show(appointment_id: str) -> None:
+    """One appointment, with its reason for visit."""
+    show_appointment(profile.client().get(f"/api/v1/appointments/{appointment_id}"))
+
+
+@app.command()
+@api_errors
+def reschedule(
+    appointment_id: str,
+    start: str = typer.Option(..., help="New start, e.g. '2030-01-07 10:00' (local time)."),
+    minutes: int = typer.Option(None, help="New length (default: as it was)."),
+) -> None:
+    """Move an appointment (receptionists)."""
+    api = profile.client()
+    if minutes is None:
+        current = api.get(f"/api/v1/appointments/{appointment_id}")
+        length = datetime.fromisoformat(current["end"]) - datetime.fromisoformat(current["start"])
+    else:
+        length = timedelta(minutes=minutes)
+    begin = parse_time(start)
+    body = {"start": begin.isoformat(), "end": (begin + length).isoformat()}
+    show_appointment(api.post(f"/api/v1/appointments/{appointment_id}/reschedule", body))
+
+
+@app.command()
+@api_errors
+def cancel(
+    appointment_id: str, reason: str = typer.Option(..., help="Why (stored encrypted).")
+) -> None:
+    """Cancel an appointment (receptionists)."""
+    path = f"/api/v1/appointments/{appointment_id}/cancel"
+    show_appointment(profile.client().post(path, {"reason": reason}))
+
+
+@app.command()
+@api_errors
+def outcome(appointment_id: str, result: Outcome) -> None:
+    """Record that an appointment was completed or a no-show."""
+    path = f"/api/v1/appointments/{appointment_id}/outcome"
+    show_appointment(profile.client().post(path, {"outcome": result.value}))
