@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contracts import keyvault as kv
+from contracts import records as rec
 from contracts import scheduling as sched
 from contracts.audit import AUDIT_RECORDED, AuditEvent
 from contracts.base import EventType, Role
@@ -26,12 +27,15 @@ from mesh.context import CallContext
 from mesh.events import ReceivedEvent
 from mesh.rpc import RpcRouter
 from mesh.runtime import ConsumerSpec, Runtime
+from services.records.handlers import router as records_router
 from services.scheduling import store
 from services.scheduling.accounts import CONSUMERS
 from services.scheduling.handlers import router
 from tests.support.clinic import Clinic, StaffMember, clinic
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "scheduling" / "migrations"
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+MIGRATIONS = SERVICES / "scheduling" / "migrations"
+RECORDS_MIGRATIONS = SERVICES / "records" / "migrations"
 TIMEZONE = "Europe/Berlin"
 TZ = ZoneInfo(TIMEZONE)
 ALL_WEEK = [sched.WorkingPeriod(weekday=d, start="08:00", end="18:00") for d in sched.Weekday]
@@ -58,7 +62,7 @@ def at(day: date, hhmm: str) -> datetime:
 
 def stand_in_records(patients: set[str]) -> RpcRouter:
     """Answers `records.patient_ref` from `patients`, as the records service would."""
-    records = RpcRouter("records")
+    records = RpcRouter(rec.SERVICE)
 
     @records.handler(PATIENT_REF)
     async def patient_ref(req: PatientRefRequest, ctx: CallContext) -> PatientRef:
@@ -162,7 +166,9 @@ class World:
 
 
 @asynccontextmanager
-async def world(tag: str, replicas: int = 1) -> AsyncIterator[World]:
+async def world(tag: str, replicas: int = 1, *, real_records: bool = False) -> AsyncIterator[World]:
+    """`real_records`: the records service itself instead of the stand-in (patients are
+    then made through it, and `World.patient()` must not be used)."""
     audits: list[AuditEvent] = []
     events: list[ReceivedEvent[Any]] = []
 
@@ -185,9 +191,14 @@ async def world(tag: str, replicas: int = 1) -> AsyncIterator[World]:
     async with clinic(tag, client_consumers=consumers) as c:
         settings = c.settings.model_copy(update={"clinic_timezone": TIMEZONE})
         patients: set[str] = set()
-        records = await Runtime.start(
-            "records", settings, router=stand_in_records(patients), use_database=False
-        )
+        if real_records:
+            records = await Runtime.start(
+                rec.SERVICE, settings, router=records_router, migrations=RECORDS_MIGRATIONS
+            )
+        else:
+            records = await Runtime.start(
+                rec.SERVICE, settings, router=stand_in_records(patients), use_database=False
+            )
         started: list[Runtime] = []
         try:
             for _ in range(replicas):
