@@ -28,12 +28,14 @@ staff_app = typer.Typer(help="Staff accounts (administrators).", no_args_is_help
 key_app = typer.Typer(help="Your own key.", no_args_is_help=True)
 admin_app = typer.Typer(help="Operator actions over the bus.", no_args_is_help=True)
 chat_app = typer.Typer(help="Chat with other staff.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log (administrators).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(staff_app, name="staff")
 app.add_typer(key_app, name="key")
 app.add_typer(admin_app, name="admin")
 app.add_typer(vault.app, name="vault")
 app.add_typer(chat_app, name="chat")
+app.add_typer(audit_app, name="audit")
 app.add_typer(scheduling.app, name="schedule")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -246,6 +248,58 @@ def chat_watch(interval: float = typer.Option(2.0, help="Seconds between checks.
         if page["messages"]:
             last = page["messages"][-1]["message_id"]
         time.sleep(interval)
+
+
+@audit_app.command("verify")
+@api_errors
+def audit_verify() -> None:
+    """Walk the hash chain; name the first entry that was edited, inserted or deleted."""
+    result = client().get("/api/v1/audit/verify")
+    if result["ok"]:
+        typer.echo(f"ok: {result['entries']} entries, {result['checkpoints']} MAC'd checkpoints")
+        return
+    typer.secho(f"BROKEN at entry {result['first_bad_seq']}: {result['problem']}", fg="red")
+    raise typer.Exit(1)
+
+
+@audit_app.command("query")
+@api_errors
+def audit_query(
+    patient: str = typer.Option(None, help="Patient id."),
+    account: str = typer.Option(None, help="Staff account id."),
+    action: str = typer.Option(None, help="C, R, U, D or E."),
+    outcome: str = typer.Option(None, help="success, refused or failure."),
+    limit: int = typer.Option(50),
+) -> None:
+    page = client().get(
+        "/api/v1/audit/events",
+        patient_id=patient,
+        account_id=account,
+        action=action,
+        outcome=outcome,
+        limit=limit,
+        sort="recorded",
+        descending="true",
+    )
+    for entry in page["entries"]:
+        e = entry["event"]
+        who = e["agent"]["account_id"] or "-"
+        typer.echo(
+            f"#{entry['seq']} {e['recorded']} {e['action']} {e['outcome']:<8} {e['type']:<28} "
+            f"by {who} patient {e['patient_id'] or '-'}"
+        )
+    typer.echo(f"({len(page['entries'])} of {page['total']})")
+
+
+@audit_app.command("export")
+@api_errors
+def audit_export(patient: str = typer.Option(None, help="Patient id.")) -> None:
+    """FHIR AuditEvent NDJSON on standard output."""
+    response = client().request("GET", "/api/v1/audit/export", None, {"patient_id": patient})
+    if response.status_code >= 400:
+        typer.secho(response.text, fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(response.text, nl=False)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts import auth, chat
+from contracts import audit, auth, chat
 from contracts import keyvault as kv
 from contracts.base import ALL_ROLES, Role, RpcMethod
 
@@ -33,6 +33,10 @@ ACCESS: dict[str, frozenset[Role]] = {
     chat.HISTORY.name: ALL_ROLES,
     chat.MARK_READ.name: ALL_ROLES,
     chat.RECEIPTS.name: ALL_ROLES,
+    audit.QUERY.name: ADMIN,
+    audit.PATIENT_HISTORY.name: ADMIN,
+    audit.EXPORT.name: ADMIN,
+    audit.VERIFY.name: ADMIN,
 }
 
 # Methods that read patient data: they also draw from the stricter per-account bucket.

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from contracts.auth import ACCOUNT_CHANGED, AccountChanged
 from gateway import errors
-from gateway.routes import chat, health, identity, vault
+from gateway.routes import audit, chat, health, identity, vault
 from gateway.security import Security
 from gateway.settings import GatewaySettings, get_gateway_settings
 from mesh.events import EventHandler, ReceivedEvent
@@ -73,7 +73,7 @@ def create_app(
     app.state.security = None
     errors.install(app)
     add_probes(app, lambda: check_runtime(app.state.runtime))
-    for module in (health, identity, vault, chat):
+    for module in (health, identity, vault, chat, audit):
         app.include_router(module.router, prefix="/api/v1")
     return app
 

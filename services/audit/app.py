@@ -1,11 +1,41 @@
-"""The audit service process: its FastAPI app, with the mesh running in its lifespan."""
+"""The audit service process: consumes `audit.#` into the hash chain, MACs its head at
+intervals, and answers administrators' queries."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from contracts.audit import SERVICE
+from contracts.audit import AUDIT_RECORDED, SERVICE
+from mesh.errors import RpcError
+from mesh.logging import get_logger
+from mesh.runtime import ConsumerSpec, Runtime
 from mesh.service import create_service_app
-from services.audit.handlers import router
+from services.audit.handlers import checkpoint, consumer, router
 
-app = create_service_app(SERVICE, router, migrations=Path(__file__).with_name("migrations"))
+log = get_logger("audit")
+CHECKPOINT_INTERVAL_S = 5.0
+
+CONSUMERS = [ConsumerSpec("audit", [AUDIT_RECORDED], consumer)]
+
+
+async def checkpoints(runtime: Runtime) -> None:
+    while True:
+        await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+        try:
+            await checkpoint(runtime)
+        except RpcError as exc:  # e.g. the keyvault is sealed: try again later
+            log.warning("audit.checkpoint_skipped", reason=exc.message)
+
+
+async def start(runtime: Runtime) -> None:
+    runtime.spawn(checkpoints(runtime), "audit-checkpoints")
+
+
+app = create_service_app(
+    SERVICE,
+    router,
+    migrations=Path(__file__).with_name("migrations"),
+    consumers=CONSUMERS,
+    on_startup=start,
+)

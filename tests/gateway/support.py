@@ -21,7 +21,7 @@ from tests.mesh.fixtures import client_runtime
 from tests.processes import Process, running
 
 T = TypeVar("T")
-SERVICES = ["services.keyvault", "services.auth", "services.chat"]
+SERVICES = ["services.keyvault", "services.auth", "services.chat", "services.audit"]
 
 
 @dataclass

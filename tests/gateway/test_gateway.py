@@ -17,7 +17,7 @@ import pytest
 
 from cli import keys
 from cli.sdk import ApiError, MedihavenClient
-from contracts import auth, chat
+from contracts import audit, auth, chat
 from contracts import keyvault as kv
 from contracts.base import ALL_ROLES
 from gateway.access import ACCESS
@@ -177,6 +177,12 @@ def test_role_matrix(world: Mesh) -> None:
             chat.MARK_READ.name,
         ),
         ("GET", f"/api/v1/chat/conversations/{nobody}/receipts", None, chat.RECEIPTS.name),
+    ]
+    routes += [
+        ("GET", "/api/v1/audit/events", None, audit.QUERY.name),
+        ("GET", f"/api/v1/audit/patients/{nobody}", None, audit.PATIENT_HISTORY.name),
+        ("GET", "/api/v1/audit/export", None, audit.EXPORT.name),
+        ("GET", "/api/v1/audit/verify", None, audit.VERIFY.name),
     ]
     assert {name for *_, name in routes} | {kv.SEAL.name} == set(ACCESS)
     for role, member in members.items():
@@ -383,3 +389,23 @@ def test_cli_register_me_chat_and_vault_status(world: Mesh, tmp_path: Path) -> N
     assert result.exit_code == 1 and "passphrase is wrong" in result.output
     result = runner.invoke(app, ["vault", "status"], env=env)
     assert result.exit_code == 0 and "unsealed" in result.output, result.output
+
+
+def test_audit_trail_through_the_gateway(world: Mesh) -> None:
+    """Security-relevant actions land in the audit chain, which administrators can query
+    and verify."""
+    admin = world.admin().client
+    issued = admin.post("/api/v1/tokens", {"role": "physician"})
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        page = admin.get("/api/v1/audit/events", type="auth.token_issued", limit=500)
+        if any(e["event"]["entity_id"] == issued["token_id"] for e in page["entries"]):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the token issue was not audited")
+    refused = admin.get("/api/v1/audit/events", outcome="refused", limit=500)
+    assert any(e["event"]["type"] == "gateway.signature_refused" for e in refused["entries"])
+    assert admin.get("/api/v1/audit/verify")["ok"] is True
+    ndjson = admin.request("GET", "/api/v1/audit/export", None, {"limit": 5}).text
+    assert all(json.loads(line)["resourceType"] == "AuditEvent" for line in ndjson.splitlines())
