@@ -1,10 +1,10 @@
 """Who may act, and on whose calendar; whether the patient and physician exist.
 
 Roles are checked by the runtime before a handler runs (from the contract). A principal
-in a message's headers is only as good as whoever put it there, so writes also check
-the caller's forwarded request signature against the caller's registered key (as the
-keyvault does before it decrypts): a forged booking on the bus is refused even though
-booking decrypts nothing.
+in a message's headers is only as good as whoever put it there, so the caller's
+forwarded request signature is checked too: here against the caller's registered key
+(writes, and reads that decrypt nothing), or by the keyvault before it decrypts. A
+forged booking on the bus is refused even though booking decrypts nothing.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ async def require_signed(ctx: CallContext) -> Principal:
     """The caller, if the forwarded proof is fresh and made by the caller's own active key."""
     me = principal_of(ctx)
     if ctx.proof is None:
-        raise Unauthenticated("this change needs the user's forwarded request signature")
+        raise Unauthenticated("this request needs the user's forwarded request signature")
     try:
         proof = RequestProof.model_validate_json(ctx.proof)
         key_id = parse_proof(proof).key_id
