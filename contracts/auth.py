@@ -156,14 +156,22 @@ class AccountChanged(Model):
     account_id: str
 
 
-BOOTSTRAP = RpcMethod(SERVICE, "auth.bootstrap", BootstrapRequest, IssuedToken, write=True)
+BOOTSTRAP = RpcMethod(
+    SERVICE, "auth.bootstrap", BootstrapRequest, IssuedToken, write=True, keep_reply=False
+)
 """Operator-only (reached over the bus, not through the gateway); refused once an
 administrator exists."""
 REGISTER = RpcMethod(SERVICE, "auth.register", RegisterRequest, Account, write=True)
 RESOLVE_KEY = RpcMethod(SERVICE, "auth.resolve_key", ResolveKeyRequest, AccountRecord)
 ME = RpcMethod(SERVICE, "auth.me", MeRequest, Account, roles=ALL_ROLES)
 ISSUE_TOKEN = RpcMethod(
-    SERVICE, "auth.issue_token", IssueTokenRequest, IssuedToken, write=True, roles=ADMIN
+    SERVICE,
+    "auth.issue_token",
+    IssueTokenRequest,
+    IssuedToken,
+    write=True,
+    roles=ADMIN,
+    keep_reply=False,  # the token is shown once and stored nowhere
 )
 LIST_TOKENS = RpcMethod(SERVICE, "auth.list_tokens", ListTokensRequest, TokenList, roles=ADMIN)
 REVOKE_TOKEN = RpcMethod(

@@ -77,7 +77,9 @@ class RpcMethod(Generic[ReqT, RespT]):
     `roles=None` means any caller (including other services with no principal);
     otherwise the handler runs only for a principal with one of these roles.
     `write=True` methods require an idempotency key: a redelivered request is
-    answered from the first result instead of writing twice.
+    answered from the first result instead of writing twice. `keep_reply=False` for a
+    write whose reply holds a secret or patient data (a token shown once, a message's
+    text): the reply is then not stored, and a repeat is refused with `conflict`.
     """
 
     service: str
@@ -86,6 +88,7 @@ class RpcMethod(Generic[ReqT, RespT]):
     response: type[RespT]
     write: bool = False
     roles: frozenset[Role] | None = None
+    keep_reply: bool = True
 
     @property
     def queue(self) -> str:

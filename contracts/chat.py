@@ -131,13 +131,21 @@ class MessagesRead(Model):
 OPEN_DIRECT = RpcMethod(
     SERVICE, "chat.open_direct", OpenDirectRequest, Conversation, write=True, roles=ALL_ROLES
 )
-CREATE_GROUP = RpcMethod(
-    SERVICE, "chat.create_group", CreateGroupRequest, Conversation, write=True, roles=ALL_ROLES
+CREATE_GROUP = RpcMethod(  # the reply holds the group's name
+    SERVICE,
+    "chat.create_group",
+    CreateGroupRequest,
+    Conversation,
+    write=True,
+    roles=ALL_ROLES,
+    keep_reply=False,
 )
 LIST_CONVERSATIONS = RpcMethod(
     SERVICE, "chat.list_conversations", ListConversationsRequest, ConversationList, roles=ALL_ROLES
 )
-SEND = RpcMethod(SERVICE, "chat.send", SendRequest, Message, write=True, roles=ALL_ROLES)
+SEND = RpcMethod(  # the reply holds the text: not kept in clear for repeats
+    SERVICE, "chat.send", SendRequest, Message, write=True, roles=ALL_ROLES, keep_reply=False
+)
 HISTORY = RpcMethod(SERVICE, "chat.history", HistoryRequest, MessagePage, roles=ALL_ROLES)
 MARK_READ = RpcMethod(
     SERVICE, "chat.mark_read", MarkReadRequest, Receipt, write=True, roles=ALL_ROLES

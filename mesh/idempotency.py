@@ -25,10 +25,16 @@ def _request_hash(method: str, request: BaseModel) -> bytes:
     return hashlib.sha256(method.encode() + b"\0" + request.model_dump_json().encode()).digest()
 
 
+NOT_KEPT = b""
+"""Stored instead of a reply that must not rest in the database in clear."""
+
+
 async def run_idempotent(
     handler: Callable[[Any, CallContext], Awaitable[BaseModel]],
     request: BaseModel,
     ctx: CallContext,
+    *,
+    keep_reply: bool = True,
 ) -> bytes:
     """Run a write handler at most once per idempotency key; returns the reply body."""
     key = ctx.idempotency_key
@@ -62,7 +68,7 @@ async def run_idempotent(
             await db.execute(
                 conn,
                 "UPDATE mesh_idempotency SET response = %s WHERE idem_key = %s",
-                (body, key),
+                (body if keep_reply else NOT_KEPT, key),
             )
     if body is not None:
         ctx.runtime.written()  # committed: let the outbox relay publish its events now
@@ -76,4 +82,9 @@ async def run_idempotent(
         raise Conflict("a request with this idempotency key is still in progress")
     if row[0] != ctx.method or bytes(row[1]) != request_hash:
         raise Conflict("this idempotency key was already used for a different request")
+    if bytes(row[2]) == NOT_KEPT:
+        raise Conflict(
+            "this request was already carried out; its reply is not kept (it held a secret "
+            "or patient data)"
+        )
     return bytes(row[2])

@@ -538,6 +538,6 @@ class RpcServer:
         # no one); its late reply is dropped by the caller. Calls it makes onward carry
         # the same deadline, so the overrun stays bounded.
         if method.write:
-            return await run_idempotent(route.handler, request, ctx)
+            return await run_idempotent(route.handler, request, ctx, keep_reply=method.keep_reply)
         result = await route.handler(request, ctx)
         return cast(BaseModel, result).model_dump_json().encode()

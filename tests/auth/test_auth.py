@@ -69,6 +69,20 @@ async def test_full_flow_bootstrap_register_issue_and_me(world: Identity) -> Non
     }
     tokens = await world.as_(admin, auth.LIST_TOKENS, auth.ListTokensRequest(state=TokenState.used))
     assert len(tokens.tokens) >= 3
+    # A token is shown once and stored nowhere: not even as a kept reply for repeats.
+    issued = await world.as_(
+        admin, auth.ISSUE_TOKEN, auth.IssueTokenRequest(role=Role.physician), idempotency_key="k1"
+    )
+    assert world.auth.db is not None
+    stored = await world.auth.db.fetchall("SELECT response FROM mesh_idempotency")
+    assert all(issued.token.encode() not in bytes(r[0] or b"") for r in stored)
+    with pytest.raises(Conflict, match="not kept"):
+        await world.as_(
+            admin,
+            auth.ISSUE_TOKEN,
+            auth.IssueTokenRequest(role=Role.physician),
+            idempotency_key="k1",
+        )
 
 
 async def test_expired_revoked_reused_and_unknown_tokens_get_one_message(

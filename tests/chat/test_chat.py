@@ -102,6 +102,8 @@ async def test_two_staff_chat_and_a_third_sees_nothing(world: tuple[Clinic, Runt
     assert service.db is not None
     stored = await service.db.fetchall("SELECT text_enc FROM messages")
     dump = " ".join(r[0] for r in stored)
+    kept = await service.db.fetchall("SELECT response FROM mesh_idempotency")
+    dump += " ".join(bytes(r[0] or b"").decode() for r in kept)
     for text in texts:
         assert text not in dump and "Okafor" not in dump
     # Live notifications carry ids, never the text.
