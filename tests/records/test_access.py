@@ -1,0 +1,218 @@
+"""The role matrix of every records method, over the bus, and forged principals.
+
+Roles come from the contract (checked by the runtime before any handler runs):
+receptionists register, update and search patients; physicians read and write everything
+clinical; administrators get no patient data at all. A principal in the headers proves
+nothing by itself: every patient-data method also needs the caller's own fresh request
+signature (checked by the keyvault's gate on DECRYPT / BLIND_INDEX, or by the handler
+for writes that only encrypt), so a forged principal with a permitted role gets 401.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from pydantic import BaseModel
+
+from contracts import records as rec
+from contracts.base import Principal, Role, RpcMethod
+from contracts.common import ping
+from mesh.errors import Forbidden, RpcError, Unauthenticated
+from tests.records.support import World, content, demographics, signed_request, world
+from tests.support.clinic import StaffMember
+
+D, P = "receptionist", "physician"
+ALLOWED: dict[str, set[str]] = {
+    rec.PATIENT_REF.name: {"administrator", P, D, "nobody"},
+    rec.CREATE_PATIENT.name: {D},
+    rec.UPDATE_PATIENT.name: {D},
+    rec.SET_CLINICAL_FLAGS.name: {P},
+    rec.GET_PATIENT.name: {D, P},
+    rec.LIST_RECENT_PATIENTS.name: {D, P},
+    rec.SEARCH_PATIENTS.name: {D, P},
+    rec.ADD_ENCOUNTER.name: {P},
+    rec.AMEND_ENCOUNTER.name: {P},
+    rec.GET_ENCOUNTER.name: {P},
+    rec.LIST_ENCOUNTERS.name: {P},
+    rec.PRESCRIBE.name: {P},
+    rec.CANCEL_PRESCRIPTION.name: {P},
+    rec.COMPLETE_PRESCRIPTION.name: {P},
+    rec.GET_PRESCRIPTION.name: {P},
+    rec.LIST_PRESCRIPTIONS.name: {P},
+    rec.VERIFY_PRESCRIPTION.name: {P},
+    rec.PATIENT_SUMMARY.name: {P},
+}
+METHODS: list[RpcMethod[Any, Any]] = [rec.PATIENT_REF, *rec.PATIENT_DATA_METHODS]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def w() -> AsyncIterator[World]:
+    async with world("recaccess") as w:
+        yield w
+
+
+def test_the_table_covers_every_method_of_the_contract() -> None:
+    from contracts.asyncapi import collect
+
+    methods, _ = collect()
+    ours = {m.name for m in methods if m.service == rec.SERVICE} - {ping(rec.SERVICE).name}
+    assert ours == set(ALLOWED) == {m.name for m in METHODS}
+    for method in METHODS:
+        expected = None if method is rec.PATIENT_REF else frozenset(map(Role, ALLOWED[method.name]))
+        assert method.roles == expected, method.name
+    # Administrators get no patient data, by any method.
+    assert all("administrator" not in ALLOWED[m.name] for m in rec.PATIENT_DATA_METHODS)
+
+
+class Cases:
+    """A fresh, valid request per method, for `caller` (writes need their own rows)."""
+
+    def __init__(self, w: World, doctor: StaffMember) -> None:
+        self.w, self.doctor = w, doctor
+
+    async def patient(self) -> str:
+        return (await self.w.register(given_name=f"P{uuid.uuid4().hex[:6]}")).patient_id
+
+    async def encounter(self, patient_id: str) -> str:
+        return (await self.w.encounter(patient_id, self.doctor)).encounter_id
+
+    async def prescription(self) -> str:
+        patient_id = await self.patient()
+        written = await self.w.prescribe(patient_id, await self.encounter(patient_id), self.doctor)
+        return written.prescription_id
+
+    async def build(self, method: RpcMethod[Any, Any], caller: StaffMember) -> BaseModel:
+        if method is rec.PATIENT_REF:
+            return rec.PatientRefRequest(patient_id=await self.patient())
+        if method is rec.CREATE_PATIENT:
+            return rec.CreatePatientRequest(
+                demographics=demographics(given_name=f"N{uuid.uuid4().hex[:6]}")
+            )
+        if method is rec.UPDATE_PATIENT:
+            return rec.UpdatePatientRequest(
+                patient_id=await self.patient(), expected_version=1, demographics=demographics()
+            )
+        if method is rec.SET_CLINICAL_FLAGS:
+            return rec.SetClinicalFlagsRequest(
+                patient_id=await self.patient(), flags=[rec.ClinicalFlag.diabetic]
+            )
+        if method is rec.GET_PATIENT:
+            return rec.GetPatientRequest(patient_id=await self.patient())
+        if method is rec.LIST_RECENT_PATIENTS:
+            return rec.ListRecentPatientsRequest(limit=3)
+        if method is rec.SEARCH_PATIENTS:
+            return rec.SearchPatientsRequest(phone="+44 20 7946 0958")
+        if method is rec.ADD_ENCOUNTER:
+            return rec.AddEncounterRequest(patient_id=await self.patient(), content=content())
+        if method is rec.AMEND_ENCOUNTER:
+            return rec.AmendEncounterRequest(
+                encounter_id=await self.encounter(await self.patient()),
+                expected_version=1,
+                reason="correction",
+                content=content(),
+            )
+        if method is rec.GET_ENCOUNTER:
+            return rec.GetEncounterRequest(encounter_id=await self.encounter(await self.patient()))
+        if method is rec.LIST_ENCOUNTERS:
+            return rec.ListEncountersRequest(patient_id=await self.patient())
+        if method is rec.PRESCRIBE:
+            patient_id = await self.patient()
+            return signed_request(caller, patient_id, await self.encounter(patient_id))
+        if method is rec.CANCEL_PRESCRIPTION:
+            return rec.CancelPrescriptionRequest(
+                prescription_id=await self.prescription(), reason="stopped"
+            )
+        if method is rec.COMPLETE_PRESCRIPTION:
+            return rec.CompletePrescriptionRequest(prescription_id=await self.prescription())
+        if method is rec.GET_PRESCRIPTION:
+            return rec.GetPrescriptionRequest(prescription_id=await self.prescription())
+        if method is rec.LIST_PRESCRIPTIONS:
+            return rec.ListPrescriptionsRequest(patient_id=await self.patient())
+        if method is rec.VERIFY_PRESCRIPTION:
+            return rec.VerifyPrescriptionRequest(prescription_id=await self.prescription())
+        if method is rec.PATIENT_SUMMARY:
+            return rec.PatientSummaryRequest(patient_id=await self.patient())
+        raise AssertionError(f"no case for {method.name}")
+
+
+async def send(
+    w: World,
+    method: RpcMethod[Any, Any],
+    request: BaseModel,
+    principal: Principal | None,
+    proof: str | None,
+) -> BaseModel:
+    return await w.clinic.client.rpc.call(
+        method,
+        request,
+        principal=principal,
+        proof=proof,
+        idempotency_key=str(uuid.uuid4()) if method.write else None,
+    )
+
+
+async def test_every_method_for_every_role(w: World) -> None:
+    staff = {
+        "administrator": await w.admin(),
+        P: await w.doctor(),
+        D: await w.desk(),
+    }
+    cases = Cases(w, staff[P])
+    outcomes: list[str] = []
+    for method in METHODS:
+        for role in ("administrator", P, D, "nobody"):
+            caller = staff.get(role, staff[P])
+            request = await cases.build(method, caller)
+            principal = caller.principal if role != "nobody" else None
+            proof = caller.proof() if role != "nobody" else None
+            try:
+                await send(w, method, request, principal, proof)
+                outcome = "ok"
+            except Forbidden:
+                outcome = "forbidden"
+            except RpcError as exc:
+                outcome = f"{exc.code.value}: {exc.message}"
+            expected = "ok" if role in ALLOWED[method.name] else "forbidden"
+            if outcome != expected:
+                outcomes.append(f"{method.name} as {role}: expected {expected}, got {outcome}")
+    assert not outcomes, "\n".join(outcomes)
+
+
+async def test_forged_principals_with_a_permitted_role_get_nothing(w: World) -> None:
+    """Someone on the bus puts a real staff member in the headers, without that
+    member's own fresh signature (none at all, or one made with another key)."""
+    doctor, desk = await w.doctor(), await w.desk()
+    intruder = await w.member("intruder", Role.physician)
+    cases = Cases(w, doctor)
+    failures: list[str] = []
+    for method in rec.PATIENT_DATA_METHODS:
+        victim = doctor if "physician" in ALLOWED[method.name] else desk
+        forgeries = {
+            "no proof": None,
+            "another key": victim.proof(key=intruder.key),
+            "another's proof": intruder.proof(),
+        }
+        for name, proof in forgeries.items():
+            request = await cases.build(method, victim)
+            try:
+                await send(w, method, request, victim.principal, proof)
+                failures.append(f"{method.name} ({name}): accepted")
+            except Unauthenticated:
+                pass
+            except RpcError as exc:
+                failures.append(f"{method.name} ({name}): {exc.code.value} {exc.message}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("role", [Role.administrator, Role.receptionist])
+async def test_no_clinical_data_for_other_roles_even_when_signed(w: World, role: Role) -> None:
+    caller = await w.member(f"curious-{role.value}", role)
+    patient = await w.register(given_name="Private")
+    with pytest.raises(Forbidden):
+        await w.call(
+            rec.PATIENT_SUMMARY, rec.PatientSummaryRequest(patient_id=patient.patient_id), caller
+        )
