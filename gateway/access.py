@@ -11,6 +11,7 @@ from typing import Any
 
 from contracts import audit, auth, chat
 from contracts import keyvault as kv
+from contracts import scheduling as sched
 from contracts.base import ALL_ROLES, Role, RpcMethod
 
 ADMIN = frozenset({Role.administrator})
@@ -37,10 +38,20 @@ ACCESS: dict[str, frozenset[Role]] = {
     audit.PATIENT_HISTORY.name: ADMIN,
     audit.EXPORT.name: ADMIN,
     audit.VERIFY.name: ADMIN,
+    sched.SET_WORKING_HOURS.name: sched.ROSTER,
+    sched.SET_DAYS_OFF.name: sched.ROSTER,
+    sched.GET_AVAILABILITY.name: sched.ROSTER,
+    sched.BOOK.name: sched.DESK,
+    sched.RESCHEDULE.name: sched.DESK,
+    sched.CANCEL.name: sched.DESK,
+    sched.RECORD_OUTCOME.name: sched.DESK_AND_PHYSICIANS,
+    sched.GET_APPOINTMENT.name: sched.DESK_AND_PHYSICIANS,
+    sched.CALENDAR.name: sched.DESK_AND_PHYSICIANS,
+    sched.FREE_SLOTS.name: sched.DESK_AND_PHYSICIANS,
 }
 
 # Methods that read patient data: they also draw from the stricter per-account bucket.
-PATIENT_DATA: frozenset[str] = frozenset()
+PATIENT_DATA: frozenset[str] = frozenset({sched.CALENDAR.name, sched.GET_APPOINTMENT.name})
 
 
 def allowed(method: RpcMethod[Any, Any], role: Role) -> bool:

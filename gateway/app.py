@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
+from contracts import chat as chat_contract
 from contracts.auth import ACCOUNT_CHANGED, AccountChanged
 from gateway import errors
-from gateway.routes import audit, chat, health, identity, vault
+from gateway.live import Hub
+from gateway.routes import audit, chat, health, identity, live, scheduling, vault
 from gateway.security import Security
 from gateway.settings import GatewaySettings, get_gateway_settings
 from mesh.events import EventHandler, ReceivedEvent
@@ -23,11 +26,30 @@ NAME = "gateway"
 log = get_logger("gateway")
 
 
+async def make_hub(runtime: Runtime) -> None:
+    runtime.state["hub"] = Hub()
+
+
 def forget_changed_accounts(runtime: Runtime) -> EventHandler:
     async def handle(event: ReceivedEvent[AccountChanged]) -> None:
         security: Security | None = runtime.state.get("security")
         if security is not None:
             security.forget(event.payload.account_id)
+
+    return handle
+
+
+def push_chat_events(runtime: Runtime) -> EventHandler:
+    """Each replica pushes chat notifications (ids only) to the members connected to it."""
+
+    async def handle(event: ReceivedEvent[Any]) -> None:
+        hub: Hub = runtime.state["hub"]
+        payload = event.payload
+        if isinstance(payload, chat_contract.MessageSent):
+            body = {"type": "message_sent", **payload.model_dump(mode="json")}
+        else:
+            body = {"type": "messages_read", **payload.model_dump(mode="json")}
+        await hub.push(payload.member_ids, body)
 
     return handle
 
@@ -46,8 +68,15 @@ def create_app(
             use_database=False,
             # Every gateway replica drops a changed account from its own cache.
             consumers=[
-                ConsumerSpec("gateway-accounts", [ACCOUNT_CHANGED], forget_changed_accounts, False)
+                ConsumerSpec("gateway-accounts", [ACCOUNT_CHANGED], forget_changed_accounts, False),
+                ConsumerSpec(
+                    "gateway-live",
+                    [chat_contract.MESSAGE_SENT, chat_contract.MESSAGES_READ],
+                    push_chat_events,
+                    False,
+                ),
             ],
+            on_startup=make_hub,
         )
         security = Security(runtime, redis, gateway_settings or get_gateway_settings())
         runtime.state["security"] = security
@@ -73,7 +102,7 @@ def create_app(
     app.state.security = None
     errors.install(app)
     add_probes(app, lambda: check_runtime(app.state.runtime))
-    for module in (health, identity, vault, chat, audit):
+    for module in (health, identity, vault, chat, audit, live, scheduling):
         app.include_router(module.router, prefix="/api/v1")
     return app
 

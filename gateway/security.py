@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -181,8 +182,22 @@ class Security:
     async def verify(self, request: Request, *, patient_data: bool = False) -> Caller:
         body = await self.body(request)
         address = request.client.host if request.client else None
+        return await self.verify_signed(
+            request.method, str(request.url), request.headers, body, address, patient_data
+        )
+
+    async def verify_signed(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        address: str | None,
+        patient_data: bool = False,
+    ) -> Caller:
+        """The checks of a signed request (or WebSocket handshake, signed as a GET)."""
         try:
-            proof = proof_from_headers(request.method, str(request.url), request.headers)
+            proof = proof_from_headers(method, url, headers)
             parsed = parse_proof(proof)
             account = await self.account(parsed.key_id)
             if account.status is not AccountStatus.active:

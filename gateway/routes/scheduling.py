@@ -2,8 +2,8 @@
 
 Times are ISO 8601 with an offset (answered in UTC); working hours and calendar days are
 in the clinic's time zone. Calendars and single appointments carry reasons for visit, so
-they draw from the stricter patient-data bucket. `ACCESS` and `PATIENT_DATA` are this
-module's part of the gateway's route table (`gateway/access.py`).
+they draw from the stricter patient-data bucket. Who may call each
+route is in the gateway's one route table, `gateway/access.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from contracts import scheduling as sched
-from contracts.base import Role
 from gateway.deps import forward, signed
 from gateway.security import Caller
 
@@ -26,20 +25,6 @@ reader = Depends(signed(patient_data=True))
 PhysicianId = Annotated[str, Path(pattern=sched.ID_PATTERN)]
 AppointmentId = Annotated[str, Path(pattern=sched.ID_PATTERN)]
 M = TypeVar("M", bound=BaseModel)
-
-ACCESS: dict[str, frozenset[Role]] = {
-    sched.SET_WORKING_HOURS.name: sched.ROSTER,
-    sched.SET_DAYS_OFF.name: sched.ROSTER,
-    sched.GET_AVAILABILITY.name: sched.ROSTER,
-    sched.BOOK.name: sched.DESK,
-    sched.RESCHEDULE.name: sched.DESK,
-    sched.CANCEL.name: sched.DESK,
-    sched.RECORD_OUTCOME.name: sched.DESK_AND_PHYSICIANS,
-    sched.GET_APPOINTMENT.name: sched.DESK_AND_PHYSICIANS,
-    sched.CALENDAR.name: sched.DESK_AND_PHYSICIANS,
-    sched.FREE_SLOTS.name: sched.DESK_AND_PHYSICIANS,
-}
-PATIENT_DATA: frozenset[str] = frozenset({sched.CALENDAR.name, sched.GET_APPOINTMENT.name})
 
 
 def rpc_request(model: type[M], **fields: Any) -> M:
