@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from contracts import chat as chat_contract
+from contracts import scheduling as sched_contract
 from contracts.auth import ACCOUNT_CHANGED, AccountChanged
+from contracts.base import EventType
 from gateway import errors
 from gateway.live import Hub
 from gateway.routes import audit, chat, health, identity, live, scheduling, vault
@@ -54,6 +56,24 @@ def push_chat_events(runtime: Runtime) -> EventHandler:
     return handle
 
 
+APPOINTMENT_EVENTS: list[EventType[Any]] = [
+    sched_contract.APPOINTMENT_BOOKED,
+    sched_contract.APPOINTMENT_RESCHEDULED,
+    sched_contract.APPOINTMENT_CANCELLED,
+]
+
+
+def push_appointment_events(runtime: Runtime) -> EventHandler:
+    """A physician connected to this replica hears of changes to their calendar."""
+
+    async def handle(event: ReceivedEvent[Any]) -> None:
+        hub: Hub = runtime.state["hub"]
+        body = {"type": event.routing_key, **event.payload.model_dump(mode="json")}
+        await hub.push([event.payload.physician_id], body)
+
+    return handle
+
+
 def create_app(
     settings: Settings | None = None, gateway_settings: GatewaySettings | None = None
 ) -> FastAPI:
@@ -74,6 +94,9 @@ def create_app(
                     [chat_contract.MESSAGE_SENT, chat_contract.MESSAGES_READ],
                     push_chat_events,
                     False,
+                ),
+                ConsumerSpec(
+                    "gateway-appointments", APPOINTMENT_EVENTS, push_appointment_events, False
                 ),
             ],
             on_startup=make_hub,

@@ -164,3 +164,34 @@ async def test_reconnect_after_a_gateway_restart_gets_the_missed_messages_once(
         await bob_ws.close()
     finally:
         restarted.stop()
+
+
+async def test_appointment_events_reach_the_physician_only(world: Mesh) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from contracts import scheduling as sched
+    from tests.mesh.fixtures import client_runtime
+
+    doctor, other = await member(world, "physician"), await member(world, "physician")
+    doctor_ws, other_ws = await open_ws(doctor, world.url), await open_ws(other, world.url)
+    try:
+        await until_ready(doctor_ws)
+        await until_ready(other_ws)
+        start = datetime.now(UTC) + timedelta(days=1)
+        booked = sched.AppointmentBooked(
+            appointment_id="appt-1",
+            physician_id=doctor.account_id,
+            patient_id="pat-1",
+            start=start,
+            end=start + timedelta(minutes=30),
+            by="desk",
+        )
+        async with client_runtime(world.settings, "live-sched") as scheduling:
+            await scheduling.events.publish(sched.APPOINTMENT_BOOKED, booked, message_id="e1")
+        frame = await receive(doctor_ws)
+        assert frame["type"] == sched.APPOINTMENT_BOOKED.routing_key
+        assert frame["appointment_id"] == "appt-1"
+        assert await nothing_arrives(other_ws)
+    finally:
+        await doctor_ws.close()
+        await other_ws.close()
