@@ -9,61 +9,29 @@ Target (issue: identity and gateway): signed throughput >= 60 % of unsigned.
 from __future__ import annotations
 
 import asyncio
-import secrets
-import uuid
 from collections.abc import Mapping
-from pathlib import Path
 
 import httpx
 
 from bench.common import Measurement, measure, print_table, write_results
+from bench.mesh import LOGS, bench_mesh
 from cli import keys
 from cli.sdk import register
-from contracts import auth
 from contracts.base import Principal, Role
 from mesh.httpsig import proof_from_headers, sign_request
-from mesh.settings import Settings, get_settings
-from tests.keyvault.support import initialise, unseal
-from tests.mesh.fixtures import client_runtime
-from tests.processes import Process, running
+from tests.processes import Process
 
 SERVICES = ["services.keyvault", "services.auth"]
-LOGS = Path(__file__).with_name("results") / "logs"
-LOGS.mkdir(parents=True, exist_ok=True)
 
 
 async def run(duration_s: float = 3.0) -> Mapping[str, object]:
-    base = get_settings()
-    settings: Settings = base.model_copy(
-        update={
-            "db_prefix": f"mhbench_{secrets.token_hex(3)}_",
-            "redis_prefix": f"mhbench:{secrets.token_hex(3)}:",
-        }
-    )
-    logs = LOGS
-    try:
-        with running(SERVICES, settings, logs):
-            async with client_runtime(settings, "bench-setup") as client:
-                init = await initialise(client.rpc)
-                await unseal(client.rpc, init.shares)
-                issued = await client.rpc.call(
-                    auth.BOOTSTRAP, auth.BootstrapRequest(), idempotency_key=str(uuid.uuid4())
-                )
-            unlimited = {
-                "MEDIHAVEN_RATE_GENERAL_CAPACITY": "100000000",
-                "MEDIHAVEN_RATE_GENERAL_PER_S": "100000000",
-            }
-            with running(["gateway"], settings, logs, **unlimited) as gateways:
-                baseline = Process("bench.gateway_baseline", settings, logs)
-                try:
-                    await asyncio.to_thread(_wait, baseline)
-                    return await _measure(
-                        gateways["gateway"].url, baseline.url, issued.token, duration_s
-                    )
-                finally:
-                    baseline.stop()
-    finally:
-        await _drop(settings)
+    async with bench_mesh(SERVICES) as bench:
+        baseline = Process("bench.gateway_baseline", bench.settings, LOGS)
+        try:
+            await asyncio.to_thread(_wait, baseline)
+            return await _measure(bench.gateway.url, baseline.url, bench.admin_token, duration_s)
+        finally:
+            baseline.stop()
 
 
 def _wait(proc: Process) -> None:
@@ -134,23 +102,6 @@ async def _measure(
     result = {"rows": rows, "ratios": ratios}
     print(f"  written: {write_results('gateway', result)}")
     return result
-
-
-async def _drop(settings: Settings) -> None:
-    import aiomysql
-
-    conn = await aiomysql.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password.get_secret_value(),
-    )
-    try:
-        async with conn.cursor() as cur:
-            for service in ("keyvault", "auth"):
-                await cur.execute(f"DROP DATABASE IF EXISTS `{settings.database(service)}`")
-    finally:
-        conn.close()
 
 
 if __name__ == "__main__":

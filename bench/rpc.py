@@ -26,8 +26,9 @@ PAYLOAD = "x" * 100
 class RawClient:
     """The baseline: the least an aio-pika RPC client can do (direct reply-to, futures)."""
 
-    def __init__(self, connection: aio_pika.abc.AbstractConnection) -> None:
+    def __init__(self, connection: aio_pika.abc.AbstractConnection, queue: str = RAW_QUEUE) -> None:
         self.connection = connection
+        self.queue = queue
         self.pending: dict[str, asyncio.Future[bytes]] = {}
         self.ids = itertools.count()
 
@@ -47,7 +48,7 @@ class RawClient:
         self.pending[cid] = fut
         await self.channel.default_exchange.publish(
             aio_pika.Message(body, correlation_id=cid, reply_to="amq.rabbitmq.reply-to"),
-            routing_key=RAW_QUEUE,
+            routing_key=self.queue,
             mandatory=False,
         )
         return await asyncio.wait_for(fut, 5)

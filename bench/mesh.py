@@ -1,0 +1,75 @@
+"""A throwaway mesh of real processes for benchmarks: own database and Redis prefixes,
+keyvault initialised and unsealed, a bootstrap token, limits lifted, cleaned up after."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomysql
+
+from contracts import auth
+from mesh.settings import Settings, get_settings
+from tests.keyvault.support import initialise, unseal
+from tests.mesh.fixtures import client_runtime
+from tests.processes import Process, running
+
+LOGS = Path(__file__).with_name("results") / "logs"
+UNLIMITED = {
+    "MEDIHAVEN_RATE_GENERAL_CAPACITY": "100000000",
+    "MEDIHAVEN_RATE_GENERAL_PER_S": "100000000",
+    "MEDIHAVEN_RATE_ANONYMOUS_CAPACITY": "100000000",
+    "MEDIHAVEN_RATE_ANONYMOUS_PER_S": "100000000",
+}
+
+
+@dataclass
+class BenchMesh:
+    settings: Settings
+    gateway: Process
+    admin_token: str
+
+
+@asynccontextmanager
+async def bench_mesh(services: Sequence[str]) -> AsyncIterator[BenchMesh]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    settings = get_settings().model_copy(
+        update={
+            "db_prefix": f"mhbench_{secrets.token_hex(3)}_",
+            "redis_prefix": f"mhbench:{secrets.token_hex(3)}:",
+        }
+    )
+    try:
+        with running(list(services), settings, LOGS):
+            async with client_runtime(settings, "bench-setup") as client:
+                init = await initialise(client.rpc)
+                await unseal(client.rpc, init.shares)
+                issued = await client.rpc.call(
+                    auth.BOOTSTRAP, auth.BootstrapRequest(), idempotency_key=str(uuid.uuid4())
+                )
+            with running(["gateway"], settings, LOGS, **UNLIMITED) as gateways:
+                yield BenchMesh(settings, gateways["gateway"], issued.token)
+    finally:
+        await drop_databases(settings)
+
+
+async def drop_databases(settings: Settings) -> None:
+    conn = await aiomysql.connect(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_user,
+        password=settings.db_password.get_secret_value(),
+    )
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(
+                "SHOW DATABASES LIKE %s", (settings.db_prefix.replace("_", "\\_") + "%",)
+            )
+            for (name,) in await cur.fetchall():
+                await cur.execute(f"DROP DATABASE `{name}`")
+    finally:
+        conn.close()
