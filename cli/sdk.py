@@ -9,6 +9,7 @@ Each request gets RFC 9421 headers (Content-Digest, Signature-Input, Signature) 
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -119,3 +120,18 @@ def unsigned(base_url: str, method: str, path: str, body: Any = None) -> Any:
         response = http.request(method, base_url.rstrip("/") + path, json=body)
     _raise_for(response)
     return response.json()
+
+
+def sign_prescription(
+    private_key: Ed25519PrivateKey, prescriber_id: str, prescription: dict[str, Any]
+) -> dict[str, Any]:
+    """The prescription body with its `signature`: Ed25519 over the canonical prescription
+    (`contracts.records.canonical_prescription`) by the prescribing physician's key."""
+    from contracts import records
+
+    unsigned_request = records.PrescribeRequest.model_validate(
+        {**prescription, "signature": "A" * 86 + "=="}
+    )
+    core = unsigned_request.core(prescriber_id)
+    signature = base64.b64encode(private_key.sign(records.canonical_prescription(core))).decode()
+    return {**prescription, "signature": signature}

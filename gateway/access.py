@@ -11,6 +11,7 @@ from typing import Any
 
 from contracts import audit, auth, chat
 from contracts import keyvault as kv
+from contracts import records as rec
 from contracts import scheduling as sched
 from contracts.base import ALL_ROLES, Role, RpcMethod
 
@@ -48,10 +49,17 @@ ACCESS: dict[str, frozenset[Role]] = {
     sched.GET_APPOINTMENT.name: sched.DESK_AND_PHYSICIANS,
     sched.CALENDAR.name: sched.DESK_AND_PHYSICIANS,
     sched.FREE_SLOTS.name: sched.DESK_AND_PHYSICIANS,
+    **{m.name: m.roles or ALL_ROLES for m in rec.PATIENT_DATA_METHODS},
 }
 
 # Methods that read patient data: they also draw from the stricter per-account bucket.
-PATIENT_DATA: frozenset[str] = frozenset({sched.CALENDAR.name, sched.GET_APPOINTMENT.name})
+PATIENT_DATA: frozenset[str] = frozenset(
+    {
+        sched.CALENDAR.name,
+        sched.GET_APPOINTMENT.name,
+        *(m.name for m in rec.PATIENT_DATA_METHODS if not m.write),
+    }
+)
 
 
 def allowed(method: RpcMethod[Any, Any], role: Role) -> bool:

@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from contracts.base import RpcMethod
 from gateway.access import allowed
@@ -59,3 +60,12 @@ async def forward(
         idempotency_key=caller.idempotency_key if method.write else None,
         **kwargs,
     )
+
+
+def rpc_request(model: type[ReqT], **fields: Any) -> ReqT:
+    """The contract's request built from path/query/body parts, or a 422 naming the fields
+    (for rules the route's own parameters cannot express, e.g. across several fields)."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None

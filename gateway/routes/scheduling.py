@@ -9,14 +9,13 @@ route is in the gateway's one route table, `gateway/access.py`.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from contracts import scheduling as sched
-from gateway.deps import forward, signed
+from gateway.deps import forward, rpc_request, signed
 from gateway.security import Caller
 
 router = APIRouter(tags=["scheduling"])
@@ -25,14 +24,6 @@ reader = Depends(signed(patient_data=True))
 PhysicianId = Annotated[str, Path(pattern=sched.ID_PATTERN)]
 AppointmentId = Annotated[str, Path(pattern=sched.ID_PATTERN)]
 M = TypeVar("M", bound=BaseModel)
-
-
-def rpc_request(model: type[M], **fields: Any) -> M:
-    """The contract's request, or a 422 naming the fields (rules that span several)."""
-    try:
-        return model(**fields)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
 
 
 class WorkingHours(BaseModel):
