@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import chat, gateway, keyvault, rpc, scheduling
+from bench import chat, gateway, keyvault, records, rpc, scheduling
 
 
 async def main() -> None:
@@ -12,6 +12,7 @@ async def main() -> None:
     await keyvault.run()
     await gateway.run()
     await scheduling.run()
+    await records.run()
     await chat.run()
 
 
