@@ -60,7 +60,7 @@ from services.keyvault.sealedbox import open_share, public_key_b64, seal_share
 ROOT = Path(__file__).resolve().parents[1]
 URI = "http://bench/api/v1/patients/summary"
 ENCOUNTERS, PRESCRIPTIONS = 10, 5
-CONCURRENCY = (1,)
+CONCURRENCY = (1, 16)
 TARGET_P50_RATIO = 4.0
 
 
