@@ -3,20 +3,17 @@ operators (bootstrap and keyvault, over the bus)."""
 
 from __future__ import annotations
 
-import functools
-import json
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import httpx
 import typer
 
-from cli import keys, scheduling, vault
+from cli import keys, records, scheduling, vault
 from cli.bus import run_on_bus
+from cli.output import api_errors, show
 from cli.profile import DEFAULT_URL, Profile, client, home, key_path, passphrase
-from cli.sdk import ApiError
 from cli.sdk import register as register_key
 from contracts import auth
 from contracts.base import Role
@@ -37,33 +34,11 @@ app.add_typer(vault.app, name="vault")
 app.add_typer(chat_app, name="chat")
 app.add_typer(audit_app, name="audit")
 app.add_typer(scheduling.app, name="schedule")
+app.add_typer(records.patient_app, name="patient")
+app.add_typer(records.encounter_app, name="encounter")
+app.add_typer(records.rx_app, name="rx")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def api_errors(fn: F) -> F:
-    """Turn gateway errors into one readable line and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ApiError as exc:
-            typer.secho(
-                f"error {exc.status} ({exc.code}): {exc.message}", fg=typer.colors.RED, err=True
-            )
-            if exc.details:
-                typer.echo(json.dumps(exc.details, indent=2), err=True)
-            raise typer.Exit(1) from None
-        except httpx.HTTPError as exc:
-            typer.secho(f"cannot reach the gateway: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def show(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
 @app.command()

@@ -7,45 +7,21 @@ read in it too (e.g. `--start "2030-01-07 09:00"`), so the clinic's desk types w
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-import httpx
 import typer
 from pydantic import ValidationError
 
 from cli import profile
-from cli.sdk import ApiError
+from cli.output import api_errors
 from contracts.scheduling import Outcome, Weekday, WorkingPeriod
 
 app = typer.Typer(help="Calendars and appointments.", no_args_is_help=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 WEEKDAYS = list(Weekday)
-
-
-def api_errors(fn: F) -> F:
-    """Gateway errors as one readable line (and the reasons), exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ApiError as exc:
-            typer.secho(
-                f"error {exc.status} ({exc.code}): {exc.message}", fg=typer.colors.RED, err=True
-            )
-            if exc.details:
-                typer.echo(json.dumps(exc.details, indent=2), err=True)
-            raise typer.Exit(1) from None
-        except httpx.HTTPError as exc:
-            typer.secho(f"cannot reach the gateway: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def parse_time(value: str) -> datetime:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +144,102 @@ def test_bad_input_is_a_4xx_with_reasons(world: Mesh) -> None:
         response = member.client.request(method, path, body)
         assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
         assert response.json()["error"]["message"]
+
+
+def test_the_desk_and_the_physician_on_the_command_line(world: Mesh, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from tests.processes import process_env
+
+    runner = CliRunner()
+    admin = world.admin().client
+
+    def person(role: str, name: str) -> dict[str, str]:
+        env = process_env(
+            world.settings,
+            MEDIHAVEN_HOME=str(tmp_path / name),
+            MEDIHAVEN_PASSPHRASE="a long passphrase",
+        )
+        token = admin.post("/api/v1/tokens", {"role": role})["token"]
+        result = runner.invoke(
+            app,
+            [
+                "register",
+                "--token",
+                token,
+                "--username",
+                name,
+                "--display-name",
+                name.title(),
+                "--url",
+                world.url,
+            ],
+            env=env,
+        )
+        assert result.exit_code == 0, result.output
+        return env
+
+    def run(env: dict[str, str], *args: str) -> str:
+        result = runner.invoke(app, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    desk, doctor = person("receptionist", "desk-cli"), person("physician", "dr-cli")
+    out = run(
+        desk,
+        "patient",
+        "register",
+        "--given",
+        "Ravi",
+        "--family",
+        "Menon",
+        "--dob",
+        "1975-11-02",
+        "--sex",
+        "male",
+        "--phone",
+        "+91 98765 43210",
+    )
+    patient_id = out.split()[-1]
+    assert patient_id in run(desk, "patient", "search", "--family", "menon", "--dob", "1975-11-02")
+    out = run(
+        doctor,
+        "encounter",
+        "add",
+        patient_id,
+        "--complaint",
+        "Chest pain on exertion",
+        "--diagnosis",
+        "I20.9",
+    )
+    encounter_id = out.split()[2]
+    out = run(
+        doctor,
+        "rx",
+        "write",
+        patient_id,
+        encounter_id,
+        "--drug",
+        "Nitroglycerin",
+        "--strength",
+        "0.4 mg",
+        "--form",
+        "tablet",
+        "--dose",
+        "1 tablet",
+        "--route",
+        "sublingual",
+        "--frequency",
+        "as needed",
+        "--days",
+        "30",
+        "--quantity",
+        "25",
+    )
+    rx_id = out.split()[1]
+    assert "valid" in run(doctor, "rx", "verify", rx_id)
+    assert "Nitroglycerin" in run(doctor, "rx", "list", patient_id)
+    assert "Chest pain on exertion" in run(doctor, "patient", "summary", patient_id)
+    denied = runner.invoke(app, ["patient", "summary", patient_id], env=desk)
+    assert denied.exit_code == 1 and "403" in denied.output
