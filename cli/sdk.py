@@ -59,9 +59,16 @@ class MedihavenClient:
         self._http.close()
 
     def request(
-        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
-        """Send a signed request and return the raw response (no status check)."""
+        """Send a signed request and return the raw response (no status check). Retrying a
+        write with the same `idempotency_key` (and a fresh signature) writes it once."""
         url = httpx.URL(
             self.base_url + path, params={k: v for k, v in (params or {}).items() if v is not None}
         )
@@ -69,6 +76,8 @@ class MedihavenClient:
         headers = sign_request(self.private_key, self.key_id, method, str(url), content)
         if body is not None:
             headers["Content-Type"] = "application/json"
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
         return self._http.request(method, url, content=content, headers=headers)
 
     def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:

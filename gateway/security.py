@@ -14,9 +14,10 @@ audited. The verified principal and the signature material travel with every RPC
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fastapi import Request
 from redis.asyncio import Redis
@@ -46,6 +47,7 @@ from mesh.runtime import Runtime
 log = get_logger("gateway.security")
 SOURCE = "gateway"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{8,100}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class Caller:
     proof: RequestProof
     nonce: str
     decision: Decision | None = None
+    client_key: str | None = None
+    """The client's `Idempotency-Key` header, if it sent one (to retry a write safely)."""
 
     @property
     def proof_json(self) -> str:
@@ -63,8 +67,9 @@ class Caller:
 
     @property
     def idempotency_key(self) -> str:
-        """Unique per signed request (a nonce is never accepted twice)."""
-        return f"{self.principal.account_id}:{self.nonce}"
+        """The client's key if given (a retry with a new signature then writes once), else
+        unique per signed request (a nonce is never accepted twice); per account either way."""
+        return f"{self.principal.account_id}:{self.client_key or self.nonce}"
 
 
 @dataclass
@@ -182,9 +187,13 @@ class Security:
     async def verify(self, request: Request, *, patient_data: bool = False) -> Caller:
         body = await self.body(request)
         address = request.client.host if request.client else None
-        return await self.verify_signed(
+        client_key = request.headers.get("idempotency-key")
+        if client_key is not None and not IDEMPOTENCY_KEY.fullmatch(client_key):
+            raise ApiError(400, "Idempotency-Key must be 8 to 100 letters, digits, - or _")
+        caller = await self.verify_signed(
             request.method, str(request.url), request.headers, body, address, patient_data
         )
+        return replace(caller, client_key=client_key) if client_key else caller
 
     async def verify_signed(
         self,

@@ -12,6 +12,13 @@ import pymysql
 from mesh.settings import Settings
 
 DUPLICATE_KEY = 1062
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    pymysql.err.OperationalError,
+    pymysql.err.InterfaceError,
+    ConnectionError,
+)
+"""Errors that mean the database cannot be reached or must be retried (restart, failover,
+lock timeout): callers get `unavailable` (503), not an internal error."""
 
 
 def is_duplicate_key(exc: BaseException) -> bool:

@@ -55,6 +55,7 @@ from mesh.context import (
     current_call,
     new_traceparent,
 )
+from mesh.db import DATABASE_UNAVAILABLE
 from mesh.errors import (
     BadRequest,
     Forbidden,
@@ -506,6 +507,13 @@ class RpcServer:
             outcome = ErrorCode.validation.value
             await self._reply_error(
                 message, InvalidRequest("request is not valid", details=_validation_details(exc))
+            )
+        except DATABASE_UNAVAILABLE as exc:
+            # A database restart or failover: a clean, retryable refusal, never a 500.
+            outcome = ErrorCode.unavailable.value
+            log.warning("rpc.database_unavailable", method=method_name, error=str(exc))
+            await self._reply_error(
+                message, Unavailable("the database is unavailable; try again shortly")
             )
         except Exception:
             outcome = ErrorCode.internal.value

@@ -8,6 +8,9 @@ nothing and is seen.
 
 from __future__ import annotations
 
+import hashlib
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -36,17 +39,59 @@ async def seal_rows(runtime: Runtime, items: Sequence[StoredAccount | StoredToke
     return reply.tags
 
 
+class VerifiedRows:
+    """Fingerprints of rows (exact MAC input + tag) the keyvault has confirmed.
+
+    Verification is a pure function of the row, its tag and the integrity key, so a row
+    seen intact need not be sent to the keyvault again while it is unchanged: any edit
+    changes the fingerprint. This also lets known staff keep signing in (their own, not
+    patient data) while the keyvault is sealed; a row never seen needs the keyvault.
+    """
+
+    def __init__(self, ttl_s: float = 3600.0, limit: int = 100_000) -> None:
+        self.ttl_s = ttl_s
+        self.limit = limit
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+
+    @staticmethod
+    def fingerprint(row: kv.MacRow, tag: str) -> bytes:
+        return hashlib.sha256(row.model_dump_json().encode() + b"\0" + tag.encode()).digest()
+
+    def known(self, fingerprint: bytes) -> bool:
+        expiry = self._seen.get(fingerprint)
+        return expiry is not None and expiry > time.monotonic()
+
+    def remember(self, fingerprint: bytes) -> None:
+        self._seen[fingerprint] = time.monotonic() + self.ttl_s
+        self._seen.move_to_end(fingerprint)
+        while len(self._seen) > self.limit:
+            self._seen.popitem(last=False)
+
+
+def _memory(runtime: Runtime) -> VerifiedRows:
+    memory: VerifiedRows = runtime.state.setdefault("verified_rows", VerifiedRows())
+    return memory
+
+
 async def verified(runtime: Runtime, items: Sequence[T]) -> list[T]:
     """The rows whose MAC verifies; each one that does not is audited and dropped."""
     if not items:
         return []
-    reply = await runtime.rpc.call(
-        kv.VERIFY_MAC,
-        kv.VerifyMacRequest(rows=[mac_row(i) for i in items], tags=[i.mac for i in items]),
-    )
+    memory = _memory(runtime)
+    prints = [VerifiedRows.fingerprint(mac_row(i), i.mac) for i in items]
+    unknown = [i for i, p in zip(items, prints, strict=True) if not memory.known(p)]
+    results: dict[int, bool] = {}
+    if unknown:
+        reply = await runtime.rpc.call(
+            kv.VERIFY_MAC,
+            kv.VerifyMacRequest(rows=[mac_row(i) for i in unknown], tags=[i.mac for i in unknown]),
+        )
+        results = {id(i): ok for i, ok in zip(unknown, reply.valid, strict=True)}
     good: list[T] = []
-    for item, ok in zip(items, reply.valid, strict=True):
+    for item, fingerprint in zip(items, prints, strict=True):
+        ok = results.get(id(item), True)
         if ok:
+            memory.remember(fingerprint)
             good.append(item)
             continue
         row = mac_row(item)
