@@ -12,6 +12,7 @@ idempotent writes (see `mesh.idempotency`) and a graceful stop that finishes in-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -80,6 +82,12 @@ ReqT = TypeVar("ReqT", bound=BaseModel)
 RespT = TypeVar("RespT", bound=BaseModel)
 
 REPLY_TO = "amq.rabbitmq.reply-to"
+BUS_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPError,
+    aio_pika.exceptions.AMQPException,
+    aiormq.exceptions.ChannelInvalidStateError,  # a RuntimeError: "channel closed"
+    ConnectionError,
+)
 JSON = "application/json"
 
 
@@ -102,10 +110,36 @@ class RpcClient:
         # Publisher confirms are what make a `mandatory` return visible to the publisher
         # (aiormq ties a return to its confirmation). The confirm arrives while the
         # request is already on its way, so awaiting it first costs little latency.
+        await self._open()
+        reconnects = getattr(self._connection, "reconnect_callbacks", None)
+        if reconnects is not None:
+            reconnects.add(self._on_reconnect)
+
+    async def _open(self) -> None:
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         queue = await channel.get_queue(REPLY_TO, ensure=False)
         await queue.consume(self._on_reply, no_ack=True)
         self._channel = channel
+
+    async def _on_reconnect(self, *_: Any) -> None:
+        """After the broker came back: a fresh channel with a fresh reply-to consumer.
+
+        (A restored channel does not get its direct reply-to consumer back, and publishing
+        with reply-to on a channel without one is refused by the broker.) Calls in flight
+        on the old connection can never be answered: they fail now as `unavailable`.
+        """
+        old, self._channel = self._channel, None
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(Unavailable("the message bus reconnected; try again"))
+        self._pending.clear()
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
+        try:
+            await self._open()
+        except Exception as exc:
+            log.warning("rpc.client_reopen_failed", error=str(exc))
 
     async def close(self) -> None:
         for fut in self._pending.values():
@@ -223,6 +257,12 @@ class RpcClient:
             except PublishError:
                 raise NoRoute(
                     f"no service is listening on {queue!r}", details={"queue": queue}
+                ) from None
+            except BUS_UNAVAILABLE as exc:
+                # The broker is restarting or unreachable: the robust connection reconnects
+                # by itself; until then callers get a clean, retryable refusal.
+                raise Unavailable(
+                    f"the message bus is unavailable ({type(exc).__name__})"
                 ) from None
             reply = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
