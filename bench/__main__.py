@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import chat, gateway, keyvault, records, rpc, scheduling
+from bench import chat, clinic, gateway, keyvault, records, rpc, scheduling
 
 
 async def main() -> None:
@@ -14,6 +14,7 @@ async def main() -> None:
     await scheduling.run()
     await records.run()
     await chat.run()
+    await clinic.run()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomysql
@@ -22,6 +22,8 @@ LOGS = Path(__file__).with_name("results") / "logs"
 UNLIMITED = {
     "MEDIHAVEN_RATE_GENERAL_CAPACITY": "100000000",
     "MEDIHAVEN_RATE_GENERAL_PER_S": "100000000",
+    "MEDIHAVEN_RATE_PATIENT_CAPACITY": "100000000",
+    "MEDIHAVEN_RATE_PATIENT_PER_S": "100000000",
     "MEDIHAVEN_RATE_ANONYMOUS_CAPACITY": "100000000",
     "MEDIHAVEN_RATE_ANONYMOUS_PER_S": "100000000",
 }
@@ -32,6 +34,8 @@ class BenchMesh:
     settings: Settings
     gateway: Process
     admin_token: str
+    shares: list[str] = field(default_factory=list)
+    processes: dict[str, Process] = field(default_factory=dict)
 
 
 @asynccontextmanager
@@ -44,7 +48,7 @@ async def bench_mesh(services: Sequence[str]) -> AsyncIterator[BenchMesh]:
         }
     )
     try:
-        with running(list(services), settings, LOGS):
+        with running(list(services), settings, LOGS) as processes:
             async with client_runtime(settings, "bench-setup") as client:
                 init = await initialise(client.rpc)
                 await unseal(client.rpc, init.shares)
@@ -52,7 +56,13 @@ async def bench_mesh(services: Sequence[str]) -> AsyncIterator[BenchMesh]:
                     auth.BOOTSTRAP, auth.BootstrapRequest(), idempotency_key=str(uuid.uuid4())
                 )
             with running(["gateway"], settings, LOGS, **UNLIMITED) as gateways:
-                yield BenchMesh(settings, gateways["gateway"], issued.token)
+                yield BenchMesh(
+                    settings,
+                    gateways["gateway"],
+                    issued.token,
+                    init.shares,
+                    {**processes, **gateways},
+                )
     finally:
         await drop_databases(settings)
 
