@@ -36,6 +36,7 @@ from contracts.auth import (
 )
 from contracts.base import Principal, Role
 from mesh.context import CallContext
+from mesh.db import drop_databases
 from mesh.httpsig import proof_from_headers, sign_request
 from mesh.rpc import RpcRouter
 from mesh.runtime import Runtime
@@ -206,23 +207,7 @@ async def run() -> Mapping[str, object]:
         await client.stop()
         proc.terminate()
         proc.wait(10)
-        await _drop_databases(settings)
-
-
-async def _drop_databases(settings: Settings) -> None:
-    import aiomysql
-
-    conn = await aiomysql.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password.get_secret_value(),
-    )
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(f"DROP DATABASE IF EXISTS `{settings.database('keyvault')}`")
-    finally:
-        conn.close()
+        await drop_databases(settings)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiomysql
-
 from contracts import auth
+from mesh.db import drop_databases
 from mesh.settings import Settings, get_settings
 from tests.keyvault.support import initialise, unseal
 from tests.mesh.fixtures import client_runtime
@@ -65,21 +64,3 @@ async def bench_mesh(services: Sequence[str]) -> AsyncIterator[BenchMesh]:
                 )
     finally:
         await drop_databases(settings)
-
-
-async def drop_databases(settings: Settings) -> None:
-    conn = await aiomysql.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password.get_secret_value(),
-    )
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(
-                "SHOW DATABASES LIKE %s", (settings.db_prefix.replace("_", "\\_") + "%",)
-            )
-            for (name,) in await cur.fetchall():
-                await cur.execute(f"DROP DATABASE `{name}`")
-    finally:
-        conn.close()

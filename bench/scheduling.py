@@ -50,6 +50,7 @@ from contracts.base import Principal, Role
 from contracts.common import ping
 from contracts.records import PATIENT_REF, PatientRef, PatientRefRequest
 from mesh.context import CallContext
+from mesh.db import drop_databases
 from mesh.errors import NotFound
 from mesh.httpsig import proof_from_headers, sign_request
 from mesh.rpc import RpcRouter
@@ -271,23 +272,6 @@ async def _run(settings: Settings, duration_s: float) -> Mapping[str, object]:
         await records.stop()
         await client.stop()
         await drop_databases(settings)
-
-
-async def drop_databases(settings: Settings) -> None:
-    import aiomysql
-
-    conn = await aiomysql.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password.get_secret_value(),
-    )
-    try:
-        async with conn.cursor() as cur:
-            for service in (kv.SERVICE, sched.SERVICE):
-                await cur.execute(f"DROP DATABASE IF EXISTS `{settings.database(service)}`")
-    finally:
-        conn.close()
 
 
 if __name__ == "__main__":

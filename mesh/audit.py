@@ -14,9 +14,10 @@ from typing import Any
 
 from contracts.audit import AUDIT_RECORDED, AuditAction, AuditAgent, AuditEvent, AuditOutcome
 from contracts.base import Principal
+from contracts.errors import ErrorCode
 from mesh import outbox
 from mesh.context import current_call
-from mesh.errors import Unavailable
+from mesh.errors import RpcError, Unavailable
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
 
@@ -72,3 +73,50 @@ async def record(runtime: Runtime, event: AuditEvent, *, conn: Any = None) -> No
     except Exception as exc:
         log.error("audit.publish_failed", type=event.type, error=str(exc))
         raise Unavailable("the audit trail is unavailable; the action was not performed") from exc
+
+
+FAILURES = frozenset(
+    {
+        ErrorCode.internal,
+        ErrorCode.unavailable,
+        ErrorCode.no_route,
+        ErrorCode.timeout,
+        ErrorCode.sealed,
+        ErrorCode.integrity,
+    }
+)
+"""Error codes that mean something failed (or was tampered with), not a refused request."""
+
+
+async def record_unsuccessful(
+    runtime: Runtime,
+    source: str,
+    type: str,
+    action: AuditAction,
+    exc: BaseException,
+    *,
+    patient_id: str | None = None,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+) -> None:
+    """Audit an action that raised: `refused` for a 4xx, `failure` for anything else.
+
+    Published at once (the transaction it happened in is rolled back), best effort: the
+    action has already not happened, so a missing audit trail must not hide its error.
+    """
+    refused = isinstance(exc, RpcError) and exc.code not in FAILURES
+    detail = f"{exc.code.value}: {exc.message}" if isinstance(exc, RpcError) else "error"
+    event = make_event(
+        source,
+        type,
+        action,
+        AuditOutcome.refused if refused else AuditOutcome.failure,
+        patient_id=patient_id,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        detail=detail,
+    )
+    try:
+        await record(runtime, event)
+    except RpcError as audit_error:
+        log.error("audit.refusal_not_recorded", type=type, error=audit_error.message)

@@ -53,6 +53,22 @@ async def ensure_database(settings: Settings, database: str) -> None:
         conn.close()
 
 
+async def drop_databases(settings: Settings) -> list[str]:
+    """Drop every database named with `settings.db_prefix` (tests and benchmarks clean up
+    after themselves with this; never point it at a production prefix)."""
+    conn = await aiomysql.connect(**_connect_kwargs(settings))
+    try:
+        async with conn.cursor() as cur:
+            pattern = settings.db_prefix.replace("_", "\\_") + "%"
+            await cur.execute("SHOW DATABASES LIKE %s", (pattern,))
+            names = [str(row[0]) for row in await cur.fetchall()]
+            for name in names:
+                await cur.execute(f"DROP DATABASE `{name}`")
+        return names
+    finally:
+        conn.close()
+
+
 class Database:
     """A pool on one database, with helpers for the common shapes of access."""
 

@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import aiomysql
 import pytest
 import pytest_asyncio
 
+from mesh.db import drop_databases
 from mesh.logging import configure_logging
 from mesh.settings import Settings
 
@@ -100,20 +100,6 @@ def isolated_settings(tag: str) -> Iterator[Settings]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
 async def drop_test_databases(settings: Settings) -> AsyncIterator[None]:
-    """Remove every database this session created."""
+    """Remove every database this session created (isolated ones share the prefix)."""
     yield
-    conn = await aiomysql.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password.get_secret_value(),
-    )
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(
-                "SHOW DATABASES LIKE %s", (settings.db_prefix.replace("_", "\\_") + "%",)
-            )
-            for (name,) in await cur.fetchall():
-                await cur.execute(f"DROP DATABASE `{name}`")
-    finally:
-        conn.close()
+    await drop_databases(settings)

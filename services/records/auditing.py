@@ -15,27 +15,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from contracts.audit import AuditAction, AuditOutcome
-from contracts.errors import ErrorCode
 from contracts.records import SERVICE
 from mesh import audit
 from mesh.context import CallContext
-from mesh.errors import RpcError
 from mesh.logging import get_logger
 from services.records.access import runtime_of
 
 log = get_logger("records.audit")
-
-FAILURES = frozenset(
-    {
-        ErrorCode.internal,
-        ErrorCode.unavailable,
-        ErrorCode.no_route,
-        ErrorCode.timeout,
-        ErrorCode.sealed,
-        ErrorCode.integrity,
-    }
-)
-"""Error codes that mean something failed (or was tampered with), not a refused request."""
 
 
 @dataclass
@@ -105,20 +91,14 @@ async def audited(
     try:
         yield subject
     except Exception as exc:
-        refused = isinstance(exc, RpcError) and exc.code not in FAILURES
-        detail = f"{exc.code.value}: {exc.message}" if isinstance(exc, RpcError) else "error"
-        event = audit.make_event(
+        await audit.record_unsuccessful(
+            runtime_of(ctx),
             SERVICE,
             subject.type,
             subject.action,
-            AuditOutcome.refused if refused else AuditOutcome.failure,
+            exc,
             patient_id=subject.patient_id,
             entity_type=subject.entity_type,
             entity_id=subject.entity_id,
-            detail=detail,
         )
-        try:
-            await audit.record(runtime_of(ctx), event)
-        except RpcError as audit_error:
-            log.error("audit.refusal_not_recorded", type=subject.type, error=audit_error.message)
         raise

@@ -14,27 +14,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from contracts.audit import AuditAction, AuditOutcome
-from contracts.errors import ErrorCode
 from contracts.scheduling import SERVICE
 from mesh import audit
 from mesh.context import CallContext
-from mesh.errors import RpcError
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
 
 log = get_logger("scheduling.audit")
 
 ENTITY = "appointment"
-FAILURES = frozenset(
-    {
-        ErrorCode.internal,
-        ErrorCode.unavailable,
-        ErrorCode.no_route,
-        ErrorCode.timeout,
-        ErrorCode.sealed,
-    }
-)
-"""Error codes that mean the system failed, not that the request was refused."""
 
 
 @dataclass
@@ -100,20 +88,14 @@ async def audited(
     try:
         yield subject
     except Exception as exc:
-        refused = isinstance(exc, RpcError) and exc.code not in FAILURES
-        detail = f"{exc.code.value}: {exc.message}" if isinstance(exc, RpcError) else "error"
-        event = audit.make_event(
+        await audit.record_unsuccessful(
+            _runtime(ctx),
             SERVICE,
             subject.type,
             subject.action,
-            AuditOutcome.refused if refused else AuditOutcome.failure,
+            exc,
             patient_id=subject.patient_id,
             entity_type=subject.entity_type,
             entity_id=subject.entity_id,
-            detail=detail,
         )
-        try:
-            await audit.record(_runtime(ctx), event)
-        except RpcError as audit_error:
-            log.error("audit.refusal_not_recorded", type=subject.type, error=audit_error.message)
         raise
