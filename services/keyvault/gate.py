@@ -9,26 +9,22 @@ MAC under the keyvault's own integrity key, is active, and has the principal's r
 
 from __future__ import annotations
 
-import base64
 import time
 from dataclasses import dataclass
-
-from pydantic import ValidationError
 
 from contracts.audit import AuditAction, AuditOutcome
 from contracts.auth import (
     RESOLVE_KEY,
     AccountRecord,
-    AccountStatus,
     ResolveKeyRequest,
     account_mac_row,
 )
 from contracts.base import Principal
 from contracts.keyvault import SERVICE
 from mesh import audit
+from mesh.callers import require_signed_by
 from mesh.context import CallContext
-from mesh.errors import IntegrityError, NotFound, RpcError, Unauthenticated
-from mesh.httpsig import RequestProof, SignatureError, parse_proof, verify_proof
+from mesh.errors import IntegrityError, NotFound, RpcError
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
 from services.keyvault.vault import Vault
@@ -96,36 +92,14 @@ async def require_user_signature(
 
 async def _check(ctx: CallContext, vault: Vault, accounts: AccountKeys) -> Principal:
     assert ctx.runtime is not None
-    principal = ctx.principal
-    if principal is None or ctx.proof is None:
-        raise Unauthenticated("this operation needs the user's forwarded request signature")
-    try:
-        proof = RequestProof.model_validate_json(ctx.proof)
-        parsed = parse_proof(proof)
-    except (ValidationError, ValueError):
-        raise Unauthenticated("the forwarded request signature is malformed") from None
-    except SignatureError as exc:
-        raise Unauthenticated(f"request signature refused: {exc}") from None
-    if parsed.key_id != principal.account_id:
-        raise Unauthenticated("the request was not signed by the acting principal")
-    try:
-        record = await accounts.get(ctx.runtime, vault, principal.account_id)
-    except NotFound:
-        raise Unauthenticated("the signing account does not exist") from None
-    account = record.account
-    if account.status is not AccountStatus.active:
-        raise Unauthenticated("the signing account is disabled")
-    if account.role is not principal.role:
-        raise Unauthenticated("the acting principal's role does not match the signing account")
-    settings = ctx.runtime.settings
-    try:
-        verify_proof(
-            proof,
-            base64.b64decode(account.public_key),
-            now=time.time(),
-            window_s=settings.signature_window_s,
-            skew_s=settings.signature_skew_s,
-        )
-    except SignatureError as exc:
-        raise Unauthenticated(f"request signature refused: {exc}") from None
-    return principal
+    runtime = ctx.runtime
+
+    async def resolve(account_id: str) -> AccountRecord | None:
+        try:
+            return await accounts.get(runtime, vault, account_id)
+        except NotFound:
+            return None
+
+    await require_signed_by(ctx, resolve)
+    assert ctx.principal is not None
+    return ctx.principal

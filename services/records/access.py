@@ -10,16 +10,11 @@ registered key as auth serves it (`RESOLVE_KEY` with the row MAC verified).
 
 from __future__ import annotations
 
-import base64
-import time
-
-from pydantic import ValidationError
-
-from contracts.auth import RESOLVE_KEY, AccountRecord, AccountStatus, ResolveKeyRequest
+from contracts.auth import RESOLVE_KEY, AccountRecord, ResolveKeyRequest
 from contracts.base import Principal
+from mesh.callers import require_signed_by
 from mesh.context import CallContext
-from mesh.errors import NotFound, Unauthenticated
-from mesh.httpsig import RequestProof, SignatureError, parse_proof, verify_proof
+from mesh.errors import NotFound
 from mesh.runtime import Runtime
 
 
@@ -52,35 +47,5 @@ async def resolve_account(runtime: Runtime, account_id: str) -> AccountRecord | 
 
 async def require_signed(ctx: CallContext) -> AccountRecord:
     """The caller's account, if the forwarded proof is fresh and made by its active key."""
-    me = principal_of(ctx)
-    if ctx.proof is None:
-        raise Unauthenticated("this operation needs the user's forwarded request signature")
-    try:
-        proof = RequestProof.model_validate_json(ctx.proof)
-        key_id = parse_proof(proof).key_id
-    except (ValidationError, ValueError):
-        raise Unauthenticated("the forwarded request signature is malformed") from None
-    except SignatureError as exc:
-        raise Unauthenticated(f"request signature refused: {exc.message}") from None
-    if key_id != me.account_id:
-        raise Unauthenticated("the request was not signed by the acting principal")
     runtime = runtime_of(ctx)
-    record = await resolve_account(runtime, me.account_id)
-    if record is None:
-        raise Unauthenticated("the signing account does not exist")
-    account = record.account
-    if account.status is not AccountStatus.active:
-        raise Unauthenticated("the signing account is disabled")
-    if account.role is not me.role:
-        raise Unauthenticated("the acting principal's role does not match the signing account")
-    try:
-        verify_proof(
-            proof,
-            base64.b64decode(account.public_key),
-            now=time.time(),
-            window_s=runtime.settings.signature_window_s,
-            skew_s=runtime.settings.signature_skew_s,
-        )
-    except SignatureError as exc:
-        raise Unauthenticated(f"request signature refused: {exc.message}") from None
-    return record
+    return await require_signed_by(ctx, lambda account_id: resolve_account(runtime, account_id))

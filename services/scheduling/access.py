@@ -9,17 +9,12 @@ forged booking on the bus is refused even though booking decrypts nothing.
 
 from __future__ import annotations
 
-import base64
-import time
-
-from pydantic import ValidationError
-
 from contracts.auth import AccountRecord, AccountStatus
 from contracts.base import Principal, Role
 from contracts.records import PATIENT_REF, PatientRefRequest
+from mesh.callers import require_signed_by
 from mesh.context import CallContext
-from mesh.errors import Forbidden, InvalidRequest, NotFound, RpcError, Unauthenticated
-from mesh.httpsig import RequestProof, SignatureError, parse_proof, verify_proof
+from mesh.errors import Forbidden, InvalidRequest, NotFound, RpcError
 from mesh.runtime import Runtime
 from services.scheduling.accounts import accounts_of
 
@@ -55,38 +50,9 @@ async def _account(runtime: Runtime, account_id: str) -> AccountRecord | None:
 
 async def require_signed(ctx: CallContext) -> Principal:
     """The caller, if the forwarded proof is fresh and made by the caller's own active key."""
-    me = principal_of(ctx)
-    if ctx.proof is None:
-        raise Unauthenticated("this request needs the user's forwarded request signature")
-    try:
-        proof = RequestProof.model_validate_json(ctx.proof)
-        key_id = parse_proof(proof).key_id
-    except (ValidationError, ValueError):
-        raise Unauthenticated("the forwarded request signature is malformed") from None
-    except SignatureError as exc:
-        raise Unauthenticated(f"request signature refused: {exc.message}") from None
-    if key_id != me.account_id:
-        raise Unauthenticated("the request was not signed by the acting principal")
-    record = await _account(runtime_of(ctx), me.account_id)
-    if record is None:
-        raise Unauthenticated("the signing account does not exist")
-    account = record.account
-    if account.status is not AccountStatus.active:
-        raise Unauthenticated("the signing account is disabled")
-    if account.role is not me.role:
-        raise Unauthenticated("the acting principal's role does not match the signing account")
-    settings = runtime_of(ctx).settings
-    try:
-        verify_proof(
-            proof,
-            base64.b64decode(account.public_key),
-            now=time.time(),
-            window_s=settings.signature_window_s,
-            skew_s=settings.signature_skew_s,
-        )
-    except SignatureError as exc:
-        raise Unauthenticated(f"request signature refused: {exc.message}") from None
-    return me
+    runtime = runtime_of(ctx)
+    await require_signed_by(ctx, lambda account_id: _account(runtime, account_id))
+    return principal_of(ctx)
 
 
 async def require_physician(runtime: Runtime, physician_id: str) -> None:
