@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import chat, clinic, gateway, keyvault, records, rpc, scheduling
+from bench import catalog, chat, clinic, gateway, keyvault, records, rpc, scheduling
 
 
 async def main() -> None:
@@ -13,6 +13,7 @@ async def main() -> None:
     await gateway.run()
     await scheduling.run()
     await records.run()
+    await catalog.run()
     await chat.run()
     await clinic.run()
 

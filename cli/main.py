@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from cli import keys, records, scheduling, vault
+from cli import catalog, keys, records, scheduling, vault
 from cli.bus import run_on_bus
 from cli.output import api_errors, show
 from cli.profile import DEFAULT_URL, Profile, client, home, key_path, passphrase
@@ -37,6 +37,7 @@ app.add_typer(scheduling.app, name="schedule")
 app.add_typer(records.patient_app, name="patient")
 app.add_typer(records.encounter_app, name="encounter")
 app.add_typer(records.rx_app, name="rx")
+app.add_typer(catalog.app, name="catalog")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

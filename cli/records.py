@@ -107,9 +107,9 @@ def add_encounter(
 def write(
     patient_id: str,
     encounter_id: str,
-    drug: str = typer.Option(...),
-    strength: str = typer.Option(..., help='e.g. "500 mg"'),
-    form: str = typer.Option(..., help="Dosage form, e.g. tablet."),
+    drug: str = typer.Option("", help="Free text only (else copied from --medicine)."),
+    strength: str = typer.Option("", help='e.g. "500 mg" (free text only)'),
+    form: str = typer.Option("tablet", help="Dosage form (free text only)."),
     dose: str = typer.Option(..., help='e.g. "1 tablet"'),
     route: str = typer.Option("oral"),
     frequency: str = typer.Option(..., help='e.g. "twice daily"'),
@@ -117,9 +117,22 @@ def write(
     quantity: int = typer.Option(...),
     refills: int = typer.Option(0),
     instructions: str = typer.Option("", help="Instructions to the patient."),
+    medicine: str = typer.Option(
+        None, help="Catalog entry id: its name, strength, form and route are copied."
+    ),
 ) -> None:
-    """Sign the prescription with your key, here, and send it."""
+    """Sign the prescription with your key, here, and send it. Without --medicine it is a
+    free-text prescription, outside the catalog, and marked as such."""
     api = profile.client()
+    if medicine:
+        entry = api.get(f"/api/v1/catalog/medicines/{medicine}")["details"]
+        drug, strength, form, route = (
+            entry["name"],
+            entry["strength"],
+            entry["dosage_form"],
+            entry["route"],
+        )
+        instructions = instructions or entry["default_instructions"]
     body = sign_prescription(
         api.private_key,
         api.key_id,
@@ -139,6 +152,8 @@ def write(
                 "quantity": quantity,
                 "refills": refills,
                 "instructions": instructions,
+                "medicine_id": medicine or "",
+                "free_text": not medicine,
             },
         },
     )

@@ -597,6 +597,14 @@ class Medication(Model):
     quantity: int = Field(ge=1, le=10_000, description="Units of the dosage form to dispense.")
     refills: int = Field(ge=0, le=12)
     instructions: SignedLongText = Field(default="", description="Instructions to the patient.")
+    medicine_id: str = Field(
+        default="",
+        max_length=36,
+        description="The catalog entry this was copied from at signing ('' for free text).",
+    )
+    free_text: bool = Field(
+        default=False, description="Written outside the catalog, deliberately (marked as such)."
+    )
 
 
 class PrescriptionCore(Model):
@@ -762,6 +770,77 @@ class PatientSummary(Model):
     )
 
 
+# ---------------------------------------------------------------------------- medicine catalog
+
+MEDICINE_TABLE = "medicines"
+
+
+class MedicineType(StrEnum):
+    analgesic = "analgesic"
+    antibiotic = "antibiotic"
+    antiviral = "antiviral"
+    antifungal = "antifungal"
+    antihypertensive = "antihypertensive"
+    antidiabetic = "antidiabetic"
+    anticoagulant = "anticoagulant"
+    antihistamine = "antihistamine"
+    bronchodilator = "bronchodilator"
+    corticosteroid = "corticosteroid"
+    lipid_lowering = "lipid_lowering"
+    antidepressant = "antidepressant"
+    gastrointestinal = "gastrointestinal"
+    other = "other"
+
+
+class MedicineDetails(Model):
+    """A catalog entry's content; prescriptions copy name, strength, form and route."""
+
+    name: SignedText
+    active_ingredient: SignedText
+    strength: SignedText
+    dosage_form: DosageForm
+    route: Route
+    type: MedicineType
+    default_instructions: SignedLongText = ""
+
+
+class Medicine(Model):
+    medicine_id: str
+    details: MedicineDetails
+    active: bool
+    updated_at: datetime
+
+
+class AddMedicineRequest(Model):
+    details: MedicineDetails
+
+
+class UpdateMedicineRequest(Model):
+    medicine_id: Uuid
+    details: MedicineDetails
+
+
+class RetireMedicineRequest(Model):
+    medicine_id: Uuid
+
+
+class GetMedicineRequest(Model):
+    medicine_id: Uuid
+
+
+class SearchMedicinesRequest(Model):
+    """Prefix of the name or the active ingredient (case-insensitive), and/or a type."""
+
+    prefix: str = Field(default="", max_length=100)
+    type: MedicineType | None = None
+    include_retired: bool = False
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class MedicineList(Model):
+    medicines: list[Medicine]
+
+
 # ---------------------------------------------------------------------------- methods
 
 PATIENT_REF = RpcMethod(SERVICE, "records.patient_ref", PatientRefRequest, PatientRef)
@@ -884,3 +963,37 @@ PATIENT_DATA_METHODS = (
     PATIENT_SUMMARY,
 )
 """Every method that reads or writes patient data (all but PATIENT_REF)."""
+
+CATALOG_ADMIN = frozenset({Role.administrator})
+CATALOG_READERS = frozenset({Role.administrator, Role.physician})
+ADD_MEDICINE = RpcMethod(
+    SERVICE, "records.add_medicine", AddMedicineRequest, Medicine, write=True, roles=CATALOG_ADMIN
+)
+UPDATE_MEDICINE = RpcMethod(
+    SERVICE,
+    "records.update_medicine",
+    UpdateMedicineRequest,
+    Medicine,
+    write=True,
+    roles=CATALOG_ADMIN,
+)
+RETIRE_MEDICINE = RpcMethod(
+    SERVICE,
+    "records.retire_medicine",
+    RetireMedicineRequest,
+    Medicine,
+    write=True,
+    roles=CATALOG_ADMIN,
+)
+GET_MEDICINE = RpcMethod(
+    SERVICE, "records.get_medicine", GetMedicineRequest, Medicine, roles=CATALOG_READERS
+)
+SEARCH_MEDICINES = RpcMethod(
+    SERVICE,
+    "records.search_medicines",
+    SearchMedicinesRequest,
+    MedicineList,
+    roles=CATALOG_READERS,
+)
+CATALOG_METHODS = (ADD_MEDICINE, UPDATE_MEDICINE, RETIRE_MEDICINE, GET_MEDICINE, SEARCH_MEDICINES)
+"""The medicine catalog: no patient data (administrators edit it, physicians search it)."""

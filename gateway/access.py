@@ -50,6 +50,7 @@ ACCESS: dict[str, frozenset[Role]] = {
     sched.CALENDAR.name: sched.DESK_AND_PHYSICIANS,
     sched.FREE_SLOTS.name: sched.DESK_AND_PHYSICIANS,
     **{m.name: m.roles or ALL_ROLES for m in rec.PATIENT_DATA_METHODS},
+    **{m.name: m.roles or ALL_ROLES for m in rec.CATALOG_METHODS},
 }
 
 # Methods that read patient data: they also draw from the stricter per-account bucket.

@@ -14,7 +14,17 @@ from contracts.auth import ACCOUNT_CHANGED, AccountChanged
 from contracts.base import EventType
 from gateway import errors
 from gateway.live import Hub
-from gateway.routes import audit, chat, health, identity, live, records, scheduling, vault
+from gateway.routes import (
+    audit,
+    catalog,
+    chat,
+    health,
+    identity,
+    live,
+    records,
+    scheduling,
+    vault,
+)
 from gateway.security import Security
 from gateway.settings import GatewaySettings, get_gateway_settings
 from mesh.events import EventHandler, ReceivedEvent
@@ -125,7 +135,7 @@ def create_app(
     app.state.security = None
     errors.install(app)
     add_probes(app, lambda: check_runtime(app.state.runtime))
-    for module in (health, identity, vault, chat, audit, live, scheduling, records):
+    for module in (health, identity, vault, chat, audit, live, scheduling, records, catalog):
         app.include_router(module.router, prefix="/api/v1")
     return app
 

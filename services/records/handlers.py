@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contracts import records as rec
 from mesh.rpc import RpcRouter
-from services.records import encounters, patients, prescriptions, summary
+from services.records import catalog, encounters, patients, prescriptions, summary
 
 router = RpcRouter(rec.SERVICE)
 
@@ -33,3 +33,9 @@ router.handler(rec.LIST_PRESCRIPTIONS)(prescriptions.list_prescriptions)
 router.handler(rec.VERIFY_PRESCRIPTION)(prescriptions.verify_prescription)
 
 router.handler(rec.PATIENT_SUMMARY)(summary.patient_summary)
+
+router.handler(rec.ADD_MEDICINE)(catalog.add_medicine)
+router.handler(rec.UPDATE_MEDICINE)(catalog.update_medicine)
+router.handler(rec.RETIRE_MEDICINE)(catalog.retire_medicine)
+router.handler(rec.GET_MEDICINE)(catalog.get_medicine)
+router.handler(rec.SEARCH_MEDICINES)(catalog.search_medicines)

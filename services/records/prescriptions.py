@@ -26,7 +26,7 @@ from contracts.audit import AuditAction
 from mesh import db
 from mesh.context import CallContext
 from mesh.errors import Conflict, IntegrityError, InvalidRequest, NotFound, RpcError
-from services.records import access, auditing, codec, integrity, store, vault
+from services.records import access, auditing, catalog, codec, integrity, store, vault
 from services.records.access import principal_of, runtime_of
 from services.records.auditing import audited
 from services.records.parallel import both, three
@@ -66,6 +66,48 @@ def _check_fresh(ctx: CallContext, created_at: datetime) -> None:
         raise _invalid("created_at", "the prescription is signed in the future", "future")
 
 
+async def check_catalog(ctx: CallContext, medication: rec.Medication) -> None:
+    """A prescription names an active catalog entry whose details it copies, or is marked
+    free text on purpose."""
+    if medication.free_text:
+        if medication.medicine_id:
+            raise _invalid(
+                "medication.medicine_id",
+                "a free-text prescription names no catalog medicine",
+                "free_text_with_catalog_entry",
+            )
+        return
+    if not medication.medicine_id:
+        raise _invalid(
+            "medication.medicine_id",
+            "choose a catalog medicine, or set free_text to prescribe outside the catalog",
+            "missing",
+        )
+    medicine = await catalog.fetch(runtime_of(ctx).db, medication.medicine_id)
+    if medicine is None:
+        raise _invalid("medication.medicine_id", "no such medicine in the catalog", "unknown")
+    if not medicine.active:
+        raise _invalid(
+            "medication.medicine_id",
+            f"{medicine.details.name} is retired from the catalog: it cannot be newly prescribed",
+            "retired",
+        )
+    details = medicine.details
+    copied = {
+        "drug_name": details.name,
+        "strength": details.strength,
+        "dosage_form": details.dosage_form,
+        "route": details.route,
+    }
+    for field, expected in copied.items():
+        if getattr(medication, field) != expected:
+            raise _invalid(
+                f"medication.{field}",
+                f"{field} does not match the catalog entry ({expected!s}): copy its details",
+                "catalog_mismatch",
+            )
+
+
 async def prescribe(req: rec.PrescribeRequest, ctx: CallContext) -> rec.PrescriptionWritten:
     runtime, me = runtime_of(ctx), principal_of(ctx)
     async with audited(
@@ -78,6 +120,7 @@ async def prescribe(req: rec.PrescribeRequest, ctx: CallContext) -> rec.Prescrip
     ) as subject:
         await access.check_patient_access(ctx, req.patient_id)
         _check_fresh(ctx, req.created_at)
+        await check_catalog(ctx, req.medication)
         batch = Batch()
         batch.add(
             codec.PRESCRIPTIONS,

@@ -63,6 +63,22 @@ def test_a_clinic_day(world: Mesh) -> None:
             }
         },
     )
+    # the physician prescribes from the catalog (details copied at signing)
+    admin.client.post(
+        "/api/v1/catalog/medicines",
+        {
+            "details": {
+                "name": "Salbutamol",
+                "active_ingredient": "salbutamol",
+                "strength": "100 micrograms",
+                "dosage_form": "inhaler",
+                "route": "inhalation",
+                "type": "bronchodilator",
+            }
+        },
+    )
+    (entry,) = doctor.client.get("/api/v1/catalog/medicines", prefix="salb")["medicines"]
+    details = entry["details"]
     body = sign_prescription(
         doctor.client.private_key,
         doctor.account_id,
@@ -72,15 +88,16 @@ def test_a_clinic_day(world: Mesh) -> None:
             "encounter_id": encounter["encounter_id"],
             "created_at": datetime.now(UTC).isoformat(),
             "medication": {
-                "drug_name": "Salbutamol",
-                "strength": "100 micrograms",
-                "dosage_form": "inhaler",
+                "drug_name": details["name"],
+                "strength": details["strength"],
+                "dosage_form": details["dosage_form"],
                 "dose": "2 puffs",
-                "route": "inhalation",
+                "route": details["route"],
                 "frequency": "as needed",
                 "duration_days": 30,
                 "quantity": 1,
                 "refills": 1,
+                "medicine_id": entry["medicine_id"],
             },
         },
     )

@@ -98,6 +98,7 @@ def medication(**overrides: Any) -> rec.Medication:
         "quantity": 1,
         "refills": 2,
         "instructions": "Rinse your mouth after each use.",
+        "free_text": True,  # catalog prescriptions: tests/records/test_catalog.py
     }
     values.update(overrides)
     return rec.Medication(**values)

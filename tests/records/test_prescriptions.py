@@ -88,8 +88,8 @@ def test_the_canonical_form_is_fixed() -> None:
             '{"context":"medihaven.prescription.v1","created_at":"2026-01-02T03:04:05.000600Z",'
             '"dosage_form":"inhaler","dose":"2 puffs","drug_name":"Budesonide/Formoterol",'
             '"duration_days":28,"encounter_id":"0a1b2c3d-4e5f-4607-8819-2a3b4c5d6e7f",'
-            '"frequency":"twice daily","instructions":"Täglich\\nmit Wasser",'
-            '"patient_id":"1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9","prescriber_id":"acc-1",'
+            '"free_text":true,"frequency":"twice daily","instructions":"Täglich\\nmit Wasser",'
+            '"medicine_id":"","patient_id":"1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9","prescriber_id":"acc-1",'
             '"prescription_id":"6f1c2d8e-0b7a-4c3e-9f51-2a7d4e8b9c10","quantity":1,"refills":2,'
             '"route":"inhalation","strength":"200/6 micrograms"}'
         ).encode()
