@@ -30,7 +30,7 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
 
-from contracts.base import Model, Role, RpcMethod
+from contracts.base import EventType, Model, Role, RpcMethod
 
 SERVICE = "records"
 
@@ -997,3 +997,96 @@ SEARCH_MEDICINES = RpcMethod(
 )
 CATALOG_METHODS = (ADD_MEDICINE, UPDATE_MEDICINE, RETIRE_MEDICINE, GET_MEDICINE, SEARCH_MEDICINES)
 """The medicine catalog: no patient data (administrators edit it, physicians search it)."""
+
+
+# ---------------------------------------------------------------------------- per-patient access
+
+ACCESS_SERVICE = "recordsaccess"
+"""Records' access decisions, on a queue of their own: the keyvault asks while a records
+handler is waiting for that very keyvault call, so they must not share records' slots."""
+CLINICAL_TABLES = ("encounter_versions", "prescriptions")
+"""Keyvault tables holding clinical data: decrypting them needs a care relationship."""
+
+
+class CareBasis(StrEnum):
+    encounter = "encounter"
+    appointment = "appointment"
+    break_glass = "break_glass"
+
+
+class MayReadRequest(Model):
+    physician_id: str = Field(max_length=64)
+    patient_id: str = Field(max_length=64)
+
+
+class MayReadReply(Model):
+    allowed: bool
+    basis: CareBasis | None = None
+
+
+class BreakGlassRequest(Model):
+    patient_id: Uuid
+    reason: Reason
+
+
+class BreakGlassOpened(Model):
+    grant_id: str
+    patient_id: str
+    expires_at: datetime
+
+
+class BreakGlassGrant(Model):
+    grant_id: str
+    patient_id: str
+    physician_id: str
+    opened_at: datetime
+    expires_at: datetime
+    reason: str
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    note: str | None = None
+
+
+class BreakGlassReportRequest(Model):
+    unacknowledged_only: bool = False
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class BreakGlassReport(Model):
+    grants: list[BreakGlassGrant]
+
+
+class AcknowledgeBreakGlassRequest(Model):
+    grant_id: Uuid
+    note: str = Field(default="", max_length=1000)
+
+
+class BreakGlassNotice(Model):
+    """Published when a physician opens a chart in an emergency (ids and times only)."""
+
+    grant_id: str
+    physician_id: str
+    patient_id: str
+    expires_at: datetime
+
+
+MAY_READ = RpcMethod(ACCESS_SERVICE, "recordsaccess.may_read", MayReadRequest, MayReadReply)
+BREAK_GLASS = RpcMethod(
+    SERVICE, "records.break_glass", BreakGlassRequest, BreakGlassOpened, write=True, roles=CLINICAL
+)
+BREAK_GLASS_REPORT = RpcMethod(
+    SERVICE,
+    "records.break_glass_report",
+    BreakGlassReportRequest,
+    BreakGlassReport,
+    roles=CATALOG_ADMIN,
+)
+ACKNOWLEDGE_BREAK_GLASS = RpcMethod(
+    SERVICE,
+    "records.acknowledge_break_glass",
+    AcknowledgeBreakGlassRequest,
+    BreakGlassGrant,
+    write=True,
+    roles=CATALOG_ADMIN,
+)
+BREAK_GLASS_OPENED = EventType("records.break_glass.opened", BreakGlassNotice)

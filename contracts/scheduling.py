@@ -333,3 +333,23 @@ FREE_SLOTS = RpcMethod(
 APPOINTMENT_BOOKED = EventType("scheduling.appointment.booked", AppointmentBooked)
 APPOINTMENT_RESCHEDULED = EventType("scheduling.appointment.rescheduled", AppointmentRescheduled)
 APPOINTMENT_CANCELLED = EventType("scheduling.appointment.cancelled", AppointmentCancelled)
+
+
+class CareRelationshipRequest(Model):
+    physician_id: str = Field(max_length=64)
+    patient_id: str = Field(max_length=64)
+    before_days: float = Field(ge=0, le=366)
+    after_days: float = Field(ge=0, le=366)
+
+
+class CareRelationship(Model):
+    """Whether now lies within [start - before_days, start + after_days] of a (not
+    cancelled) appointment of this physician with this patient."""
+
+    exists: bool
+
+
+CARE_RELATIONSHIP = RpcMethod(
+    SERVICE, "scheduling.care_relationship", CareRelationshipRequest, CareRelationship
+)
+"""Service to service (records' and the keyvault's access checks): ids in, a yes or no out."""

@@ -51,6 +51,10 @@ ACCESS: dict[str, frozenset[Role]] = {
     sched.FREE_SLOTS.name: sched.DESK_AND_PHYSICIANS,
     **{m.name: m.roles or ALL_ROLES for m in rec.PATIENT_DATA_METHODS},
     **{m.name: m.roles or ALL_ROLES for m in rec.CATALOG_METHODS},
+    **{
+        m.name: m.roles or ALL_ROLES
+        for m in (rec.BREAK_GLASS, rec.BREAK_GLASS_REPORT, rec.ACKNOWLEDGE_BREAK_GLASS)
+    },
 }
 
 # Methods that read patient data: they also draw from the stricter per-account bucket.

@@ -9,9 +9,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from contracts import chat as chat_contract
+from contracts import records as records_contract
 from contracts import scheduling as sched_contract
 from contracts.auth import ACCOUNT_CHANGED, AccountChanged
-from contracts.base import EventType
+from contracts.base import EventType, Role
 from gateway import errors
 from gateway.live import Hub
 from gateway.routes import (
@@ -84,6 +85,17 @@ def push_appointment_events(runtime: Runtime) -> EventHandler:
     return handle
 
 
+def push_break_glass(runtime: Runtime) -> EventHandler:
+    """Administrators connected to this replica hear of every emergency access at once."""
+
+    async def handle(event: ReceivedEvent[Any]) -> None:
+        hub: Hub = runtime.state["hub"]
+        body = {"type": event.routing_key, **event.payload.model_dump(mode="json")}
+        await hub.push_role(Role.administrator.value, body)
+
+    return handle
+
+
 def create_app(
     settings: Settings | None = None, gateway_settings: GatewaySettings | None = None
 ) -> FastAPI:
@@ -107,6 +119,12 @@ def create_app(
                 ),
                 ConsumerSpec(
                     "gateway-appointments", APPOINTMENT_EVENTS, push_appointment_events, False
+                ),
+                ConsumerSpec(
+                    "gateway-break-glass",
+                    [records_contract.BREAK_GLASS_OPENED],
+                    push_break_glass,
+                    False,
                 ),
             ],
             on_startup=make_hub,

@@ -25,6 +25,7 @@ class Connection:
     websocket: WebSocket
     account_id: str
     last_message_id: int = 0
+    role: str = ""
     """Highest chat message id sent on this connection: nothing at or below it is re-sent."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -56,6 +57,15 @@ class Hub:
 
     def connected(self, account_id: str) -> bool:
         return account_id in self._by_account
+
+    async def push_role(self, role: str, payload: dict[str, Any]) -> int:
+        """Send `payload` to every connected staff member of `role` (e.g. administrators)."""
+        accounts = [
+            account_id
+            for account_id, peers in self._by_account.items()
+            if any(c.role == role for c in peers)
+        ]
+        return await self.push(accounts, payload)
 
     async def push(self, account_ids: list[str], payload: dict[str, Any]) -> int:
         """Send `payload` to every connection of these accounts; returns how many got it."""

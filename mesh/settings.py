@@ -58,6 +58,19 @@ class Settings(BaseSettings):
         "wall-clock times there (DST-aware); times on the wire are UTC.",
     )
 
+    care_window_before_days: float = Field(
+        default=7,
+        ge=0,
+        description="A physician may read a patient's chart from this many "
+        "days before an appointment with them…",
+    )
+    care_window_after_days: float = Field(
+        default=30, ge=0, description="…until this many days after it."
+    )
+    break_glass_hours: float = Field(
+        default=4, gt=0, description="How long emergency (break-glass) access lasts."
+    )
+
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 

@@ -78,7 +78,9 @@ async def live(websocket: WebSocket, last_id: int | None = Query(default=None, g
         return
     await websocket.accept()
     hub: Hub = runtime.state["hub"]
-    connection = Connection(websocket, caller.principal.account_id, last_id or 0)
+    connection = Connection(
+        websocket, caller.principal.account_id, last_id or 0, caller.principal.role.value
+    )
     hub.add(connection)  # first, so nothing committed during the catch-up is missed
     try:
         if last_id is not None:

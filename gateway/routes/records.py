@@ -275,3 +275,53 @@ async def complete_prescription(
 
 def _fields(body: BaseModel) -> dict[str, Any]:
     return {name: getattr(body, name) for name in type(body).model_fields}
+
+
+# ------------------------------------------------------------------ break-glass
+
+
+class Emergency(BaseModel):
+    reason: str
+
+
+@router.post(
+    "/patients/{patient_id}/break-glass", response_model=rec.BreakGlassOpened, status_code=201
+)
+async def break_glass(
+    patient_id: str, body: Emergency, request: Request, who: Caller = caller
+) -> rec.BreakGlassOpened:
+    """Open a chart without a care relationship, in an emergency: time-limited, audited
+    (ETREAT) and reported to administrators."""
+    return await forward(
+        request,
+        who,
+        rec.BREAK_GLASS,
+        rpc_request(rec.BreakGlassRequest, patient_id=patient_id, reason=body.reason),
+    )
+
+
+@router.get("/break-glass", response_model=rec.BreakGlassReport)
+async def break_glass_report(
+    request: Request,
+    unacknowledged_only: bool = Query(default=False),
+    limit: int = Query(default=100, ge=1, le=500),
+    who: Caller = caller,
+) -> rec.BreakGlassReport:
+    query = rec.BreakGlassReportRequest(unacknowledged_only=unacknowledged_only, limit=limit)
+    return await forward(request, who, rec.BREAK_GLASS_REPORT, query)
+
+
+class Acknowledgement(BaseModel):
+    note: str = ""
+
+
+@router.post("/break-glass/{grant_id}/acknowledge", response_model=rec.BreakGlassGrant)
+async def acknowledge(
+    grant_id: str, body: Acknowledgement, request: Request, who: Caller = caller
+) -> rec.BreakGlassGrant:
+    return await forward(
+        request,
+        who,
+        rec.ACKNOWLEDGE_BREAK_GLASS,
+        rpc_request(rec.AcknowledgeBreakGlassRequest, grant_id=grant_id, note=body.note),
+    )

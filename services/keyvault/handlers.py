@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from contracts import keyvault as kv
 from contracts.audit import AuditAction, AuditOutcome
+from contracts.base import Role
+from contracts.records import CLINICAL_TABLES, MAY_READ, MayReadRequest
 from mesh import audit
 from mesh.context import CallContext
-from mesh.errors import BadRequest, RpcError
+from mesh.errors import BadRequest, Forbidden, RpcError
 from mesh.rpc import RpcRouter
+from mesh.runtime import Runtime
 from services.keyvault.gate import AccountKeys, require_user_signature
 from services.keyvault.sealedbox import SealedShareError, public_key_b64, seal_share
 from services.keyvault.vault import Vault
@@ -126,8 +131,51 @@ async def encrypt(req: kv.EncryptRequest, ctx: CallContext) -> kv.EncryptReply:
 async def decrypt(req: kv.DecryptRequest, ctx: CallContext) -> kv.DecryptReply:
     vault = _vault(ctx)
     vault.require_unsealed()
-    await require_user_signature(ctx, vault, _accounts(ctx), patient_id=req.patient_id)
+    principal = await require_user_signature(ctx, vault, _accounts(ctx), patient_id=req.patient_id)
+    if principal.role is Role.physician and any(r.table in CLINICAL_TABLES for r in req.rows):
+        await require_care(ctx, principal.account_id, req.patient_id)
     return kv.DecryptReply(rows=await vault.decrypt(req.rows))
+
+
+async def require_care(ctx: CallContext, physician_id: str, patient_id: str | None) -> None:
+    """Clinical rows are decrypted for a physician only with a care relationship to the
+    patient they belong to, decided by records' access rule (asked on its own queue)."""
+    assert ctx.runtime is not None
+    allowed = False
+    if patient_id is not None:
+        cache: CareCache = ctx.runtime.state.setdefault("care", CareCache())
+        allowed = await cache.allowed(ctx.runtime, physician_id, patient_id)
+    if allowed:
+        return
+    await _audit(
+        ctx, "vault.care_refused", AuditOutcome.refused, f"patient {patient_id or 'unnamed'}"
+    )
+    raise Forbidden(
+        "the keyvault decrypts clinical data only for a physician with a care relationship "
+        "to the patient named in the request"
+    )
+
+
+class CareCache:
+    """Recent positive answers of records' access rule (a refusal is always asked again)."""
+
+    def __init__(self, ttl_s: float = 5.0) -> None:
+        self.ttl_s = ttl_s
+        self._until: dict[tuple[str, str], float] = {}
+
+    async def allowed(self, runtime: Runtime, physician_id: str, patient_id: str) -> bool:
+        key = (physician_id, patient_id)
+        if self._until.get(key, 0.0) > time.monotonic():
+            return True
+        try:
+            reply = await runtime.rpc.call(
+                MAY_READ, MayReadRequest(physician_id=physician_id, patient_id=patient_id)
+            )
+        except RpcError:
+            return False  # the rule cannot be asked: closed
+        if reply.allowed:
+            self._until[key] = time.monotonic() + self.ttl_s
+        return reply.allowed
 
 
 @router.handler(kv.MAC)

@@ -10,11 +10,12 @@ registered key as auth serves it (`RESOLVE_KEY` with the row MAC verified).
 
 from __future__ import annotations
 
+from contracts import records as rec
 from contracts.auth import RESOLVE_KEY, AccountRecord, ResolveKeyRequest
-from contracts.base import Principal
+from contracts.base import Principal, Role
 from mesh.callers import require_signed_by
 from mesh.context import CallContext
-from mesh.errors import NotFound
+from mesh.errors import Forbidden, NotFound
 from mesh.runtime import Runtime
 
 
@@ -28,13 +29,27 @@ def principal_of(ctx: CallContext) -> Principal:
     return ctx.principal
 
 
-async def check_patient_access(ctx: CallContext, patient_id: str) -> None:
-    """The one place for per-patient rules (care relationship, break-glass: issue #9).
+async def check_patient_access(ctx: CallContext, patient_id: str, *, clinical: bool = True) -> None:
+    """The one place for per-patient rules, called by every handler once it knows which
+    patient a request concerns, before any patient data is read or written.
 
-    Every handler calls it once it knows which patient a request concerns, before any
-    patient data is read or written. Today the role table is the whole rule.
+    Receptionists see demographics only (the role table); a physician reads a patient's
+    clinical data only with a care relationship (`care.decide`); recording a new
+    encounter is allowed without one, since that encounter then establishes it.
     """
-    return None
+    me = principal_of(ctx)
+    if me.role is not Role.physician or not clinical or ctx.method == rec.ADD_ENCOUNTER.name:
+        return
+    from services.records.care import decide
+
+    decision = await decide(runtime_of(ctx), me.account_id, patient_id)
+    if not decision.allowed:
+        raise Forbidden(
+            "you have no care relationship with this patient (no appointment in the care "
+            "window and no encounter you recorded); in an emergency, open the chart with "
+            "break-glass, giving a reason",
+            details={"patient_id": patient_id, "break_glass": True},
+        )
 
 
 async def resolve_account(runtime: Runtime, account_id: str) -> AccountRecord | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contracts import records as rec
 from mesh.rpc import RpcRouter
-from services.records import catalog, encounters, patients, prescriptions, summary
+from services.records import care, catalog, encounters, patients, prescriptions, summary
 
 router = RpcRouter(rec.SERVICE)
 
@@ -39,3 +39,7 @@ router.handler(rec.UPDATE_MEDICINE)(catalog.update_medicine)
 router.handler(rec.RETIRE_MEDICINE)(catalog.retire_medicine)
 router.handler(rec.GET_MEDICINE)(catalog.get_medicine)
 router.handler(rec.SEARCH_MEDICINES)(catalog.search_medicines)
+
+router.handler(rec.BREAK_GLASS)(care.break_glass)
+router.handler(rec.BREAK_GLASS_REPORT)(care.break_glass_report)
+router.handler(rec.ACKNOWLEDGE_BREAK_GLASS)(care.acknowledge)

@@ -196,7 +196,7 @@ async def _briefs(
 ) -> rec.PatientList:
     """Names, birth dates and numbers of `rows`: one DECRYPT batch, one audit per patient."""
     for row in rows:
-        await access.check_patient_access(ctx, row.patient_id)
+        await access.check_patient_access(ctx, row.patient_id, clinical=False)
     batch = Batch()
     for row in rows:
         batch.add(codec.PATIENTS, row.patient_id, codec.patient_brief_fields(row))

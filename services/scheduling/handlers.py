@@ -522,3 +522,19 @@ async def free_slots(req: sched.FreeSlotsRequest, ctx: CallContext) -> sched.Fre
         slots=[sched.TimeRange(start=s, end=e) for s, e in found],
         truncated=truncated,
     )
+
+
+@router.handler(sched.CARE_RELATIONSHIP)
+async def care_relationship(
+    req: sched.CareRelationshipRequest, ctx: CallContext
+) -> sched.CareRelationship:
+    """For records' and the keyvault's per-patient access checks: no patient data out."""
+    exists = await store.has_care_window(
+        runtime_of(ctx).db,
+        req.physician_id,
+        req.patient_id,
+        datetime.now(UTC),
+        req.before_days,
+        req.after_days,
+    )
+    return sched.CareRelationship(exists=exists)

@@ -318,3 +318,27 @@ async def booked_from(target: Any, physician_id: str, not_before: datetime) -> l
         (physician_id, _naive(not_before)),
     )
     return [_row(r) for r in rows]
+
+
+async def has_care_window(
+    target: Any,
+    physician_id: str,
+    patient_id: str,
+    now: datetime,
+    before_days: float,
+    after_days: float,
+) -> bool:
+    """A not-cancelled appointment whose care window [start - before, start + after]
+    contains `now`."""
+    row = await db.fetchone(
+        target,
+        "SELECT 1 FROM appointments WHERE physician_id = %s AND patient_id = %s "
+        "AND status <> 'cancelled' AND start_at <= %s AND start_at >= %s LIMIT 1",
+        (
+            physician_id,
+            patient_id,
+            _naive(now + timedelta(days=before_days)),
+            _naive(now - timedelta(days=after_days)),
+        ),
+    )
+    return row is not None

@@ -260,3 +260,49 @@ def test_the_desk_and_the_physician_on_the_command_line(world: Mesh, tmp_path: P
     assert "Chest pain on exertion" in run(doctor, "patient", "summary", patient_id)
     denied = runner.invoke(app, ["patient", "summary", patient_id], env=desk)
     assert denied.exit_code == 1 and "403" in denied.output
+
+
+async def test_break_glass_through_the_gateway_notifies_administrators(world: Mesh) -> None:
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from mesh.httpsig import sign_request
+
+    desk = await asyncio.to_thread(world.staff, "receptionist")
+    stranger = await asyncio.to_thread(world.staff, "physician")
+    admin = await asyncio.to_thread(world.admin)
+    patient_id = (
+        await asyncio.to_thread(
+            desk.client.post,
+            "/api/v1/patients",
+            {
+                "demographics": {**PATIENT["demographics"], "family_name": "Glass"},
+                "confirm_duplicate": True,
+            },
+        )
+    )["patient_id"]
+    url = world.url.replace("http://", "ws://") + "/api/v1/ws"
+    headers = sign_request(admin.client.private_key, admin.account_id, "GET", url, b"")
+    async with connect(url, additional_headers=headers) as admin_ws:
+        while json.loads(await admin_ws.recv())["type"] != "ready":
+            pass
+        refused = await asyncio.to_thread(
+            stranger.client.request, "GET", f"/api/v1/patients/{patient_id}/summary"
+        )
+        assert refused.status_code == 403
+        assert refused.json()["error"]["details"]["break_glass"] is True
+        opened = await asyncio.to_thread(
+            stranger.client.post,
+            f"/api/v1/patients/{patient_id}/break-glass",
+            {"reason": "Collapsed in the waiting room"},
+        )
+        notice = json.loads(await asyncio.wait_for(admin_ws.recv(), 10))
+        assert notice["type"] == "records.break_glass.opened"
+        assert notice["grant_id"] == opened["grant_id"]
+        assert notice["physician_id"] == stranger.account_id
+    chart = await asyncio.to_thread(stranger.client.get, f"/api/v1/patients/{patient_id}/summary")
+    assert chart["patient"]["patient_id"] == patient_id
+    report = await asyncio.to_thread(admin.client.get, "/api/v1/break-glass")
+    assert any(g["grant_id"] == opened["grant_id"] for g in report["grants"])

@@ -21,11 +21,15 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from contracts import records as rec
+from contracts import scheduling as sched
 from contracts.audit import AUDIT_RECORDED, AuditEvent
 from contracts.base import Role, RpcMethod
+from mesh.context import CallContext
 from mesh.events import ReceivedEvent
+from mesh.rpc import RpcRouter
 from mesh.runtime import ConsumerSpec, Runtime
 from services.keyvault.vault import Vault
+from services.records.care import start_access_server, stop_access_server
 from services.records.handlers import router
 from tests.support.clinic import Clinic, StaffMember, clinic
 
@@ -174,6 +178,9 @@ class World:
     audits: list[AuditEvent]
     keyvault: KeyvaultCounter
     staff: dict[str, StaffMember] = field(default_factory=dict)
+    appointments: set[tuple[str, str]] = field(default_factory=set)
+    """(physician, patient) pairs the stand-in scheduling has an appointment for;
+    `ALL` relates everyone (the default of most tests, which are not about access)."""
 
     async def member(self, name: str, role: Role) -> StaffMember:
         if name not in self.staff:
@@ -248,8 +255,37 @@ async def world(tag: str) -> AsyncIterator[World]:
     consumers = [ConsumerSpec(f"{tag}-audit", [AUDIT_RECORDED], collect)]
     async with clinic(tag, client_consumers=consumers) as c:
         counter = count_keyvault(c.keyvault.state["vault"])
-        service = await Runtime.start(rec.SERVICE, c.settings, router=router, migrations=MIGRATIONS)
+        appointments: set[tuple[str, str]] = set()
+        scheduling = await Runtime.start(
+            sched.SERVICE, c.settings, router=stand_in_scheduling(appointments), use_database=False
+        )
+        service = await Runtime.start(
+            rec.SERVICE,
+            c.settings,
+            router=router,
+            migrations=MIGRATIONS,
+            on_startup=start_access_server,
+            on_shutdown=stop_access_server,
+        )
         try:
-            yield World(c, service, audits, counter)
+            appointments.add(ALL)
+            yield World(c, service, audits, counter, appointments=appointments)
         finally:
             await service.stop()
+            await scheduling.stop()
+
+
+def stand_in_scheduling(appointments: set[tuple[str, str]]) -> RpcRouter:
+    """Answers `scheduling.care_relationship` from (physician, patient) pairs the test sets;
+    a world starts with every physician related to every patient (ALL) unless told."""
+    router = RpcRouter(sched.SERVICE)
+
+    @router.handler(sched.CARE_RELATIONSHIP)
+    async def care(req: sched.CareRelationshipRequest, ctx: CallContext) -> sched.CareRelationship:
+        exists = ALL in appointments or (req.physician_id, req.patient_id) in appointments
+        return sched.CareRelationship(exists=exists)
+
+    return router
+
+
+ALL = ("*", "*")

@@ -1,0 +1,214 @@
+"""Per-patient access (minimum necessary): a physician reads a patient's clinical data
+only while a care relationship exists — an encounter they recorded, an appointment with
+the patient (from `care_window_before_days` before it to `care_window_after_days` after),
+or a break-glass grant they opened, for `break_glass_hours`, with a reason, audited as
+emergency access (purpose of use ETREAT) and reported to administrators live.
+
+`decide` is the one rule; records enforces it in every handler (`access.check_patient_access`)
+and the keyvault asks it again (`recordsaccess.may_read`, on its own queue) before it
+decrypts clinical rows for a physician.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from contracts import keyvault as kv
+from contracts import records as rec
+from contracts import scheduling as sched
+from contracts.audit import AuditAction, AuditOutcome
+from mesh import audit, db, outbox
+from mesh.context import CallContext
+from mesh.errors import NotFound, RpcError
+from mesh.logging import get_logger
+from mesh.rpc import RpcRouter, RpcServer
+from mesh.runtime import Runtime
+from services.records.access import principal_of, runtime_of
+from services.records.vault import Batch
+
+log = get_logger("records.care")
+TABLE = "break_glass"
+
+
+def _naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+async def decide(runtime: Runtime, physician_id: str, patient_id: str) -> rec.MayReadReply:
+    assert runtime.db is not None
+    now = datetime.now(UTC)
+    recorded = await db.fetchone(
+        runtime.db,
+        "SELECT 1 FROM encounter_versions WHERE patient_id = %s AND recorded_by = %s LIMIT 1",
+        (patient_id, physician_id),
+    )
+    if recorded is not None:
+        return rec.MayReadReply(allowed=True, basis=rec.CareBasis.encounter)
+    grant = await db.fetchone(
+        runtime.db,
+        "SELECT 1 FROM break_glass WHERE physician_id = %s AND patient_id = %s "
+        "AND expires_at > %s LIMIT 1",
+        (physician_id, patient_id, _naive(now)),
+    )
+    if grant is not None:
+        return rec.MayReadReply(allowed=True, basis=rec.CareBasis.break_glass)
+    settings = runtime.settings
+    try:
+        relation = await runtime.rpc.call(
+            sched.CARE_RELATIONSHIP,
+            sched.CareRelationshipRequest(
+                physician_id=physician_id,
+                patient_id=patient_id,
+                before_days=settings.care_window_before_days,
+                after_days=settings.care_window_after_days,
+            ),
+        )
+    except RpcError as exc:  # scheduling unreachable: no appointment can be shown (closed)
+        log.warning("records.care_check_unavailable", error=exc.message)
+        return rec.MayReadReply(allowed=False)
+    if relation.exists:
+        return rec.MayReadReply(allowed=True, basis=rec.CareBasis.appointment)
+    return rec.MayReadReply(allowed=False)
+
+
+# ---------------------------------------------------------------- the keyvault's question
+
+access_router = RpcRouter(rec.ACCESS_SERVICE)
+
+
+@access_router.handler(rec.MAY_READ)
+async def may_read(req: rec.MayReadRequest, ctx: CallContext) -> rec.MayReadReply:
+    return await decide(runtime_of(ctx), req.physician_id, req.patient_id)
+
+
+async def start_access_server(runtime: Runtime) -> None:
+    """Serve `recordsaccess.may_read` on its own queue and channel (see ACCESS_SERVICE)."""
+    server = RpcServer(runtime, access_router, runtime.settings.rpc_prefetch)
+    await server.start()
+    runtime.state["access_server"] = server
+
+
+async def stop_access_server(runtime: Runtime) -> None:
+    server: RpcServer | None = runtime.state.pop("access_server", None)
+    if server is not None:
+        await server.stop(runtime.settings.shutdown_grace_s)
+
+
+# ---------------------------------------------------------------- break-glass
+
+
+async def break_glass(req: rec.BreakGlassRequest, ctx: CallContext) -> rec.BreakGlassOpened:
+    runtime, me = runtime_of(ctx), principal_of(ctx)
+    known = await db.fetchone(
+        ctx.tx, "SELECT 1 FROM patients WHERE patient_id = %s", (req.patient_id,)
+    )
+    if known is None:
+        raise NotFound("unknown patient", details={"patient_id": req.patient_id})
+    grant_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    expires = now + timedelta(hours=runtime.settings.break_glass_hours)
+    batch = Batch()
+    batch.add(TABLE, grant_id, {"reason": req.reason})
+    reply = await runtime.rpc.call(kv.ENCRYPT, kv.EncryptRequest(rows=batch.rows))
+    await db.execute(
+        ctx.tx,
+        "INSERT INTO break_glass (grant_id, physician_id, patient_id, reason_enc, opened_at, "
+        "expires_at) VALUES (%s, %s, %s, %s, %s, %s)",
+        (
+            grant_id,
+            me.account_id,
+            req.patient_id,
+            reply.rows[0]["reason"],
+            _naive(now),
+            _naive(expires),
+        ),
+    )
+    await audit.record(
+        runtime,
+        audit.make_event(
+            rec.SERVICE,
+            "patient.break_glass",
+            AuditAction.execute,
+            AuditOutcome.success,
+            patient_id=req.patient_id,
+            entity_type=TABLE,
+            entity_id=grant_id,
+            purpose_of_use="ETREAT",
+            detail=f"emergency access until {expires.isoformat()}",
+        ),
+        conn=ctx.tx,
+    )
+    await outbox.add_event(
+        ctx.tx,
+        rec.BREAK_GLASS_OPENED,
+        rec.BreakGlassNotice(
+            grant_id=grant_id,
+            physician_id=me.account_id,
+            patient_id=req.patient_id,
+            expires_at=expires,
+        ),
+    )
+    return rec.BreakGlassOpened(grant_id=grant_id, patient_id=req.patient_id, expires_at=expires)
+
+
+COLUMNS = (
+    "grant_id, patient_id, physician_id, opened_at, expires_at, reason_enc, acknowledged_by, "
+    "acknowledged_at, note"
+)
+
+
+async def _grants(runtime: Runtime, rows: list[tuple[Any, ...]]) -> list[rec.BreakGlassGrant]:
+    if not rows:
+        return []
+    batch = Batch()
+    for row in rows:
+        batch.add(TABLE, str(row[0]), {"reason": row[5]})
+    # Reasons are not tied to one patient's chart: decrypted for the reviewing administrator.
+    plain = (await runtime.rpc.call(kv.DECRYPT, kv.DecryptRequest(rows=batch.rows))).rows
+    return [
+        rec.BreakGlassGrant(
+            grant_id=str(r[0]),
+            patient_id=str(r[1]),
+            physician_id=str(r[2]),
+            opened_at=r[3].replace(tzinfo=UTC),
+            expires_at=r[4].replace(tzinfo=UTC),
+            reason=p["reason"],
+            acknowledged_by=r[6],
+            acknowledged_at=r[7].replace(tzinfo=UTC) if r[7] else None,
+            note=r[8],
+        )
+        for r, p in zip(rows, plain, strict=True)
+    ]
+
+
+async def break_glass_report(
+    req: rec.BreakGlassReportRequest, ctx: CallContext
+) -> rec.BreakGlassReport:
+    runtime = runtime_of(ctx)
+    where = " WHERE acknowledged_at IS NULL" if req.unacknowledged_only else ""
+    rows = await db.fetchall(
+        runtime.db,
+        f"SELECT {COLUMNS} FROM break_glass{where} ORDER BY opened_at DESC LIMIT %s",  # noqa: S608
+        (req.limit,),
+    )
+    return rec.BreakGlassReport(grants=await _grants(runtime, rows))
+
+
+async def acknowledge(
+    req: rec.AcknowledgeBreakGlassRequest, ctx: CallContext
+) -> rec.BreakGlassGrant:
+    runtime, me = runtime_of(ctx), principal_of(ctx)
+    changed = await db.execute(
+        ctx.tx,
+        "UPDATE break_glass SET acknowledged_by = %s, acknowledged_at = %s, note = %s "
+        "WHERE grant_id = %s",
+        (me.account_id, _naive(datetime.now(UTC)), req.note, req.grant_id),
+    )
+    if not changed:
+        raise NotFound("no such break-glass grant")
+    one = f"SELECT {COLUMNS} FROM break_glass WHERE grant_id = %s"  # noqa: S608
+    rows = await db.fetchall(ctx.tx, one, (req.grant_id,))
+    (grant,) = await _grants(runtime, rows)
+    return grant
