@@ -149,6 +149,7 @@ async def _setup(api: Signed, base: str, admin_token: str) -> dict[str, Any]:
                     "duration_days": 7,
                     "quantity": 21,
                     "refills": 0,
+                    "free_text": True,  # no catalog is loaded in this benchmark
                 },
             },
         )
@@ -349,8 +350,9 @@ def _report(
     print(f"  CPU use at concurrency {CONCURRENCY[-1]} (share of one core over {duration_s:g} s):")
     for name, seconds in busiest:
         print(f"    {name:<24} {seconds / duration_s:6.0%}")
-    if busiest:
-        print(f"  saturates first: {busiest[0][0]}")
+    services = [(n, c) for n, c in busiest if not n.startswith("bench client")]
+    if services:
+        print(f"  the service that saturates first: {services[0][0]}")
     _plot(rows)
     result = {
         "rows": rows,

@@ -250,6 +250,7 @@ async def seed(client: Runtime, desk: Staff, doctor: Staff) -> str:
                 quantity=180,
                 refills=1,
                 instructions="Take with meals.",
+                free_text=True,  # no catalog is loaded in this benchmark
             ),
             signature="A" * 86 + "==",
         )
