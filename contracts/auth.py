@@ -150,6 +150,23 @@ class RotateKeyRequest(Model):
     new_public_key: str = Field(min_length=40, max_length=60)
 
 
+class DirectoryRequest(Model):
+    role: Role | None = None
+
+
+class DirectoryEntry(Model):
+    """What colleagues may know of each other: no keys, no status history."""
+
+    account_id: str
+    display_name: str
+    role: Role
+    specialty: str | None = None
+
+
+class Directory(Model):
+    staff: list[DirectoryEntry]
+
+
 class AccountChanged(Model):
     """Published when an account's role, status or key changes: caches drop it at once."""
 
@@ -184,5 +201,8 @@ SET_ACCOUNT_STATUS = RpcMethod(
 ROTATE_KEY = RpcMethod(
     SERVICE, "auth.rotate_key", RotateKeyRequest, Account, write=True, roles=ALL_ROLES
 )
+
+DIRECTORY = RpcMethod(SERVICE, "auth.directory", DirectoryRequest, Directory, roles=ALL_ROLES)
+"""Active staff, for picking a physician to book with or a colleague to chat with."""
 
 ACCOUNT_CHANGED = EventType("auth.account.changed", AccountChanged)

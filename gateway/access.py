@@ -20,6 +20,7 @@ ADMIN = frozenset({Role.administrator})
 # Method name -> roles that may call it through a signed route.
 ACCESS: dict[str, frozenset[Role]] = {
     auth.ME.name: ALL_ROLES,
+    auth.DIRECTORY.name: ALL_ROLES,
     auth.ISSUE_TOKEN.name: ADMIN,
     auth.LIST_TOKENS.name: ADMIN,
     auth.REVOKE_TOKEN.name: ADMIN,

@@ -87,3 +87,11 @@ async def set_status(
         auth.SET_ACCOUNT_STATUS,
         auth.SetAccountStatusRequest(account_id=account_id, status=body.status),
     )
+
+
+@router.get("/directory", response_model=auth.Directory)
+async def directory(
+    request: Request, role: Role | None = Query(default=None), who: Caller = caller
+) -> auth.Directory:
+    """Active colleagues (names, roles, specialties), for booking and chat."""
+    return await forward(request, who, auth.DIRECTORY, auth.DirectoryRequest(role=role))

@@ -9,6 +9,7 @@ fresh), then live notifications follow; none is sent twice on a connection.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
@@ -41,6 +42,25 @@ async def _catch_up(runtime: Runtime, caller: Caller, connection: Connection, af
         after = page.next_cursor
 
 
+QUERY_SIGNATURE = {"sig_input": "signature-input", "sig": "signature", "digest": "content-digest"}
+
+
+def handshake_material(url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The signed target URI and signature headers of a handshake.
+
+    A browser cannot set headers on a WebSocket handshake, so it may send the three
+    signature values as query parameters instead; they are then not part of the URI it
+    signed, which is the URL without them (the other parameters kept in order).
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    carried = {QUERY_SIGNATURE[k]: v for k, v in query if k in QUERY_SIGNATURE}
+    if not carried or "signature" in {k.lower() for k in headers}:
+        return url, headers
+    kept = urlencode([(k, v) for k, v in query if k not in QUERY_SIGNATURE])
+    return urlunsplit(parts._replace(query=kept)), {**headers, **carried}
+
+
 async def _deny(
     websocket: WebSocket,
     status: int,
@@ -66,10 +86,9 @@ async def live(websocket: WebSocket, last_id: int | None = Query(default=None, g
         await websocket.close(code=1013, reason="the gateway is starting")
         return
     address = websocket.client.host if websocket.client else None
+    target, headers = handshake_material(str(websocket.url), dict(websocket.headers))
     try:
-        caller = await security.verify_signed(
-            "GET", str(websocket.url), websocket.headers, b"", address
-        )
+        caller = await security.verify_signed("GET", target, headers, b"", address)
     except SignatureError as exc:
         await _deny(websocket, 401, "unauthenticated", exc.message, {"reason": exc.reason.value})
         return

@@ -351,3 +351,23 @@ async def rotate_key(req: auth.RotateKeyRequest, ctx: CallContext) -> auth.Accou
         entity_id=account.account_id,
     )
     return account
+
+
+@router.handler(auth.DIRECTORY)
+async def directory(req: auth.DirectoryRequest, ctx: CallContext) -> auth.Directory:
+    await _caller(ctx)
+    runtime = _runtime(ctx)
+    assert runtime.db is not None
+    rows = await verified(runtime, await store.list_accounts(runtime.db, req.role))
+    return auth.Directory(
+        staff=[
+            auth.DirectoryEntry(
+                account_id=r.account.account_id,
+                display_name=r.account.display_name,
+                role=r.account.role,
+                specialty=r.account.specialty,
+            )
+            for r in rows
+            if r.account.status is AccountStatus.active
+        ]
+    )

@@ -148,6 +148,7 @@ def test_role_matrix(world: Mesh) -> None:
     nobody = str(uuid.uuid4())
     routes: list[tuple[str, str, Any, str]] = [
         ("GET", "/api/v1/me", None, auth.ME.name),
+        ("GET", "/api/v1/directory", None, auth.DIRECTORY.name),
         ("PUT", "/api/v1/me/key", {"new_public_key": "x" * 44}, auth.ROTATE_KEY.name),
         ("GET", "/api/v1/staff", None, auth.LIST_STAFF.name),
         (
