@@ -13,7 +13,7 @@ from contracts import records as records_contract
 from contracts import scheduling as sched_contract
 from contracts.auth import ACCOUNT_CHANGED, AccountChanged
 from contracts.base import EventType, Role
-from gateway import errors
+from gateway import errors, web
 from gateway.live import Hub
 from gateway.routes import (
     audit,
@@ -155,6 +155,8 @@ def create_app(
     add_probes(app, lambda: check_runtime(app.state.runtime))
     for module in (health, identity, vault, chat, audit, live, scheduling, records, catalog):
         app.include_router(module.router, prefix="/api/v1")
+    # The single-page app answers every other GET that is not under /api/.
+    web.install(app, gateway_settings or get_gateway_settings())
     return app
 
 

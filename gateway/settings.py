@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WEB_DIR = Path(__file__).resolve().parents[1] / "frontend" / "dist"
 
 
 class GatewaySettings(BaseSettings):
@@ -29,6 +32,16 @@ class GatewaySettings(BaseSettings):
         ge=0,
         description="How long a verified account key is cached (an "
         "account change drops it at once).",
+    )
+    web_dir: Path = Field(
+        default=WEB_DIR,
+        description="The built single-page app (`make web`), served at `/`.",
+    )
+    web_auto_lock_s: int = Field(
+        default=600,
+        ge=10,
+        le=24 * 3600,
+        description="Inactivity after which the web app forgets the unlocked key.",
     )
 
 
