@@ -261,6 +261,48 @@ def parse_proof(proof: RequestProof) -> ParsedSignature:
         raise SignatureError(SignatureReason.malformed, problem)
     if not _DIGEST.fullmatch(proof.content_digest):
         raise SignatureError(SignatureReason.malformed, "Content-Digest must be sha-256=:<base64>:")
+    return _parse_usual(proof) or _parse_fields(proof)
+
+
+# The fields exactly as this profile's signers write them (parameters in the order
+# created, keyid, nonce, alg; no escapes in keyid). Every text these match is a canonical
+# structured field that the general parser below reads to the same values; anything else
+# (another order, escapes, any deviation) takes the general parser, so the fast path
+# changes no decision, only the cost (the general parser is ~25x slower).
+_USUAL_INPUT = re.compile(
+    LABEL
+    + "="
+    + re.escape("(" + " ".join(f'"{c}"' for c in COMPONENTS) + ")")
+    + r';created=(0|[1-9][0-9]{0,14});keyid="([\x20\x21\x23-\x5b\x5d-\x7e]{1,128})"'
+    + r';nonce="([A-Za-z0-9_\-]{22,128}={0,2})";alg="'
+    + ALG
+    + '"'
+)
+_USUAL_SIGNATURE = re.compile(LABEL + r"=:([A-Za-z0-9+/]{86}==):")
+
+
+def _parse_usual(proof: RequestProof) -> ParsedSignature | None:
+    inputs = _USUAL_INPUT.fullmatch(proof.signature_input)
+    signature = _USUAL_SIGNATURE.fullmatch(proof.signature)
+    if inputs is None or signature is None:
+        return None
+    raw = base64.b64decode(signature.group(1))
+    if base64.b64encode(raw).decode() != signature.group(1):
+        return None  # non-zero padding bits: not canonical, let the general parser refuse
+    created, key_id, nonce = inputs.groups()
+    return ParsedSignature(
+        key_id=key_id,
+        created=int(created),
+        nonce=nonce,
+        alg=ALG,
+        components=COMPONENTS,
+        params_line=proof.signature_input[len(LABEL) + 1 :],
+        signature=raw,
+    )
+
+
+def _parse_fields(proof: RequestProof) -> ParsedSignature:
+    """The general parser (http_sfv), strict about canonical form and the profile."""
     inputs = _dictionary(proof.signature_input, "Signature-Input")
     signatures = _dictionary(proof.signature, "Signature")
     if len(inputs) != 1 or len(signatures) != 1:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mesh import httpsig
 from mesh.httpsig import (
     MESSAGES,
     ParsedSignature,
@@ -582,6 +583,53 @@ def test_fuzzed_round_trip(method: str, path: str, key_id: str, body: bytes) -> 
     uri = "https://clinic.example/" + path
     p = proof_from_headers(method, uri, sign_request(KEY, key_id, method, uri, body))
     assert check(p, body=body).key_id == key_id
+
+
+def _either(parse: Callable[[RequestProof], ParsedSignature], p: RequestProof) -> object:
+    try:
+        return parse(p)
+    except SignatureError as exc:
+        return exc.reason
+
+
+@FUZZ
+@given(
+    st.one_of(
+        mutated(good().signature_input),
+        st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=64).map(
+            lambda key_id: resign(good(), _input_with_key_id(key_id)).signature_input
+        ),
+    ),
+    st.one_of(mutated(good().signature), st.just(good().signature)),
+)
+def test_fast_path_decides_exactly_as_the_general_parser(sig_input: str, signature: str) -> None:
+    """The regex fast path for the profile's usual form never changes a decision: wherever it
+    answers, the http_sfv parser gives the same parsed values; elsewhere it stays out."""
+    p = good().model_copy(update={"signature_input": sig_input, "signature": signature})
+    fast = httpsig._parse_usual(p)
+    general = _either(httpsig._parse_fields, p)
+    if fast is not None:
+        assert fast == general
+    assert _either(parse_proof, p) == general
+
+
+def _input_with_key_id(key_id: str) -> str:
+    return "sig1=" + httpsig._params_line(int(time.time()), key_id, "n" * 24)
+
+
+def test_fast_path_takes_the_usual_form_and_leaves_the_rest() -> None:
+    usual = good()
+    assert httpsig._parse_usual(usual) == httpsig._parse_fields(usual)
+    escaped = resign(usual, _input_with_key_id('acc"1'))  # keyid with an escape
+    reordered = resign(
+        usual,
+        'sig1=("@method" "@target-uri" "content-digest");keyid="acc-1";created='
+        f'{int(time.time())};nonce="{"n" * 24}";alg="ed25519"',
+    )
+    for other in (escaped, reordered):
+        assert httpsig._parse_usual(other) is None
+    assert parse_proof(escaped).key_id == 'acc"1'
+    assert check(reordered).key_id == "acc-1"  # any order is valid, read by http_sfv
 
 
 if __name__ == "__main__":
