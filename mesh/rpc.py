@@ -175,17 +175,39 @@ class RpcClient:
         (if any), so they follow a request through the mesh. `instance` addresses one
         replica (see `RpcServer.instance`) instead of any.
         """
-        body = request.model_dump_json().encode()
-        raw = await self.call_raw(
+        raw = await self.call_json(
+            method,
+            request,
+            principal=principal,
+            idempotency_key=idempotency_key,
+            proof=proof,
+            timeout=timeout,
+            instance=instance,
+        )
+        return method.response.model_validate_json(raw)
+
+    async def call_json(
+        self,
+        method: RpcMethod[ReqT, RespT],
+        request: ReqT,
+        *,
+        principal: Principal | None = None,
+        idempotency_key: str | None = None,
+        proof: str | None = None,
+        timeout: float | None = None,
+        instance: str | None = None,
+    ) -> bytes:
+        """As `call`, but the reply stays the JSON the service wrote (`method.response`
+        serialised), for a caller that only hands it on (the gateway relaying a reply)."""
+        return await self.call_raw(
             instance_queue(method.service, instance) if instance else method.queue,
             method.name,
-            body,
+            request.model_dump_json().encode(),
             principal=principal,
             idempotency_key=idempotency_key,
             proof=proof,
             timeout=timeout,
         )
-        return method.response.model_validate_json(raw)
 
     def _envelope(
         self,

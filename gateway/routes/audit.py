@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from contracts import audit
 from contracts.audit import AuditAction, AuditOutcome, SortField
-from gateway.deps import forward, signed
+from gateway.deps import forward, relay, signed
 from gateway.security import Caller
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -48,8 +48,8 @@ def _query(
 @router.get("/events", response_model=audit.AuditPage)
 async def events(
     request: Request, query: audit.AuditQuery = Depends(_query), who: Caller = caller
-) -> audit.AuditPage:
-    return await forward(request, who, audit.QUERY, query)
+) -> Response:
+    return await relay(request, who, audit.QUERY, query)
 
 
 @router.get("/patients/{patient_id}", response_model=audit.AuditPage)
@@ -59,9 +59,9 @@ async def patient_history(
     offset: int = Query(default=0, ge=0),
     limit: int = Query(default=100, ge=1, le=audit.MAX_PAGE),
     who: Caller = caller,
-) -> audit.AuditPage:
+) -> Response:
     """Who read or changed this patient's record, and when."""
-    return await forward(
+    return await relay(
         request,
         who,
         audit.PATIENT_HISTORY,
@@ -80,5 +80,5 @@ async def export(
 
 
 @router.get("/verify", response_model=audit.VerifyReply)
-async def verify(request: Request, who: Caller = caller) -> audit.VerifyReply:
-    return await forward(request, who, audit.VERIFY, audit.VerifyRequest())
+async def verify(request: Request, who: Caller = caller) -> Response:
+    return await relay(request, who, audit.VERIFY, audit.VerifyRequest())

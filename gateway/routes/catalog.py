@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from contracts import records as rec
-from gateway.deps import forward, rpc_request, signed
+from gateway.deps import relay, rpc_request, signed
 from gateway.security import Caller
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
@@ -21,22 +21,22 @@ async def search(
     include_retired: bool = Query(default=False),
     limit: int = Query(default=20, ge=1, le=100),
     who: Caller = caller,
-) -> rec.MedicineList:
+) -> Response:
     """By prefix of the name or the active ingredient (any case), and/or by type."""
     query = rec.SearchMedicinesRequest(
         prefix=prefix, type=type, include_retired=include_retired, limit=limit
     )
-    return await forward(request, who, rec.SEARCH_MEDICINES, query)
+    return await relay(request, who, rec.SEARCH_MEDICINES, query)
 
 
 @router.post("/medicines", response_model=rec.Medicine, status_code=201)
-async def add(body: rec.AddMedicineRequest, request: Request, who: Caller = caller) -> rec.Medicine:
-    return await forward(request, who, rec.ADD_MEDICINE, body)
+async def add(body: rec.AddMedicineRequest, request: Request, who: Caller = caller) -> Response:
+    return await relay(request, who, rec.ADD_MEDICINE, body)
 
 
 @router.get("/medicines/{medicine_id}", response_model=rec.Medicine)
-async def get(medicine_id: str, request: Request, who: Caller = caller) -> rec.Medicine:
-    return await forward(
+async def get(medicine_id: str, request: Request, who: Caller = caller) -> Response:
+    return await relay(
         request, who, rec.GET_MEDICINE, rpc_request(rec.GetMedicineRequest, medicine_id=medicine_id)
     )
 
@@ -48,9 +48,9 @@ class Details(BaseModel):
 @router.put("/medicines/{medicine_id}", response_model=rec.Medicine)
 async def update(
     medicine_id: str, body: Details, request: Request, who: Caller = caller
-) -> rec.Medicine:
+) -> Response:
     """Edit an entry; prescriptions already signed keep the details they copied."""
-    return await forward(
+    return await relay(
         request,
         who,
         rec.UPDATE_MEDICINE,
@@ -59,9 +59,9 @@ async def update(
 
 
 @router.post("/medicines/{medicine_id}/retire", response_model=rec.Medicine)
-async def retire(medicine_id: str, request: Request, who: Caller = caller) -> rec.Medicine:
+async def retire(medicine_id: str, request: Request, who: Caller = caller) -> Response:
     """No new prescriptions of it; existing ones are unaffected."""
-    return await forward(
+    return await relay(
         request,
         who,
         rec.RETIRE_MEDICINE,

@@ -3,11 +3,11 @@ and writes, each signed (the keyvault decrypts message text only for its reader)
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from contracts import chat
-from gateway.deps import forward, signed
+from gateway.deps import relay, signed
 from gateway.security import Caller
 
 router = APIRouter(prefix="/chat", tags=["chat"])
@@ -17,20 +17,20 @@ caller = Depends(signed())
 @router.post("/direct", response_model=chat.Conversation)
 async def open_direct(
     body: chat.OpenDirectRequest, request: Request, who: Caller = caller
-) -> chat.Conversation:
-    return await forward(request, who, chat.OPEN_DIRECT, body)
+) -> Response:
+    return await relay(request, who, chat.OPEN_DIRECT, body)
 
 
 @router.post("/groups", response_model=chat.Conversation, status_code=201)
 async def create_group(
     body: chat.CreateGroupRequest, request: Request, who: Caller = caller
-) -> chat.Conversation:
-    return await forward(request, who, chat.CREATE_GROUP, body)
+) -> Response:
+    return await relay(request, who, chat.CREATE_GROUP, body)
 
 
 @router.get("/conversations", response_model=chat.ConversationList)
-async def conversations(request: Request, who: Caller = caller) -> chat.ConversationList:
-    return await forward(request, who, chat.LIST_CONVERSATIONS, chat.ListConversationsRequest())
+async def conversations(request: Request, who: Caller = caller) -> Response:
+    return await relay(request, who, chat.LIST_CONVERSATIONS, chat.ListConversationsRequest())
 
 
 class Text(BaseModel):
@@ -42,8 +42,8 @@ class Text(BaseModel):
 )
 async def send(
     conversation_id: str, body: Text, request: Request, who: Caller = caller
-) -> chat.Message:
-    return await forward(
+) -> Response:
+    return await relay(
         request, who, chat.SEND, chat.SendRequest(conversation_id=conversation_id, text=body.text)
     )
 
@@ -56,9 +56,9 @@ async def messages(
     before_id: int | None = Query(default=None, ge=1),
     limit: int = Query(default=50, ge=1, le=200),
     who: Caller = caller,
-) -> chat.MessagePage:
+) -> Response:
     """A page of messages; `after_id` is how a client catches up after a reconnect."""
-    return await forward(
+    return await relay(
         request,
         who,
         chat.HISTORY,
@@ -75,8 +75,8 @@ class ReadUpTo(BaseModel):
 @router.post("/conversations/{conversation_id}/read", response_model=chat.Receipt)
 async def mark_read(
     conversation_id: str, body: ReadUpTo, request: Request, who: Caller = caller
-) -> chat.Receipt:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         chat.MARK_READ,
@@ -87,9 +87,7 @@ async def mark_read(
 
 
 @router.get("/conversations/{conversation_id}/receipts", response_model=chat.ReceiptList)
-async def receipts(
-    conversation_id: str, request: Request, who: Caller = caller
-) -> chat.ReceiptList:
-    return await forward(
+async def receipts(conversation_id: str, request: Request, who: Caller = caller) -> Response:
+    return await relay(
         request, who, chat.RECEIPTS, chat.ReceiptsRequest(conversation_id=conversation_id)
     )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from contracts import auth
 from contracts.auth import AccountStatus, TokenState
 from contracts.base import Role
-from gateway.deps import forward, runtime, security, signed
+from gateway.deps import relay, runtime, security, signed
 from gateway.security import Caller
 
 router = APIRouter(tags=["identity"])
@@ -28,8 +28,8 @@ async def register(body: auth.RegisterRequest, request: Request) -> auth.Account
 
 
 @router.get("/me", response_model=auth.Account)
-async def me(request: Request, who: Caller = caller) -> auth.Account:
-    return await forward(request, who, auth.ME, auth.MeRequest())
+async def me(request: Request, who: Caller = caller) -> Response:
+    return await relay(request, who, auth.ME, auth.MeRequest())
 
 
 class NewKey(BaseModel):
@@ -37,9 +37,9 @@ class NewKey(BaseModel):
 
 
 @router.put("/me/key", response_model=auth.Account)
-async def rotate_key(body: NewKey, request: Request, who: Caller = caller) -> auth.Account:
+async def rotate_key(body: NewKey, request: Request, who: Caller = caller) -> Response:
     """Replace one's own key; the request is signed by the old one."""
-    return await forward(
+    return await relay(
         request, who, auth.ROTATE_KEY, auth.RotateKeyRequest(new_public_key=body.new_public_key)
     )
 
@@ -47,29 +47,27 @@ async def rotate_key(body: NewKey, request: Request, who: Caller = caller) -> au
 @router.post("/tokens", response_model=auth.IssuedToken, status_code=201)
 async def issue_token(
     body: auth.IssueTokenRequest, request: Request, who: Caller = caller
-) -> auth.IssuedToken:
-    return await forward(request, who, auth.ISSUE_TOKEN, body)
+) -> Response:
+    return await relay(request, who, auth.ISSUE_TOKEN, body)
 
 
 @router.get("/tokens", response_model=auth.TokenList)
 async def list_tokens(
     request: Request, state: TokenState | None = Query(default=None), who: Caller = caller
-) -> auth.TokenList:
-    return await forward(request, who, auth.LIST_TOKENS, auth.ListTokensRequest(state=state))
+) -> Response:
+    return await relay(request, who, auth.LIST_TOKENS, auth.ListTokensRequest(state=state))
 
 
 @router.post("/tokens/{token_id}/revoke", response_model=auth.TokenInfo)
-async def revoke_token(token_id: str, request: Request, who: Caller = caller) -> auth.TokenInfo:
-    return await forward(
-        request, who, auth.REVOKE_TOKEN, auth.RevokeTokenRequest(token_id=token_id)
-    )
+async def revoke_token(token_id: str, request: Request, who: Caller = caller) -> Response:
+    return await relay(request, who, auth.REVOKE_TOKEN, auth.RevokeTokenRequest(token_id=token_id))
 
 
 @router.get("/staff", response_model=auth.StaffList)
 async def list_staff(
     request: Request, role: Role | None = Query(default=None), who: Caller = caller
-) -> auth.StaffList:
-    return await forward(request, who, auth.LIST_STAFF, auth.ListStaffRequest(role=role))
+) -> Response:
+    return await relay(request, who, auth.LIST_STAFF, auth.ListStaffRequest(role=role))
 
 
 class StatusChange(BaseModel):
@@ -79,9 +77,9 @@ class StatusChange(BaseModel):
 @router.put("/staff/{account_id}/status", response_model=auth.Account)
 async def set_status(
     account_id: str, body: StatusChange, request: Request, who: Caller = caller
-) -> auth.Account:
+) -> Response:
     """Disable or re-enable an account (a disabled account is refused at once)."""
-    return await forward(
+    return await relay(
         request,
         who,
         auth.SET_ACCOUNT_STATUS,
@@ -92,6 +90,6 @@ async def set_status(
 @router.get("/directory", response_model=auth.Directory)
 async def directory(
     request: Request, role: Role | None = Query(default=None), who: Caller = caller
-) -> auth.Directory:
+) -> Response:
     """Active colleagues (names, roles, specialties), for booking and chat."""
-    return await forward(request, who, auth.DIRECTORY, auth.DirectoryRequest(role=role))
+    return await relay(request, who, auth.DIRECTORY, auth.DirectoryRequest(role=role))

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from contracts import records as rec
-from gateway.deps import forward, rpc_request, signed
+from gateway.deps import relay, rpc_request, signed
 from gateway.security import Caller
 
 router = APIRouter(tags=["records"])
@@ -28,17 +28,17 @@ reader = Depends(signed(patient_data=True))
 @router.post("/patients", response_model=rec.PatientWritten, status_code=201)
 async def create_patient(
     body: rec.CreatePatientRequest, request: Request, who: Caller = caller
-) -> rec.PatientWritten:
+) -> Response:
     """Register a patient; a possible duplicate (same name and birth date) answers 409 with
     the existing record's number unless `confirm_duplicate` is true."""
-    return await forward(request, who, rec.CREATE_PATIENT, body)
+    return await relay(request, who, rec.CREATE_PATIENT, body)
 
 
 @router.get("/patients", response_model=rec.PatientList)
 async def recent_patients(
     request: Request, limit: int = Query(default=20, ge=1, le=100), who: Caller = reader
-) -> rec.PatientList:
-    return await forward(
+) -> Response:
+    return await relay(
         request, who, rec.LIST_RECENT_PATIENTS, rec.ListRecentPatientsRequest(limit=limit)
     )
 
@@ -51,7 +51,7 @@ async def search_patients(
     phone: str | None = Query(default=None, max_length=40),
     mrn: str | None = Query(default=None, max_length=40),
     who: Caller = reader,
-) -> rec.PatientList:
+) -> Response:
     """Exact match by family name + date of birth, by phone, or by record number."""
     query = rpc_request(
         rec.SearchPatientsRequest,
@@ -60,12 +60,12 @@ async def search_patients(
         phone=phone,
         mrn=mrn,
     )
-    return await forward(request, who, rec.SEARCH_PATIENTS, query)
+    return await relay(request, who, rec.SEARCH_PATIENTS, query)
 
 
 @router.get("/patients/{patient_id}", response_model=rec.Patient)
-async def get_patient(patient_id: str, request: Request, who: Caller = reader) -> rec.Patient:
-    return await forward(
+async def get_patient(patient_id: str, request: Request, who: Caller = reader) -> Response:
+    return await relay(
         request, who, rec.GET_PATIENT, rpc_request(rec.GetPatientRequest, patient_id=patient_id)
     )
 
@@ -78,8 +78,8 @@ class DemographicsUpdate(BaseModel):
 @router.put("/patients/{patient_id}", response_model=rec.PatientWritten)
 async def update_patient(
     patient_id: str, body: DemographicsUpdate, request: Request, who: Caller = caller
-) -> rec.PatientWritten:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         rec.UPDATE_PATIENT,
@@ -94,8 +94,8 @@ class Flags(BaseModel):
 @router.put("/patients/{patient_id}/clinical-flags", response_model=rec.PatientWritten)
 async def set_flags(
     patient_id: str, body: Flags, request: Request, who: Caller = caller
-) -> rec.PatientWritten:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         rec.SET_CLINICAL_FLAGS,
@@ -109,9 +109,9 @@ async def summary(
     request: Request,
     encounters: int = Query(default=10, ge=0, le=50),
     who: Caller = reader,
-) -> rec.PatientSummary:
+) -> Response:
     """Demographics, recent encounters, active prescriptions and allergies, in one call."""
-    return await forward(
+    return await relay(
         request,
         who,
         rec.PATIENT_SUMMARY,
@@ -131,8 +131,8 @@ class NewEncounter(BaseModel):
 )
 async def add_encounter(
     patient_id: str, body: NewEncounter, request: Request, who: Caller = caller
-) -> rec.EncounterWritten:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         rec.ADD_ENCOUNTER,
@@ -147,8 +147,8 @@ async def list_encounters(
     limit: int = Query(default=20, ge=1, le=100),
     before: str | None = Query(default=None, max_length=40),
     who: Caller = reader,
-) -> rec.EncounterList:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         rec.LIST_ENCOUNTERS,
@@ -165,9 +165,9 @@ class Amendment(BaseModel):
 @router.post("/encounters/{encounter_id}/amend", response_model=rec.EncounterWritten)
 async def amend_encounter(
     encounter_id: str, body: Amendment, request: Request, who: Caller = caller
-) -> rec.EncounterWritten:
+) -> Response:
     """A new version; the old one is kept, with who amended it and why."""
-    return await forward(
+    return await relay(
         request,
         who,
         rec.AMEND_ENCOUNTER,
@@ -181,8 +181,8 @@ async def get_encounter(
     request: Request,
     include_versions: bool = Query(default=False),
     who: Caller = reader,
-) -> rec.EncounterHistory:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         rec.GET_ENCOUNTER,
@@ -196,11 +196,9 @@ async def get_encounter(
 
 
 @router.post("/prescriptions", response_model=rec.PrescriptionWritten, status_code=201)
-async def prescribe(
-    body: rec.PrescribeRequest, request: Request, who: Caller = caller
-) -> rec.PrescriptionWritten:
+async def prescribe(body: rec.PrescribeRequest, request: Request, who: Caller = caller) -> Response:
     """An e-prescription signed by the physician's client (see `canonical_prescription`)."""
-    return await forward(request, who, rec.PRESCRIBE, body)
+    return await relay(request, who, rec.PRESCRIBE, body)
 
 
 @router.get("/patients/{patient_id}/prescriptions", response_model=rec.PrescriptionList)
@@ -209,8 +207,8 @@ async def list_prescriptions(
     request: Request,
     status: rec.PrescriptionStatus | None = Query(default=None),
     who: Caller = reader,
-) -> rec.PrescriptionList:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         rec.LIST_PRESCRIPTIONS,
@@ -221,8 +219,8 @@ async def list_prescriptions(
 @router.get("/prescriptions/{prescription_id}", response_model=rec.Prescription)
 async def get_prescription(
     prescription_id: str, request: Request, who: Caller = reader
-) -> rec.Prescription:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         rec.GET_PRESCRIPTION,
@@ -233,9 +231,9 @@ async def get_prescription(
 @router.get("/prescriptions/{prescription_id}/verify", response_model=rec.PrescriptionVerification)
 async def verify_prescription(
     prescription_id: str, request: Request, who: Caller = reader
-) -> rec.PrescriptionVerification:
+) -> Response:
     """Check the stored row's MAC and the prescriber's signature again."""
-    return await forward(
+    return await relay(
         request,
         who,
         rec.VERIFY_PRESCRIPTION,
@@ -250,8 +248,8 @@ class CancelReason(BaseModel):
 @router.post("/prescriptions/{prescription_id}/cancel", response_model=rec.PrescriptionWritten)
 async def cancel_prescription(
     prescription_id: str, body: CancelReason, request: Request, who: Caller = caller
-) -> rec.PrescriptionWritten:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         rec.CANCEL_PRESCRIPTION,
@@ -264,8 +262,8 @@ async def cancel_prescription(
 @router.post("/prescriptions/{prescription_id}/complete", response_model=rec.PrescriptionWritten)
 async def complete_prescription(
     prescription_id: str, request: Request, who: Caller = caller
-) -> rec.PrescriptionWritten:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         rec.COMPLETE_PRESCRIPTION,
@@ -289,10 +287,10 @@ class Emergency(BaseModel):
 )
 async def break_glass(
     patient_id: str, body: Emergency, request: Request, who: Caller = caller
-) -> rec.BreakGlassOpened:
+) -> Response:
     """Open a chart without a care relationship, in an emergency: time-limited, audited
     (ETREAT) and reported to administrators."""
-    return await forward(
+    return await relay(
         request,
         who,
         rec.BREAK_GLASS,
@@ -306,9 +304,9 @@ async def break_glass_report(
     unacknowledged_only: bool = Query(default=False),
     limit: int = Query(default=100, ge=1, le=500),
     who: Caller = caller,
-) -> rec.BreakGlassReport:
+) -> Response:
     query = rec.BreakGlassReportRequest(unacknowledged_only=unacknowledged_only, limit=limit)
-    return await forward(request, who, rec.BREAK_GLASS_REPORT, query)
+    return await relay(request, who, rec.BREAK_GLASS_REPORT, query)
 
 
 class Acknowledgement(BaseModel):
@@ -318,8 +316,8 @@ class Acknowledgement(BaseModel):
 @router.post("/break-glass/{grant_id}/acknowledge", response_model=rec.BreakGlassGrant)
 async def acknowledge(
     grant_id: str, body: Acknowledgement, request: Request, who: Caller = caller
-) -> rec.BreakGlassGrant:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         rec.ACKNOWLEDGE_BREAK_GLASS,

@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from contracts import scheduling as sched
-from gateway.deps import forward, rpc_request, signed
+from gateway.deps import relay, rpc_request, signed
 from gateway.security import Caller
 
 router = APIRouter(tags=["scheduling"])
@@ -51,9 +51,9 @@ class OutcomeChange(BaseModel):
 @router.put("/physicians/{physician_id}/working-hours", response_model=sched.Availability)
 async def set_working_hours(
     physician_id: PhysicianId, body: WorkingHours, request: Request, who: Caller = caller
-) -> sched.Availability:
+) -> Response:
     """Replace the weekly working hours (physicians: their own)."""
-    return await forward(
+    return await relay(
         request,
         who,
         sched.SET_WORKING_HOURS,
@@ -64,8 +64,8 @@ async def set_working_hours(
 @router.post("/physicians/{physician_id}/days-off", response_model=sched.Availability)
 async def set_days_off(
     physician_id: PhysicianId, body: DaysOff, request: Request, who: Caller = caller
-) -> sched.Availability:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         sched.SET_DAYS_OFF,
@@ -78,8 +78,8 @@ async def set_days_off(
 @router.get("/physicians/{physician_id}/availability", response_model=sched.Availability)
 async def availability(
     physician_id: PhysicianId, request: Request, who: Caller = caller
-) -> sched.Availability:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         sched.GET_AVAILABILITY,
@@ -95,9 +95,9 @@ async def calendar(
     span: sched.CalendarSpan = Query(default=sched.CalendarSpan.day),
     include_cancelled: bool = Query(default=False),
     who: Caller = reader,
-) -> sched.Calendar:
+) -> Response:
     """A day or an ISO week (Monday to Sunday) of appointments, with reasons for visit."""
-    return await forward(
+    return await relay(
         request,
         who,
         sched.CALENDAR,
@@ -122,8 +122,8 @@ async def free_slots(
     ),
     limit: int = Query(default=200, ge=1, le=1000),
     who: Caller = caller,
-) -> sched.FreeSlots:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         sched.FREE_SLOTS,
@@ -139,18 +139,16 @@ async def free_slots(
 
 
 @router.post("/appointments", response_model=sched.Appointment, status_code=201)
-async def book(
-    body: sched.BookRequest, request: Request, who: Caller = caller
-) -> sched.Appointment:
+async def book(body: sched.BookRequest, request: Request, who: Caller = caller) -> Response:
     """Book (receptionists). 409 names the appointment in the way; 422 says what is wrong."""
-    return await forward(request, who, sched.BOOK, body)
+    return await relay(request, who, sched.BOOK, body)
 
 
 @router.get("/appointments/{appointment_id}", response_model=sched.Appointment)
 async def appointment(
     appointment_id: AppointmentId, request: Request, who: Caller = reader
-) -> sched.Appointment:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         sched.GET_APPOINTMENT,
@@ -161,8 +159,8 @@ async def appointment(
 @router.post("/appointments/{appointment_id}/reschedule", response_model=sched.Appointment)
 async def reschedule(
     appointment_id: AppointmentId, body: NewTime, request: Request, who: Caller = caller
-) -> sched.Appointment:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         sched.RESCHEDULE,
@@ -175,8 +173,8 @@ async def reschedule(
 @router.post("/appointments/{appointment_id}/cancel", response_model=sched.Appointment)
 async def cancel(
     appointment_id: AppointmentId, body: Cancellation, request: Request, who: Caller = caller
-) -> sched.Appointment:
-    return await forward(
+) -> Response:
+    return await relay(
         request,
         who,
         sched.CANCEL,
@@ -187,9 +185,9 @@ async def cancel(
 @router.post("/appointments/{appointment_id}/outcome", response_model=sched.Appointment)
 async def record_outcome(
     appointment_id: AppointmentId, body: OutcomeChange, request: Request, who: Caller = caller
-) -> sched.Appointment:
+) -> Response:
     """Completed or no-show, once the appointment's time has come."""
-    return await forward(
+    return await relay(
         request,
         who,
         sched.RECORD_OUTCOME,

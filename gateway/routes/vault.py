@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from contracts import keyvault as kv
-from gateway.deps import forward, runtime, security, signed
+from gateway.deps import forward, relay, runtime, security, signed
 from gateway.errors import ApiError
 from gateway.security import Caller
 from mesh.errors import NoRoute
@@ -63,5 +63,5 @@ async def seal(request: Request, who: Caller = Depends(signed())) -> Replicas:
 @router.post("/rotate", response_model=kv.RotateReply)
 async def rotate(
     body: kv.RotateRequest, request: Request, who: Caller = Depends(signed())
-) -> kv.RotateReply:
-    return await forward(request, who, kv.ROTATE, body)
+) -> Response:
+    return await relay(request, who, kv.ROTATE, body)

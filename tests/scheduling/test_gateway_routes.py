@@ -73,6 +73,10 @@ class FakeRpc:
         self.calls.append((method.name, body, kwargs.get("idempotency_key")))
         return REPLIES[method.name]
 
+    async def call_json(self, method: RpcMethod[Any, Any], body: BaseModel, **kwargs: Any) -> bytes:
+        reply = await self.call(method, body, **kwargs)
+        return reply.model_dump_json().encode()
+
 
 class FakeRuntime:
     def __init__(self) -> None:
