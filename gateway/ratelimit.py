@@ -1,4 +1,4 @@
-"""Token buckets in Redis: one atomic Lua round trip per check.
+"""Token buckets (and the nonce memory) in Redis: one atomic Lua round trip per request.
 
 A bucket holds up to `capacity` tokens and refills at `rate` tokens per second; each
 request takes one. State is a Redis hash (tokens, timestamp) that expires when full again.
@@ -9,28 +9,47 @@ fails closed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-BUCKET_SCRIPT = """
-local key = KEYS[1]
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
+# KEYS[1] is a nonce to remember for ARGV[1] seconds ("" for none), then KEYS[2..] are
+# buckets with (capacity, rate) pairs in ARGV[2..]. Nothing is taken for a replayed nonce;
+# buckets are taken in order and the first empty one ends the check (the later ones keep
+# their tokens). Returns {fresh, n, allowed_1, tokens_1, ..., allowed_n, tokens_n}.
+CHECK_SCRIPT = """
+local fresh = 1
+if KEYS[1] ~= '' then
+  if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+    return {0, 0}
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', key, 'tokens', 'ts')
-local tokens = tonumber(state[1]) or capacity
-local ts = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
+local out = {fresh, 0}
+for i = 2, #KEYS do
+  local capacity = tonumber(ARGV[2 * i - 2])
+  local rate = tonumber(ARGV[2 * i - 1])
+  local state = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
+  local tokens = tonumber(state[1]) or capacity
+  local ts = tonumber(state[2]) or now
+  tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
+  local allowed = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+    allowed = 1
+  end
+  redis.call('HSET', KEYS[i], 'tokens', tokens, 'ts', now)
+  redis.call('PEXPIRE', KEYS[i], math.ceil((capacity - tokens) / rate * 1000) + 1000)
+  out[2] = i - 1
+  out[#out + 1] = allowed
+  out[#out + 1] = tostring(tokens)
+  if allowed == 0 then
+    break
+  end
 end
-redis.call('HSET', key, 'tokens', tokens, 'ts', now)
-redis.call('PEXPIRE', key, math.ceil((capacity - tokens) / rate * 1000) + 1000)
-return {allowed, tostring(tokens)}
+return out
 """
 
 
@@ -65,18 +84,50 @@ class Decision:
         return headers
 
 
+@dataclass(frozen=True)
+class Check:
+    """What one round trip decided: was the nonce new, and each bucket taken in order
+    (the last one is the refusal, if any)."""
+
+    fresh: bool
+    decisions: tuple[Decision, ...]
+
+
 class RateLimiter:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._script = redis.register_script(BUCKET_SCRIPT)
+        self._script = redis.register_script(CHECK_SCRIPT)
 
-    async def take(self, bucket: Bucket, subject: str) -> Decision:
+    def _key(self, bucket: Bucket, subject: str) -> str:
         # The limits are part of the key: replicas configured alike share a bucket, and a
         # changed limit starts from a full bucket instead of another limit's state.
-        key = f"{self._prefix}bucket:{bucket.name}:{bucket.capacity}:{bucket.rate:g}:{subject}"
-        allowed, tokens_text = await self._script(keys=[key], args=[bucket.capacity, bucket.rate])
-        tokens = float(tokens_text)
-        missing = max(0.0, 1 - tokens)
-        retry = 0 if allowed else max(1, math.ceil(missing / bucket.rate))
-        return Decision(bucket, bool(allowed), int(tokens), retry)
+        return f"{self._prefix}bucket:{bucket.name}:{bucket.capacity}:{bucket.rate:g}:{subject}"
+
+    async def check(
+        self,
+        buckets: Sequence[tuple[Bucket, str]],
+        *,
+        nonce_key: str = "",
+        nonce_ttl_s: int = 1,
+    ) -> Check:
+        """Remember the nonce (if any) and take one token from each (bucket, subject), in
+        one atomic round trip."""
+        keys = [nonce_key, *(self._key(b, subject) for b, subject in buckets)]
+        args: list[float] = [nonce_ttl_s]
+        for bucket, _ in buckets:
+            args += [bucket.capacity, bucket.rate]
+        reply = await self._script(keys=keys, args=args)
+        fresh, taken = bool(reply[0]), int(reply[1])
+        decisions = []
+        for (bucket, _), allowed, tokens_text in zip(
+            buckets[:taken], reply[2::2], reply[3::2], strict=True
+        ):
+            tokens = float(tokens_text)
+            retry = 0 if allowed else max(1, math.ceil(max(0.0, 1 - tokens) / bucket.rate))
+            decisions.append(Decision(bucket, bool(allowed), int(tokens), retry))
+        return Check(fresh, tuple(decisions))
+
+    async def take(self, bucket: Bucket, subject: str) -> Decision:
+        (decision,) = (await self.check([(bucket, subject)])).decisions
+        return decision

@@ -131,22 +131,27 @@ class Security:
         )
         return record.account
 
-    async def remember_nonce(self, key_id: str, nonce: str) -> None:
+    def _nonce_key(self, key_id: str, nonce: str) -> tuple[str, int]:
         window = self.runtime.settings.signature_window_s + self.runtime.settings.signature_skew_s
-        key = f"{self.prefix}nonce:{key_id}:{nonce}"
-        try:
-            fresh = await self.redis.set(key, b"1", nx=True, ex=int(window) + 1)
-        except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from None
-        if not fresh:
-            raise SignatureError(SignatureReason.replayed)
+        return f"{self.prefix}nonce:{key_id}:{nonce}", int(window) + 1
 
-    async def take(self, bucket: Bucket, subject: str, principal: Principal | None) -> Decision:
+    async def _check_limits(
+        self, buckets: list[tuple[Bucket, str]], principal: Principal | None, nonce: str = ""
+    ) -> Decision | None:
+        """One Redis round trip: the nonce (if given) is new, then a token from each bucket;
+        a replayed nonce raises `replayed`, an empty bucket 429. Redis down: 503."""
+        key, ttl = self._nonce_key(principal.account_id if principal else "", nonce)
         try:
-            decision = await self.limiter.take(bucket, subject)
+            check = await self.limiter.check(
+                buckets, nonce_key=key if nonce else "", nonce_ttl_s=ttl
+            )
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from None
-        if not decision.allowed:
+        if not check.fresh:
+            raise SignatureError(SignatureReason.replayed)
+        decision = check.decisions[-1] if check.decisions else None
+        if decision is not None and not decision.allowed:
+            bucket = decision.bucket
             await self.refusal(
                 "gateway.rate_limited", f"bucket {bucket.name} empty", principal=principal
             )
@@ -157,6 +162,20 @@ class Security:
                 code="rate_limited",
                 headers=decision.headers(),
             )
+        return decision
+
+    async def remember_nonce(self, key_id: str, nonce: str) -> None:
+        key, ttl = self._nonce_key(key_id, nonce)
+        try:
+            fresh = await self.redis.set(key, b"1", nx=True, ex=ttl)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from None
+        if not fresh:
+            raise SignatureError(SignatureReason.replayed)
+
+    async def take(self, bucket: Bucket, subject: str, principal: Principal | None) -> Decision:
+        decision = await self._check_limits([(bucket, subject)], principal)
+        assert decision is not None
         return decision
 
     async def refusal(
@@ -212,18 +231,20 @@ class Security:
             if account.status is not AccountStatus.active:
                 raise SignatureError(SignatureReason.disabled)
             self._check(proof, account.public_key, body)
-            await self.remember_nonce(parsed.key_id, parsed.nonce)
+            principal = Principal(
+                account_id=account.account_id, role=account.role, username=account.username
+            )
+            buckets = [(self.general, account.account_id)]
+            if patient_data:
+                buckets.append((self.patient, account.account_id))
+            # The nonce is remembered (once the signature verified) and the buckets taken
+            # in one round trip; a replay takes no token.
+            decision = await self._check_limits(buckets, principal, parsed.nonce)
         except SignatureError as exc:
             await self.refusal(
                 "gateway.signature_refused", f"{exc.reason.value}: {exc.message}", address=address
             )
             raise
-        principal = Principal(
-            account_id=account.account_id, role=account.role, username=account.username
-        )
-        decision = await self.take(self.general, account.account_id, principal)
-        if patient_data:
-            decision = await self.take(self.patient, account.account_id, principal)
         return Caller(principal, proof, parsed.nonce, decision)
 
     def _check(self, proof: RequestProof, public_key: str, body: bytes) -> ParsedSignature:
