@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -27,11 +25,9 @@ import httpx
 from bench.common import RESULTS, Measurement, measure, print_table, write_results
 from bench.echo_contract import RAW_QUEUE
 from bench.echo_server import raw_echo_server
-from bench.mesh import LOGS, bench_mesh
+from bench.mesh import LOGS, Actor, Signed, bench_mesh, new_actor
 from bench.rpc import RawClient
-from cli import keys
-from cli.sdk import register, sign_prescription
-from mesh.httpsig import sign_request
+from cli.sdk import sign_prescription
 from tests.keyvault.support import unseal
 from tests.mesh.fixtures import client_runtime
 from tests.processes import Process
@@ -49,52 +45,12 @@ PATIENTS = 20
 DOCTORS = 4
 
 
-@dataclass
-class Actor:
-    account_id: str
-    key: Any
-
-
-class Signed:
-    """An async client signing each request as `actor`."""
-
-    def __init__(self, http: httpx.AsyncClient, base: str) -> None:
-        self.http = http
-        self.base = base
-
-    async def call(
-        self, actor: Actor, method: str, path: str, body: Any = None, **params: Any
-    ) -> Any:
-        url = httpx.URL(self.base + path, params={k: v for k, v in params.items() if v is not None})
-        content = b"" if body is None else json.dumps(body).encode()
-        headers = sign_request(actor.key, actor.account_id, method, str(url), content)
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        response = await self.http.request(method, url, content=content, headers=headers)
-        if response.status_code >= 400:
-            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:200]}")
-        return response.json()
-
-
-def _actor(base: str, token: str, name: str) -> Actor:
-    key = keys.generate()
-    account = register(
-        base,
-        key,
-        token=token,
-        username=name,
-        display_name=name.title(),
-        public_key=keys.public_key_b64(key),
-    )
-    return Actor(str(account["account_id"]), key)
-
-
 async def _setup(api: Signed, base: str, admin_token: str) -> dict[str, Any]:
-    admin = await asyncio.to_thread(_actor, base, admin_token, "clinic-admin")
+    admin = await asyncio.to_thread(new_actor, base, admin_token, "clinic-admin")
 
     async def staff(role: str, name: str) -> Actor:
         token = (await api.call(admin, "POST", "/api/v1/tokens", {"role": role}))["token"]
-        return await asyncio.to_thread(_actor, base, token, name)
+        return await asyncio.to_thread(new_actor, base, token, name)
 
     desk = await staff("receptionist", "clinic-desk")
     doctors = [await staff("physician", f"clinic-dr{i}") for i in range(DOCTORS)]

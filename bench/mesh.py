@@ -3,15 +3,23 @@ keyvault initialised and unsealed, a bootstrap token, limits lifted, cleaned up 
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cli import keys
+from cli.sdk import register
 from contracts import auth
 from mesh.db import drop_databases
+from mesh.httpsig import sign_request
 from mesh.settings import Settings, get_settings
 from tests.keyvault.support import initialise, unseal
 from tests.mesh.fixtures import client_runtime
@@ -64,3 +72,44 @@ async def bench_mesh(services: Sequence[str]) -> AsyncIterator[BenchMesh]:
                 )
     finally:
         await drop_databases(settings)
+
+
+@dataclass
+class Actor:
+    account_id: str
+    key: Ed25519PrivateKey
+
+
+class Signed:
+    """An async client signing each request as `actor`, as the SDK and the web app do."""
+
+    def __init__(self, http: httpx.AsyncClient, base: str) -> None:
+        self.http = http
+        self.base = base
+
+    async def call(
+        self, actor: Actor, method: str, path: str, body: Any = None, **params: Any
+    ) -> Any:
+        url = httpx.URL(self.base + path, params={k: v for k, v in params.items() if v is not None})
+        content = b"" if body is None else json.dumps(body).encode()
+        headers = sign_request(actor.key, actor.account_id, method, str(url), content)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        response = await self.http.request(method, url, content=content, headers=headers)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:200]}")
+        return response.json()
+
+
+def new_actor(base: str, token: str, name: str) -> Actor:
+    """Register a staff member with a fresh key (blocking: run it in a thread)."""
+    key = keys.generate()
+    account = register(
+        base,
+        key,
+        token=token,
+        username=name,
+        display_name=name.title(),
+        public_key=keys.public_key_b64(key),
+    )
+    return Actor(str(account["account_id"]), key)
