@@ -72,7 +72,7 @@ function Tokens(): ReactNode {
   const list = useAction();
   const [tokens, setTokens] = useState<Token[] | null>(null);
   const [state, setState] = useState("");
-  const [issued, setIssued] = useState<{ token: string; role: string; expires_at: string } | null>(null);
+  const [issued, setIssued] = useState<{ token_id: string; token: string; role: string; expires_at: string } | null>(null);
   const [copied, setCopied] = useState(false);
   const load = useCallback(async () => {
     setTokens((await call<{ tokens: Token[] }>(session, "GET", "/api/v1/tokens", undefined, { state })).tokens);
@@ -88,7 +88,7 @@ function Tokens(): ReactNode {
             const form = e.currentTarget;
             void issue.run(async () => {
               setCopied(false);
-              const t = await call<{ token: string; role: string; expires_at: string }>(session, "POST", "/api/v1/tokens", {
+              const t = await call<{ token_id: string; token: string; role: string; expires_at: string }>(session, "POST", "/api/v1/tokens", {
                 role: field(form, "role"),
                 expires_hours: Number(field(form, "expires_hours")),
               });
@@ -110,7 +110,8 @@ function Tokens(): ReactNode {
           <div className="once" role="region" aria-label="New token">
             <p>
               Token for a new <strong>{issued.role}</strong>, valid until {when(issued.expires_at)}. It is shown{" "}
-              <strong>only now</strong>: give it to the new staff member, who registers with it on their own device.
+              <strong>only now</strong>: give it to the new staff member, who registers with it on their own device (token id{" "}
+              <code data-testid="issued-token-id">{issued.token_id.slice(0, 8)}</code>).
             </p>
             <code data-testid="issued-token">{issued.token}</code>{" "}
             <button
@@ -172,7 +173,7 @@ function Tokens(): ReactNode {
                           aria-label={`Revoke token ${t.token_id.slice(0, 8)}`}
                           onClick={() =>
                             void list.run(async () => {
-                              await call(session, "POST", `/api/v1/tokens/${t.token_id}/revoke`);
+                              await call(session, "POST", `/api/v1/tokens/${t.token_id}/revoke`, {});
                               await load();
                               return `Token ${t.token_id.slice(0, 8)} revoked.`;
                             })
@@ -368,7 +369,7 @@ function Keyvault(): ReactNode {
               disabled={seal.busy}
               onClick={() =>
                 void seal.run(async () => {
-                  await call(session, "POST", "/api/v1/vault/seal");
+                  await call(session, "POST", "/api/v1/vault/seal", {});
                   setConfirmSeal(false);
                   await load();
                   return "Every replica is sealed.";

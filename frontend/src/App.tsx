@@ -320,7 +320,7 @@ function initialTab(tabs: string[]): string {
 
 interface Notice {
   id: number;
-  text: string;
+  event: LiveEvent;
 }
 
 function Workspace({ stored, onLock }: { stored: StoredKey; onLock: () => void }): ReactNode {
@@ -332,8 +332,6 @@ function Workspace({ stored, onLock }: { stored: StoredKey; onLock: () => void }
   const [notices, setNotices] = useState<Notice[]>([]);
   const [chartFor, setChartFor] = useState("");
   const directory = useDirectory(session);
-  const nameRef = useRef(directory.name);
-  nameRef.current = directory.name;
 
   useEffect(() => {
     live.onStatus = setConnected;
@@ -355,13 +353,15 @@ function Workspace({ stored, onLock }: { stored: StoredKey; onLock: () => void }
     }
   };
 
+  const reloadDirectory = directory.reload;
   useEffect(
     () =>
       live.subscribe((event: LiveEvent) => {
-        const text = noticeText(event, me.role, (id) => nameRef.current(id));
-        if (text) setNotices((list) => [{ id: Date.now() + Math.random(), text }, ...list].slice(0, 5));
+        if (!noticeText(event, me.role, () => "")) return;
+        setNotices((list) => [{ id: Date.now() + Math.random(), event }, ...list].slice(0, 5));
+        reloadDirectory(); // names of colleagues who registered since
       }),
-    [live, me.role],
+    [live, me.role, reloadDirectory],
   );
 
   const exportKey = (): void => {
@@ -419,7 +419,7 @@ function Workspace({ stored, onLock }: { stored: StoredKey; onLock: () => void }
         <aside className="notices" aria-label="Notifications" aria-live="polite">
           {notices.map((n) => (
             <p key={n.id}>
-              {n.text}{" "}
+              {noticeText(n.event, me.role, directory.name)}{" "}
               <button className="link" onClick={() => setNotices((l) => l.filter((x) => x.id !== n.id))} aria-label="Dismiss">
                 ×
               </button>

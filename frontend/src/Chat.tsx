@@ -46,6 +46,8 @@ export function Chat({ visible, onUnread }: { visible: boolean; onUnread: (count
   const messagesRef = useRef<Message[]>([]);
   messagesRef.current = messages;
   const bottom = useRef<HTMLDivElement>(null);
+  const knownRef = useRef((id: string) => directory.staff.some((s) => s.account_id === id));
+  knownRef.current = (id: string) => directory.staff.some((s) => s.account_id === id);
 
   const loadList = useCallback(async () => {
     const reply = await call<{ conversations: Summary[] }>(session, "GET", "/api/v1/chat/conversations");
@@ -106,6 +108,12 @@ export function Chat({ visible, onUnread }: { visible: boolean; onUnread: (count
     void list.run(loadList);
   }, [loadList]); // eslint-disable-line react-hooks/exhaustive-deps
 
+  // Colleagues registered since: the directory is read again whenever chat is opened.
+  const { reload } = directory;
+  useEffect(() => {
+    if (visible) reload();
+  }, [visible, reload]);
+
   useLive(
     ["message", "messages_read"],
     useCallback(
@@ -117,8 +125,9 @@ export function Chat({ visible, onUnread }: { visible: boolean; onUnread: (count
         }
         if (conversationId && conversationId === selectedRef.current) void loadNewer(conversationId).catch(() => undefined);
         void loadList().catch(() => undefined);
+        if (!knownRef.current(String(event.sender_id ?? ""))) reload();
       },
-      [loadList, loadNewer, loadReceipts],
+      [loadList, loadNewer, loadReceipts, reload],
     ),
   );
 

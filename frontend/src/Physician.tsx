@@ -13,6 +13,7 @@ import {
   dayIn,
   dayLabel,
   fullName,
+  learnClinicZone,
   mondayOf,
   useApp,
   useLive,
@@ -108,6 +109,7 @@ function MyCalendar({ onOpen }: { onOpen: (patientId: string) => void }): ReactN
     const today = dayIn(new Date(), calendar?.time_zone ?? CLINIC_ZONE_FALLBACK);
     const cal = await call<Calendar>(session, "GET", `/api/v1/physicians/${me.account_id}/calendar`, undefined, { day: today, span });
     setCalendar(cal);
+    learnClinicZone(cal.time_zone);
     for (const id of [...new Set(cal.appointments.map((a) => a.patient_id))]) {
       try {
         const p = await call<Patient>(session, "GET", `/api/v1/patients/${id}`);
@@ -303,9 +305,9 @@ function Chart({ initial }: { initial: string }): ReactNode {
               Break the glass and open the chart
             </button>
           </form>
-          <Status action={glass} />
         </section>
       )}
+      <Status action={glass} />
       {summary && (
         <>
           <ChartView summary={summary} onChanged={reload} />
@@ -313,7 +315,6 @@ function Chart({ initial }: { initial: string }): ReactNode {
           <Prescribe summary={summary} onDone={reload} />
         </>
       )}
-      {!summary && !refused && !open.busy && <Status action={glass} />}
     </>
   );
 }
@@ -339,11 +340,11 @@ function ChartView({ summary, onChanged }: { summary: Summary; onChanged: () => 
   const [cancelling, setCancelling] = useState<string | null>(null);
   const p = summary.patient;
   return (
-    <section aria-labelledby="chart-title" aria-label="Chart">
+    <section aria-label="Chart">
       <h2 id="chart-title">
         {fullName(p.demographics)} <small>({p.mrn})</small>
       </h2>
-      <DemographicsCard patient={p} />
+      <DemographicsCard patient={p} titled={false} />
       {p.clinical_flags && p.clinical_flags.length > 0 && (
         <p className="warn">Alerts: {p.clinical_flags.map((f) => f.replace(/_/g, " ")).join(", ")}</p>
       )}
@@ -645,6 +646,7 @@ function Prescribe({ summary, onDone }: { summary: Summary; onDone: () => Promis
               signature,
             });
             form.reset();
+            setFreeText(false);
             setChosen(null);
             setPrefix("");
             await onDone();

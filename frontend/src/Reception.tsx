@@ -10,6 +10,7 @@ import {
   dayIn,
   dayLabel,
   fullName,
+  learnClinicZone,
   mondayOf,
   useApp,
   useDirectory,
@@ -238,13 +239,16 @@ function toBrief(p: Patient): PatientBrief {
   return { patient_id: p.patient_id, mrn: p.mrn, ...p.demographics };
 }
 
-export function DemographicsCard({ patient, onClose }: { patient: Patient; onClose?: () => void }): ReactNode {
+export function DemographicsCard(props: { patient: Patient; onClose?: () => void; titled?: boolean }): ReactNode {
+  const { patient, onClose } = props;
   const d = patient.demographics;
   return (
     <div className="card" role="region" aria-label="Demographics">
-      <h3>
-        {fullName(d)} <small>({patient.mrn})</small>
-      </h3>
+      {props.titled !== false && (
+        <h3>
+          {fullName(d)} <small>({patient.mrn})</small>
+        </h3>
+      )}
       <dl>
         <dt>Born</dt>
         <dd>{d.date_of_birth}</dd>
@@ -329,6 +333,7 @@ function Calendars({ patient, onPatient }: { patient: PatientBrief | null; onPat
     if (!doctor) return;
     const cal = await call<Calendar>(session, "GET", `/api/v1/physicians/${doctor}/calendar`, undefined, { day: week, span: "week" });
     setCalendar(cal);
+    learnClinicZone(cal.time_zone);
     setZone(cal.time_zone);
     const today = dayIn(new Date(), cal.time_zone);
     const first = week < today ? today : week;
@@ -471,28 +476,42 @@ function Calendars({ patient, onPatient }: { patient: PatientBrief | null; onPat
             No free slot this week{doctorName ? ` for ${doctorName}` : ""}. Try another week, or set working hours below.
           </p>
         ) : (
-          <div className="slots" role="list" aria-label="Free slot suggestions">
-            {slots.slice(0, 24).map((s) => (
-              <button
-                key={s.start}
-                role="listitem"
-                className={chosen?.start === s.start ? "selected" : "secondary"}
-                aria-pressed={chosen?.start === s.start}
-                onClick={() => {
-                  if (moving) {
-                    const target = moving;
-                    void change.run(async () => {
-                      await call(session, "POST", `/api/v1/appointments/${target.appointment_id}/reschedule`, { start: s.start, end: s.end });
-                      setMoving(null);
-                      await load();
-                      return `Appointment moved to ${when(s.start, zone)}.`;
-                    });
-                  } else setChosen(s);
-                }}
-              >
-                {when(s.start, zone)}
-              </button>
-            ))}
+          <div className="slot-days" role="group" aria-label="Free slot suggestions">
+            {days
+              .map((day) => ({ day, free: slots.filter((s) => dayIn(new Date(s.start), zone) === day) }))
+              .filter(({ free }) => free.length > 0)
+              .map(({ day, free }) => (
+                <div key={day} className="slot-day">
+                  <strong>{dayLabel(day)}</strong>
+                  <div className="slots">
+                    {free.slice(0, 8).map((s) => (
+                      <button
+                        key={s.start}
+                        className={chosen?.start === s.start ? "selected" : "secondary"}
+                        aria-pressed={chosen?.start === s.start}
+                        aria-label={when(s.start, zone)}
+                        onClick={() => {
+                          if (moving) {
+                            const target = moving;
+                            void change.run(async () => {
+                              await call(session, "POST", `/api/v1/appointments/${target.appointment_id}/reschedule`, {
+                                start: s.start,
+                                end: s.end,
+                              });
+                              setMoving(null);
+                              await load();
+                              return `Appointment moved to ${when(s.start, zone)}.`;
+                            });
+                          } else setChosen(s);
+                        }}
+                      >
+                        {clock(s.start, zone)}
+                      </button>
+                    ))}
+                    {free.length > 8 && <span className="hint">+{free.length - 8} more</span>}
+                  </div>
+                </div>
+              ))}
           </div>
         )}
         {!moving && (

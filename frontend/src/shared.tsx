@@ -1,5 +1,5 @@
 // Shapes the screens share, the staff directory, and dates in the clinic's time zone.
-import { createContext, useContext, useEffect, useState } from "react";
+import { createContext, useCallback, useContext, useEffect, useState } from "react";
 
 import { call, type Session } from "./api";
 import type { Live, LiveEvent } from "./live";
@@ -78,8 +78,12 @@ export function useLive(prefixes: string[], listener: (event: LiveEvent) => void
 }
 
 /** Active colleagues (the staff directory): names for ids, physicians to book with. */
-export function useDirectory(session: Session, role?: Role): { staff: StaffEntry[]; name: (id: string) => string } {
+export function useDirectory(
+  session: Session,
+  role?: Role,
+): { staff: StaffEntry[]; name: (id: string) => string; reload: () => void } {
   const [staff, setStaff] = useState<StaffEntry[]>([]);
+  const [generation, setGeneration] = useState(0);
   useEffect(() => {
     let live = true;
     call<{ staff: StaffEntry[] }>(session, "GET", "/api/v1/directory", undefined, { role }).then(
@@ -89,12 +93,20 @@ export function useDirectory(session: Session, role?: Role): { staff: StaffEntry
     return () => {
       live = false;
     };
-  }, [session, role]);
+  }, [session, role, generation]);
   const name = (id: string): string => staff.find((s) => s.account_id === id)?.display_name ?? id.slice(0, 8);
-  return { staff, name };
+  const reload = useCallback(() => setGeneration((g) => g + 1), []);
+  return { staff, name, reload };
 }
 
 export const CLINIC_ZONE_FALLBACK = Intl.DateTimeFormat().resolvedOptions().timeZone;
+
+let clinicZone: string | undefined;
+/** The clinic's time zone, as calendars and free slots answer it (MEDIHAVEN_CLINIC_TIMEZONE):
+ * times are shown in it everywhere once it is known. */
+export function learnClinicZone(zone: string): void {
+  clinicZone = zone;
+}
 
 /** YYYY-MM-DD of an instant in a time zone. */
 export function dayIn(instant: Date, zone: string): string {
@@ -119,10 +131,10 @@ export function weekDays(monday: string): string[] {
 }
 
 export function clock(value: string, zone?: string): string {
-  return new Date(value).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", timeZone: zone });
+  return new Date(value).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", timeZone: zone ?? clinicZone });
 }
 
-export function when(value: string, zone?: string): string {
+export function when(value: string, zone: string | undefined = clinicZone): string {
   return new Date(value).toLocaleString("en-GB", {
     weekday: "short",
     day: "numeric",
