@@ -37,6 +37,8 @@ run: install web
 	@echo ""
 	@echo "  Medihaven web app: open $(GATEWAY_URL)/ in your browser"
 	@echo "  (API: $(GATEWAY_URL)/api/v1, mesh health: $(GATEWAY_URL)/api/v1/health/mesh)"
+	@echo "  First run: '$(BIN)/medihaven admin bootstrap' in another terminal gives the first"
+	@echo "  administrator's registration token; register with it in the web app."
 	@echo ""
 	@PATH="$(CURDIR)/$(BIN):$$PATH" MEDIHAVEN_DEV_MODE=$${MEDIHAVEN_DEV_MODE:-true} \
 		MEDIHAVEN_LOG_FORMAT=$${MEDIHAVEN_LOG_FORMAT:-console} \

@@ -95,3 +95,23 @@ def test_every_service_has_a_deployment_with_probes_and_a_service() -> None:
         assert {e["name"] for e in secrets} == {"MEDIHAVEN_AMQP_URL", "MEDIHAVEN_DB_PASSWORD"}
         assert f"medihaven-{name}" in by_kind["Service"]
         assert f"{name}.yaml" in kustomization["resources"]
+
+
+def test_the_image_builds_the_web_app_and_the_gateway_serves_it() -> None:
+    """A node stage builds frontend/ from its lock file; the final image holds only the
+    built files, where MEDIHAVEN_WEB_DIR points the gateway."""
+    from gateway.settings import GatewaySettings
+
+    text = (DEPLOY / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
+    web = next(s for s in stages if s.startswith("node:"))
+    assert "COPY frontend/package.json frontend/package-lock.json" in web
+    assert "RUN npm ci" in web and "RUN npm run build" in web
+    final = stages[-1]
+    assert final.startswith("python:")
+    copied = re.search(r"^COPY --from=web (\S+)/dist (\S+)$", final, flags=re.MULTILINE)
+    assert copied is not None
+    assert f"MEDIHAVEN_WEB_DIR={copied.group(2)}" in final
+    assert "web_dir" in GatewaySettings.model_fields
+    ignored = (DEPLOY.parent / ".dockerignore").read_text().split()
+    assert {"frontend/node_modules", "frontend/dist", ".venv", "var"} <= set(ignored)
