@@ -114,17 +114,6 @@ class EncryptReply(Model):
     rows: list[dict[str, str]] = Field(description="Per row, column -> base64 ciphertext.")
 
 
-class DecryptRequest(Model):
-    rows: list[FieldRow] = Field(max_length=MAX_ROWS)
-    patient_id: str | None = Field(
-        default=None, description="The patient whose data this is (for access checks and audit)."
-    )
-
-
-class DecryptReply(Model):
-    rows: list[dict[str, str]] = Field(description="Per row, column -> plaintext.")
-
-
 MacValue = str | int | None
 
 
@@ -134,6 +123,27 @@ class MacRow(Model):
     table: str
     pk: str
     columns: list[tuple[str, MacValue]]
+
+
+class DecryptRequest(Model):
+    rows: list[FieldRow] = Field(max_length=MAX_ROWS)
+    patient_id: str | None = Field(
+        default=None, description="The patient whose data this is (for access checks and audit)."
+    )
+    mac_rows: list[MacRow] = Field(
+        default_factory=list,
+        max_length=MAX_ROWS,
+        description="Rows whose MACs to check in the same call (as VERIFY_MAC does), so a "
+        "read that decrypts and checks integrity makes one keyvault call.",
+    )
+    mac_tags: list[str] = Field(default_factory=list, max_length=MAX_ROWS)
+
+
+class DecryptReply(Model):
+    rows: list[dict[str, str]] = Field(description="Per row, column -> plaintext.")
+    mac_valid: list[bool] = Field(
+        default_factory=list, description="Per `mac_rows` entry, whether its tag verifies."
+    )
 
 
 class MacRequest(Model):

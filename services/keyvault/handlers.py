@@ -134,7 +134,8 @@ async def decrypt(req: kv.DecryptRequest, ctx: CallContext) -> kv.DecryptReply:
     principal = await require_user_signature(ctx, vault, _accounts(ctx), patient_id=req.patient_id)
     if principal.role is Role.physician and any(r.table in CLINICAL_TABLES for r in req.rows):
         await require_care(ctx, principal.account_id, req.patient_id)
-    return kv.DecryptReply(rows=await vault.decrypt(req.rows))
+    valid = await vault.verify_macs(req.mac_rows, req.mac_tags) if req.mac_rows else []
+    return kv.DecryptReply(rows=await vault.decrypt(req.rows), mac_valid=valid)
 
 
 async def require_care(ctx: CallContext, physician_id: str, patient_id: str | None) -> None:

@@ -11,7 +11,6 @@ re-MAC'd by someone who took over this service (it cannot sign as the physician)
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import Sequence
@@ -263,11 +262,11 @@ async def decrypt_with_prescriptions(
     wanted: Sequence[PrescriptionRow],
     patient_id: str,
 ) -> tuple[list[dict[str, str]], Checked]:
-    """One DECRYPT batch for `batch` plus the `wanted` prescriptions, and the MACs of
-    `every` prescription checked meanwhile (a status edited in the database must not hide
-    a row from the check). Returns the plaintexts of `batch`'s own rows and the checked
-    prescriptions. Only if a tampered ciphertext spoils the batch is it asked again
-    without the rows whose MAC failed."""
+    """One DECRYPT batch for `batch` plus the `wanted` prescriptions, with the MACs of
+    `every` prescription checked in the same keyvault call (a status edited in the
+    database must not hide a row from the check). Returns the plaintexts of `batch`'s own
+    rows and the checked prescriptions. Only if a tampered ciphertext spoils the batch is
+    it asked again without the rows whose MAC failed."""
     runtime = runtime_of(ctx)
     own = len(batch.rows)
 
@@ -279,29 +278,26 @@ async def decrypt_with_prescriptions(
             )
         return combined
 
-    decrypted, valid = await asyncio.gather(
-        vault.decrypt(runtime, full(wanted), patient_id),
-        vault.verify_macs(
-            runtime, [integrity.prescription_mac_row(r) for r in every], [r.mac for r in every]
-        ),
-        return_exceptions=True,
-    )
-    if isinstance(valid, BaseException):
-        raise valid
-    plain: list[dict[str, str]] | None
-    if isinstance(decrypted, IntegrityError):
-        plain = None
-    elif isinstance(decrypted, BaseException):
-        raise decrypted
-    else:
-        plain = decrypted
-    failed = [r for r, ok in zip(every, valid, strict=True) if not ok]
-    failed_ids = {r.prescription_id for r in failed}
-    if plain is None:
+    mac_rows = [integrity.prescription_mac_row(r) for r in every]
+    tags = [r.mac for r in every]
+    try:
+        plain, valid = await vault.decrypt_verified(
+            runtime, full(wanted), patient_id, mac_rows, tags
+        )
+        failed = [r for r, ok in zip(every, valid, strict=True) if not ok]
+    except IntegrityError:
+        # A tampered ciphertext spoils the whole batch: find the rows whose MAC fails and
+        # ask again without them (never served, see below).
+        valid = await vault.verify_macs(runtime, mac_rows, tags)
+        failed = [r for r, ok in zip(every, valid, strict=True) if not ok]
         if not failed:
-            raise IntegrityError("a ciphertext of this record does not decrypt (edited or moved)")
-        wanted = [r for r in wanted if r.prescription_id not in failed_ids]
+            raise IntegrityError(
+                "a ciphertext of this record does not decrypt (edited or moved)"
+            ) from None
+        spoiled = {r.prescription_id for r in failed}
+        wanted = [r for r in wanted if r.prescription_id not in spoiled]
         plain = await vault.decrypt(runtime, full(wanted), patient_id)
+    failed_ids = {r.prescription_id for r in failed}
     if failed:
         await integrity.record_failures(runtime, failed)
     prescriptions = [

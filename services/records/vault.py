@@ -48,6 +48,23 @@ async def decrypt(
     return reply.rows
 
 
+async def decrypt_verified(
+    runtime: Runtime,
+    batch: Batch,
+    patient_id: str | None,
+    mac_rows: Sequence[kv.MacRow],
+    tags: Sequence[str],
+) -> tuple[list[dict[str, str]], list[bool]]:
+    """`decrypt`, with the MACs of `mac_rows` checked in the same keyvault call."""
+    reply = await runtime.rpc.call(
+        kv.DECRYPT,
+        kv.DecryptRequest(
+            rows=batch.rows, patient_id=patient_id, mac_rows=list(mac_rows), mac_tags=list(tags)
+        ),
+    )
+    return reply.rows, reply.mac_valid
+
+
 async def blind_index(runtime: Runtime, queries: Sequence[Terms]) -> list[str]:
     request = kv.BlindIndexRequest(
         queries=[

@@ -19,7 +19,7 @@ from contracts import keyvault as kv
 from contracts.audit import AUDIT_RECORDED, AuditEvent
 from contracts.auth import AccountRecord, AccountStatus
 from contracts.base import Principal, Role
-from mesh.errors import IntegrityError, Unauthenticated
+from mesh.errors import BadRequest, IntegrityError, Unauthenticated
 from mesh.events import ReceivedEvent
 from mesh.runtime import ConsumerSpec, Runtime
 from services.keyvault import ciphers
@@ -184,3 +184,39 @@ async def test_blind_index_is_deterministic_and_normalised(world: Clinic) -> Non
     assert await token("phone", "+44 20 7946 0958") == await token("phone", "0044 (20) 7946-0958")
     assert await token("family_name", "Muller") != await token("given_name", "Muller")
     assert await token("mrn", "mh-0001") != await token("mrn", "mh-0002")
+
+
+async def test_decrypt_checks_row_macs_in_the_same_call(world: Clinic) -> None:
+    """A read that decrypts and checks integrity makes one call: MACs of the given rows
+    are verified behind the same signature gate; an edited row is named False."""
+    staff = await world.add_staff("dr-macs", Role.physician)
+    row = kv.MacRow(table="prescriptions", pk="rx-1", columns=[("status", "active"), ("n", 1)])
+    (tag,) = (await world.client.rpc.call(kv.MAC, kv.MacRequest(rows=[row]))).tags
+    edited = row.model_copy(update={"columns": [("status", "cancelled"), ("n", 1)]})
+    moved = row.model_copy(update={"pk": "rx-2"})
+    reply = await world.client.rpc.call(
+        kv.DECRYPT,
+        kv.DecryptRequest(
+            rows=await encrypted_rows(world),
+            patient_id="p1",
+            mac_rows=[row, edited, moved, row],
+            mac_tags=[tag, tag, tag, "not base64!"],
+        ),
+        principal=staff.principal,
+        proof=staff.proof(),
+    )
+    assert reply.mac_valid == [True, False, False, False]
+    assert reply.rows[0] == {"family_name": "Okafor", "phone": "5"}
+    with pytest.raises(BadRequest, match="differ in number"):
+        await world.client.rpc.call(
+            kv.DECRYPT,
+            kv.DecryptRequest(rows=[], patient_id="p1", mac_rows=[row], mac_tags=[]),
+            principal=staff.principal,
+            proof=staff.proof(),
+        )
+    with pytest.raises(Unauthenticated):  # no signature: no MAC answers either
+        await world.client.rpc.call(
+            kv.DECRYPT,
+            kv.DecryptRequest(rows=[], mac_rows=[row], mac_tags=[tag]),
+            principal=staff.principal,
+        )

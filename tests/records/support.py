@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from contracts import keyvault as kv
 from contracts import records as rec
 from contracts import scheduling as sched
 from contracts.audit import AUDIT_RECORDED, AuditEvent
@@ -140,16 +141,30 @@ def event(type_: str, patient_id: str) -> Callable[[AuditEvent], bool]:
 
 @dataclass
 class KeyvaultCounter:
-    """Counts the keyvault's DECRYPT/BLIND_INDEX calls and the rows they decrypt."""
+    """Counts the keyvault's DECRYPT/BLIND_INDEX calls and the rows they decrypt, and
+    every keyvault method the records service calls (`requests`, by method name)."""
 
     decrypt_calls: int = 0
     decrypted_rows: int = 0
     decrypted_tables: list[str] = field(default_factory=list)
     blind_index_calls: int = 0
+    requests: list[str] = field(default_factory=list)
 
     def reset(self) -> None:
         self.decrypt_calls = self.decrypted_rows = self.blind_index_calls = 0
         self.decrypted_tables.clear()
+        self.requests.clear()
+
+    def watch(self, service: Runtime) -> None:
+        """Count the keyvault methods `service` calls (it calls them as the code does)."""
+        call = service.rpc.call
+
+        async def counting_call(method: RpcMethod[Any, Any], *args: Any, **kwargs: Any) -> Any:
+            if method.service == kv.SERVICE:
+                self.requests.append(method.name)
+            return await call(method, *args, **kwargs)
+
+        service.rpc.call = counting_call  # type: ignore[method-assign]
 
 
 def count_keyvault(vault: Vault) -> KeyvaultCounter:
@@ -267,6 +282,7 @@ async def world(tag: str) -> AsyncIterator[World]:
             on_startup=start_access_server,
             on_shutdown=stop_access_server,
         )
+        counter.watch(service)
         try:
             appointments.add(ALL)
             yield World(c, service, audits, counter, appointments=appointments)

@@ -330,6 +330,7 @@ async def test_the_summary_is_one_call_with_one_decrypt_batch(w: World) -> None:
         rec.PATIENT_SUMMARY, rec.PatientSummaryRequest(patient_id=patient_id), doctor
     )
     assert w.keyvault.decrypt_calls == 1
+    assert w.keyvault.requests == [kv.DECRYPT.name]  # the MACs are checked in the same call
     # patient + 10 shown encounters + 1 older encounter's allergies + 5 active prescriptions
     assert w.keyvault.decrypted_rows == 1 + 10 + 1 + 5
     assert summary.patient.demographics.given_name == "Summarised"
