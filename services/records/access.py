@@ -31,7 +31,8 @@ def principal_of(ctx: CallContext) -> Principal:
 
 async def check_patient_access(ctx: CallContext, patient_id: str, *, clinical: bool = True) -> None:
     """The one place for per-patient rules, called by every handler once it knows which
-    patient a request concerns, before any patient data is read or written.
+    patient a request concerns, before any patient data is decrypted, returned or written
+    (it may run alongside reads of the patient's ciphertext rows, which reveal nothing).
 
     Receptionists see demographics only (the role table); a physician reads a patient's
     clinical data only with a care relationship (`care.decide`); recording a new

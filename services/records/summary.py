@@ -18,7 +18,7 @@ from mesh.errors import NotFound
 from services.records import access, auditing, codec, store
 from services.records.access import runtime_of
 from services.records.auditing import audited
-from services.records.parallel import four
+from services.records.parallel import both, four
 from services.records.prescriptions import ACTIVE, decrypt_with_prescriptions
 from services.records.store import EncounterRow
 from services.records.vault import Batch
@@ -41,17 +41,21 @@ async def patient_summary(req: rec.PatientSummaryRequest, ctx: CallContext) -> r
         patient_id=patient_id,
         entity_id=patient_id,
     ) as subject:
-        await access.check_patient_access(ctx, patient_id)
         recent: Awaitable[list[EncounterRow]] = (
             store.current_encounters(database, patient_id, req.encounters)
             if req.encounters
             else _nothing()
         )
-        row, encounters, allergy_rows, every = await four(
-            store.get_patient(database, patient_id),
-            recent,
-            store.current_allergies(database, patient_id, ALLERGY_ENCOUNTERS),
-            store.prescriptions_of(database, patient_id),
+        # The access rule is asked while the rows (ciphertext) are read; a refusal is
+        # raised before anything is decrypted.
+        _, (row, encounters, allergy_rows, every) = await both(
+            access.check_patient_access(ctx, patient_id),
+            four(
+                store.get_patient(database, patient_id),
+                recent,
+                store.current_allergies(database, patient_id, ALLERGY_ENCOUNTERS),
+                store.prescriptions_of(database, patient_id),
+            ),
         )
         if row is None:
             raise NotFound("unknown patient", details={"patient_id": patient_id})
