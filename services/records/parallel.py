@@ -4,18 +4,20 @@
 other calls running unobserved; here every call has finished (or failed) before the
 first error is raised, so nothing still runs when a write's transaction rolls back.
 Only RPCs and pool reads go through this, never statements on a transaction's connection.
+`meanwhile` overlaps CPU work with one call waiting on the network.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 A = TypeVar("A")
 B = TypeVar("B")
 C = TypeVar("C")
 D = TypeVar("D")
+R = TypeVar("R")
 
 
 async def _all(*calls: Awaitable[Any]) -> list[Any]:
@@ -41,3 +43,16 @@ async def four(
 ) -> tuple[A, B, C, D]:
     results = await _all(a, b, c, d)
     return cast(A, results[0]), cast(B, results[1]), cast(C, results[2]), cast(D, results[3])
+
+
+async def meanwhile(call: Awaitable[A], work: Callable[[], R]) -> tuple[A, R]:
+    """Start `call` (e.g. a confirmed publish), do the CPU-bound `work` while it waits for
+    its answer, then wait for it; if `work` fails, `call` still ends before the error."""
+    task = asyncio.ensure_future(call)
+    await asyncio.sleep(0)  # let the call send its request before the work starts
+    try:
+        result = work()
+    except BaseException:
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    return await task, result

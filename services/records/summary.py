@@ -18,7 +18,7 @@ from mesh.errors import NotFound
 from services.records import access, auditing, codec, store
 from services.records.access import runtime_of
 from services.records.auditing import audited
-from services.records.parallel import both, four
+from services.records.parallel import both, four, meanwhile
 from services.records.prescriptions import ACTIVE, decrypt_with_prescriptions
 from services.records.store import EncounterRow
 from services.records.vault import Batch
@@ -72,16 +72,23 @@ async def patient_summary(req: rec.PatientSummaryRequest, ctx: CallContext) -> r
         active = [r for r in every if r.status == ACTIVE]
         plain, checked = await decrypt_with_prescriptions(ctx, batch, every, active, patient_id)
 
-        patient = codec.patient(row, plain[0], clinical=True)
-        decoded = [
-            codec.encounter(e, p)
-            for e, p in zip(encounters, plain[1 : 1 + len(encounters)], strict=True)
-        ]
-        lists = {e.encounter_id: e.content.allergies for e in decoded}
-        for allergy_row, p in zip(older, plain[1 + len(encounters) :], strict=True):
-            lists[allergy_row.encounter_id] = codec.allergies(p["allergies"])
-        allergies = codec.current_allergies([lists[a.encounter_id] for a in allergy_rows])
-        await auditing.read(ctx, subject, [patient_id])
+        def decode() -> tuple[rec.Patient, list[rec.Encounter], list[rec.Allergy]]:
+            patient = codec.patient(row, plain[0], clinical=True)
+            decoded = [
+                codec.encounter(e, p)
+                for e, p in zip(encounters, plain[1 : 1 + len(encounters)], strict=True)
+            ]
+            lists = {e.encounter_id: e.content.allergies for e in decoded}
+            for allergy_row, p in zip(older, plain[1 + len(encounters) :], strict=True):
+                lists[allergy_row.encounter_id] = codec.allergies(p["allergies"])
+            allergies = codec.current_allergies([lists[a.encounter_id] for a in allergy_rows])
+            return patient, decoded, allergies
+
+        # Decrypted: the read has happened. Its audit event is made durable while the
+        # plaintext is decoded, and nothing is returned before it is (fail closed).
+        _, (patient, decoded, allergies) = await meanwhile(
+            auditing.read(ctx, subject, [patient_id]), decode
+        )
     return rec.PatientSummary(
         patient=patient,
         encounters=decoded,
