@@ -91,6 +91,16 @@ export function App(): ReactNode {
 
   useEffect(() => () => current.current?.live.close(), []);
 
+  if (!window.isSecureContext || !globalThis.crypto?.subtle) {
+    return (
+      <Shell>
+        <p className="error" role="alert">
+          This page must be opened over HTTPS (or on this computer as localhost / 127.0.0.1): the browser only offers
+          the cryptography that makes and keeps your key on a secure connection.
+        </p>
+      </Shell>
+    );
+  }
   if (stored === undefined) return <p role="status">Loading…</p>;
   if (stored === null)
     return (

@@ -74,7 +74,11 @@ export function parseKeyFile(text: string): StoredKey {
 }
 
 export async function newKeyPair(): Promise<CryptoKeyPair> {
-  return (await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  try {
+    return (await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  } catch {
+    throw new Error("This browser cannot make Ed25519 keys (WebCrypto): use a current Chrome, Edge, Firefox or Safari.");
+  }
 }
 
 export async function rawPublicKey(pair: CryptoKeyPair): Promise<string> {
