@@ -25,7 +25,7 @@ import httpx
 from bench.common import RESULTS, Measurement, measure, print_table, write_results
 from bench.echo_contract import RAW_QUEUE
 from bench.echo_server import raw_echo_server
-from bench.mesh import LOGS, Actor, Signed, bench_mesh, new_actor
+from bench.mesh import LOGS, Signed, Staffing, bench_mesh
 from bench.rpc import RawClient
 from cli.sdk import sign_prescription
 from tests.keyvault.support import unseal
@@ -45,15 +45,10 @@ PATIENTS = 20
 DOCTORS = 4
 
 
-async def _setup(api: Signed, base: str, admin_token: str) -> dict[str, Any]:
-    admin = await asyncio.to_thread(new_actor, base, admin_token, "clinic-admin")
-
-    async def staff(role: str, name: str) -> Actor:
-        token = (await api.call(admin, "POST", "/api/v1/tokens", {"role": role}))["token"]
-        return await asyncio.to_thread(new_actor, base, token, name)
-
-    desk = await staff("receptionist", "clinic-desk")
-    doctors = [await staff("physician", f"clinic-dr{i}") for i in range(DOCTORS)]
+async def _setup(api: Signed, admin_token: str) -> dict[str, Any]:
+    staff = Staffing(api, admin_token, "clinic")
+    desk = await staff.add("receptionist", "desk")
+    doctors = [await staff.add("physician", f"dr{i}") for i in range(DOCTORS)]
     hours = {
         "weekly": [
             {"weekday": d, "start": "00:00", "end": "23:30"}
@@ -212,7 +207,7 @@ async def run(duration_s: float = 4.0) -> Mapping[str, object]:
             limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
             async with httpx.AsyncClient(limits=limits, timeout=30) as http:
                 api = Signed(http, bench.gateway.url)
-                world = await _setup(api, bench.gateway.url, bench.admin_token)
+                world = await _setup(api, bench.admin_token)
                 workload = _workload(api, world)
                 connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
                 await raw_echo_server(connection)

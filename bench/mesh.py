@@ -3,6 +3,7 @@ keyvault initialised and unsealed, a bootstrap token, limits lifted, cleaned up 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import uuid
@@ -99,6 +100,24 @@ class Signed:
         if response.status_code >= 400:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:200]}")
         return response.json()
+
+
+class Staffing:
+    """Registers staff through the gateway: the first administrator from the bootstrap
+    token, then anyone else with a token that administrator issues."""
+
+    def __init__(self, api: Signed, admin_token: str, prefix: str) -> None:
+        self.api, self.admin_token, self.prefix = api, admin_token, prefix
+        self.admin: Actor | None = None
+
+    async def add(self, role: str, name: str) -> Actor:
+        base = self.api.base
+        if self.admin is None:
+            self.admin = await asyncio.to_thread(
+                new_actor, base, self.admin_token, f"{self.prefix}-admin"
+            )
+        issued = await self.api.call(self.admin, "POST", "/api/v1/tokens", {"role": role})
+        return await asyncio.to_thread(new_actor, base, issued["token"], f"{self.prefix}-{name}")
 
 
 def new_actor(base: str, token: str, name: str) -> Actor:

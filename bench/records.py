@@ -30,7 +30,7 @@ import aio_pika
 import httpx
 
 from bench.common import Measurement, measure, print_table, write_results
-from bench.mesh import LOGS, Actor, Signed, bench_mesh, new_actor
+from bench.mesh import LOGS, Actor, Signed, Staffing, bench_mesh
 from bench.rpc import PAYLOAD, ROOT, RawClient
 from cli.sdk import sign_prescription
 from contracts import records as rec
@@ -64,16 +64,11 @@ def _encounter(i: int) -> dict[str, Any]:
     }
 
 
-async def _seed(api: Signed, base: str, admin_token: str) -> tuple[Actor, str]:
+async def _seed(api: Signed, admin_token: str) -> tuple[Actor, str]:
     """A physician and one patient with the chart above; returns both."""
-    admin = await asyncio.to_thread(new_actor, base, admin_token, "bench-admin")
-
-    async def staff(role: str, name: str) -> Actor:
-        token = (await api.call(admin, "POST", "/api/v1/tokens", {"role": role}))["token"]
-        return await asyncio.to_thread(new_actor, base, token, name)
-
-    desk = await staff("receptionist", "bench-desk")
-    doctor = await staff("physician", "bench-dr")
+    staff = Staffing(api, admin_token, "bench")
+    desk = await staff.add("receptionist", "desk")
+    doctor = await staff.add("physician", "dr")
     demographics = {
         "given_name": "Benchmark",
         "family_name": "Patient",
@@ -163,7 +158,7 @@ async def _measure(
         client_runtime(settings, "bench-records") as bus,
     ):
         api = Signed(http, base)
-        doctor, patient_id = await _seed(api, base, admin_token)
+        doctor, patient_id = await _seed(api, admin_token)
         path = f"/api/v1/patients/{patient_id}/summary"
         check = await api.call(doctor, "GET", path)
         assert len(check["encounters"]) == ENCOUNTERS, check
