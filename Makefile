@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml
 web: $(WEB_BUILD)
 
 $(WEB_MODULES): $(WEB)/package-lock.json
+	@command -v $(NPM) >/dev/null || { echo "npm is missing: the web app needs Node.js 20.19+ and npm" >&2; exit 1; }
 	cd $(WEB) && $(NPM) ci --no-audit --no-fund
 
 $(WEB_BUILD): $(WEB_MODULES) $(WEB_SOURCES)
