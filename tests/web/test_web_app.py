@@ -365,6 +365,7 @@ def test_physician_calendar_chart_encounter_and_e_prescription(
     )["slots"]
     slot = next(s for s in slots if datetime.fromisoformat(s["start"]) > datetime.now(UTC))
     expect(page.get_by_role("heading", name="Today")).to_be_visible()
+    expect(page.get_by_text("live", exact=True)).to_be_visible()
     # booked at the desk while the physician looks: a live notification, no reload
     desk.post(
         "/api/v1/appointments",
@@ -546,9 +547,9 @@ def test_auto_lock_demands_the_passphrase_and_the_key_moves_to_another_browser(
     register(
         page, world.url, token_for(world, "receptionist"), "lars", "Lars Lock", path="/?lock=5"
     )
-    expect(page.get_by_text("live", exact=True)).to_be_visible()
-    with page.expect_download() as download:
+    with page.expect_download() as download:  # at once: the lock is 5 s away
         page.get_by_role("button", name="Export key").click()
+    expect(page.get_by_text("live", exact=True)).to_be_visible()
     key_file = tmp_path / "key.json"
     download.value.save_as(key_file)
     exported = json.loads(key_file.read_text())
