@@ -10,7 +10,9 @@ real (gateway, auth, records, keyvault, audit), as `make run` starts them.
 
 Baselines in the same run: the raw aio-pika direct-reply-to echo (server in its own
 process) and, to show where the time goes, the same summary asked of records straight
-over the bus (what the gateway forwards: principal and signed proof).
+over the bus (what the gateway forwards: principal and signed proof), the cheapest signed
+route (`GET /api/v1/me`: the gateway's checks and one RPC) and one persistent message
+published with a confirm to a quorum queue (what making the audit event durable costs).
 
 Target (issue #5): summary through the gateway, p50 <= 4x raw echo p50, at concurrency
 1 and 16.
@@ -177,6 +179,17 @@ async def _measure(
         try:
             raw = RawClient(connection)
             await raw.start()
+            confirmed = await connection.channel(publisher_confirms=True)
+            durable = await confirmed.declare_queue(
+                f"bench.records.confirm-{uuid.uuid4().hex[:6]}",
+                durable=True,
+                arguments={"x-queue-type": "quorum"},
+            )
+
+            async def publish_confirmed() -> None:
+                message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+                await confirmed.default_exchange.publish(message, routing_key=durable.name)
+
             body = PAYLOAD.encode()
             rows: list[Measurement] = []
             ratios: dict[str, dict[str, float]] = {}
@@ -199,12 +212,27 @@ async def _measure(
                     concurrency=concurrency,
                     duration_s=duration_s,
                 )
-                rows += [base_row, ours, bus_row]
+                me = await measure(
+                    "signed GET /me (cheapest route)",
+                    lambda: api.call(doctor, "GET", "/api/v1/me"),
+                    concurrency=concurrency,
+                    duration_s=duration_s,
+                )
+                durable_row = await measure(
+                    "confirmed persistent publish",
+                    publish_confirmed,
+                    concurrency=concurrency,
+                    duration_s=duration_s,
+                )
+                rows += [base_row, ours, bus_row, me, durable_row]
                 ratios[f"c{concurrency}"] = {
                     "p50_ratio": ours.p50_ms / base_row.p50_ms,
                     "throughput_ratio": ours.throughput / base_row.throughput,
                     "direct_p50_ratio": bus_row.p50_ms / base_row.p50_ms,
+                    "me_p50_ratio": me.p50_ms / base_row.p50_ms,
+                    "confirm_p50_ratio": durable_row.p50_ms / base_row.p50_ms,
                 }
+            await durable.delete(if_unused=False, if_empty=False)
         finally:
             await connection.close()
     print_table(
@@ -217,7 +245,8 @@ async def _measure(
         print(
             f"  {name}: via gateway p50 {r['p50_ratio']:.2f}x raw echo (target <= "
             f"{TARGET_P50_RATIO:g}x, {verdict}), throughput {r['throughput_ratio']:.1%} of raw; "
-            f"records RPC direct p50 {r['direct_p50_ratio']:.2f}x"
+            f"records RPC direct p50 {r['direct_p50_ratio']:.2f}x; floors: signed /me "
+            f"{r['me_p50_ratio']:.2f}x, confirmed publish {r['confirm_p50_ratio']:.2f}x"
         )
     result = {"rows": rows, "ratios": ratios, "target_p50_ratio": TARGET_P50_RATIO}
     print(f"  written: {write_results('records', result)}  (process logs: {LOGS})")
