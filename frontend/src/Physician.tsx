@@ -15,6 +15,7 @@ import {
   fullName,
   learnClinicZone,
   mondayOf,
+  searchPatients,
   useApp,
   useLive,
   weekDays,
@@ -244,14 +245,13 @@ function Chart({ initial }: { initial: string }): ReactNode {
             e.preventDefault();
             const form = e.currentTarget;
             void find.run(async () => {
-              const params: Record<string, string> = {};
-              for (const name of ["family_name", "date_of_birth", "mrn"]) {
-                const value = field(form, `chart_${name}`);
-                if (value) params[name] = value;
-              }
-              const result = await call<{ patients: PatientBrief[] }>(session, "GET", "/api/v1/patients/search", undefined, params);
-              setFound(result.patients);
-              return result.patients.length ? "" : "No patient matches exactly.";
+              const patients = await searchPatients(session, {
+                family_name: field(form, "chart_family_name"),
+                date_of_birth: field(form, "chart_date_of_birth"),
+                mrn: field(form, "chart_mrn"),
+              });
+              setFound(patients);
+              return patients.length ? "" : "No patient matches exactly.";
             });
           }}
         >

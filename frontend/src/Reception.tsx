@@ -12,6 +12,7 @@ import {
   fullName,
   learnClinicZone,
   mondayOf,
+  searchPatients,
   useApp,
   useDirectory,
   weekDays,
@@ -171,15 +172,14 @@ function Patients({ onBook }: { onBook: (patient: PatientBrief) => void }): Reac
             e.preventDefault();
             const form = e.currentTarget;
             void search.run(async () => {
-              const params: Record<string, string> = {};
-              for (const name of ["family_name", "date_of_birth", "phone", "mrn"]) {
-                const value = field(form, `search_${name}`);
-                if (value) params[name] = value;
-              }
-              if (Object.keys(params).length === 0) throw new Error("Give a family name and date of birth, a phone or a record number.");
-              const result = await call<{ patients: PatientBrief[] }>(session, "GET", "/api/v1/patients/search", undefined, params);
-              setFound(result.patients);
-              return result.patients.length ? "" : "No patient matches exactly.";
+              const patients = await searchPatients(session, {
+                family_name: field(form, "search_family_name"),
+                date_of_birth: field(form, "search_date_of_birth"),
+                phone: field(form, "search_phone"),
+                mrn: field(form, "search_mrn"),
+              });
+              setFound(patients);
+              return patients.length ? "" : "No patient matches exactly.";
             });
           }}
         >
@@ -574,9 +574,9 @@ function BookForm(props: {
             e.preventDefault();
             const mrn = field(e.currentTarget, "book_mrn");
             void find.run(async () => {
-              const result = await call<{ patients: PatientBrief[] }>(session, "GET", "/api/v1/patients/search", undefined, { mrn });
-              if (!result.patients.length) throw new Error("No patient has this record number.");
-              props.onPatient(result.patients[0]);
+              const patients = await searchPatients(session, { mrn });
+              if (!patients.length) throw new Error("No patient has this record number.");
+              props.onPatient(patients[0]);
             });
           }}
         >

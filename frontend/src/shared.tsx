@@ -152,3 +152,16 @@ export function dayLabel(day: string): string {
 export function fullName(p: { given_name: string; family_name: string }): string {
   return `${p.given_name} ${p.family_name}`;
 }
+
+export type SearchParams = Partial<Record<"family_name" | "date_of_birth" | "phone" | "mrn", string>>;
+
+/** Exact-match patient search (blind indexes on the server): family name + date of birth,
+ * phone, or record number. Empty values are left out; no criterion at all is refused here. */
+export async function searchPatients(session: Session, params: SearchParams): Promise<PatientBrief[]> {
+  const given = Object.fromEntries(Object.entries(params).filter(([, value]) => value));
+  if (Object.keys(given).length === 0) {
+    throw new Error("Give a family name and date of birth, a phone or a record number.");
+  }
+  const result = await call<{ patients: PatientBrief[] }>(session, "GET", "/api/v1/patients/search", undefined, given);
+  return result.patients;
+}
