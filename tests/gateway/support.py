@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,9 +92,13 @@ class Mesh:
 
 
 @contextmanager
-def mesh(tag: str, log_dir: Path) -> Iterator[Mesh]:
+def mesh(
+    tag: str, log_dir: Path, services: Sequence[str] = SERVICES, **gateway_env: str
+) -> Iterator[Mesh]:
+    """The services and a gateway (with `gateway_env` settings) in a namespace of their own,
+    the keyvault initialised and unsealed."""
     with isolated_settings(tag) as settings:
-        with running(SERVICES, settings, log_dir) as procs:
+        with running(services, settings, log_dir) as procs:
 
             async def setup() -> list[str]:
                 async with client_runtime(settings, "gwtest-setup") as client:
@@ -105,9 +109,8 @@ def mesh(tag: str, log_dir: Path) -> Iterator[Mesh]:
             shares = asyncio.run(setup())
             # Tests register many staff from one address: a roomy anonymous bucket here
             # (test_token_bucket... checks the small one on a gateway of its own).
-            with running(
-                ["gateway"], settings, log_dir, MEDIHAVEN_RATE_ANONYMOUS_CAPACITY="10000"
-            ) as gateway:
+            env = {"MEDIHAVEN_RATE_ANONYMOUS_CAPACITY": "10000", **gateway_env}
+            with running(["gateway"], settings, log_dir, **env) as gateway:
                 world = Mesh(settings, procs, gateway["gateway"], shares, log_dir)
                 try:
                     yield world

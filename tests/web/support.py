@@ -8,7 +8,6 @@ CI (`CI` set), where they fail: they must never pass by not running.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -18,11 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import isolated_settings
-from tests.gateway.support import Mesh
-from tests.keyvault.support import initialise, unseal
-from tests.mesh.fixtures import client_runtime
-from tests.processes import ROOT, running
+from tests.gateway.support import Mesh, mesh
+from tests.processes import ROOT
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page
@@ -72,27 +68,16 @@ def require_browser() -> None:
 @contextmanager
 def web_mesh(tag: str, log_dir: Path) -> Iterator[Mesh]:
     """Every service and a gateway serving frontend/dist, in a namespace of their own."""
-    with isolated_settings(tag) as settings, running(SERVICES, settings, log_dir) as procs:
-
-        async def setup() -> list[str]:
-            async with client_runtime(settings, "webtest-setup") as client:
-                init = await initialise(client.rpc)
-                await unseal(client.rpc, init.shares)
-                return init.shares
-
-        shares = asyncio.run(setup())
-        with running(
-            ["gateway"],
-            settings,
-            log_dir,
-            MEDIHAVEN_WEB_DIR=str(WEB_DIR),
-            # every browser here registers from one address: a roomy anonymous bucket
-            MEDIHAVEN_RATE_ANONYMOUS_CAPACITY="10000",
-            # the administrator's page stays open through every flow; the auto-lock test
-            # shortens its own page's lock with ?lock=
-            MEDIHAVEN_WEB_AUTO_LOCK_S="3600",
-        ) as gateway:
-            yield Mesh(settings, procs, gateway["gateway"], shares, log_dir)
+    with mesh(
+        tag,
+        log_dir,
+        SERVICES,
+        MEDIHAVEN_WEB_DIR=str(WEB_DIR),
+        # the administrator's page stays open through every flow; the auto-lock test
+        # shortens its own page's lock with ?lock=
+        MEDIHAVEN_WEB_AUTO_LOCK_S="3600",
+    ) as world:
+        yield world
 
 
 def new_page(contexts: list[BrowserContext], browser: Any, **options: Any) -> Page:
