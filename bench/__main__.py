@@ -1,22 +1,58 @@
-"""`python -m bench` (`make bench`): every benchmark, each against its same-run baseline."""
+"""`python -m bench` (`make bench`): every benchmark, each against its same-run baseline,
+on uvloop (as the services run). `python -m bench records audit` runs only those;
+`--quick` (or MEDIHAVEN_BENCH_QUICK=1) with tiny sizes, to check they run
+(`bench.common`)."""
 
 from __future__ import annotations
 
-import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
 
-from bench import catalog, chat, clinic, gateway, keyvault, records, rpc, scheduling
+import uvloop
+
+from bench import (
+    audit,
+    catalog,
+    chat,
+    clinic,
+    gateway,
+    keyvault,
+    lists,
+    profile,
+    records,
+    rewrap,
+    rpc,
+    scheduling,
+)
+from bench.common import QUICK_ENV
+
+BENCHES: dict[str, Callable[[], Awaitable[object]]] = {
+    "rpc": rpc.run,
+    "keyvault": keyvault.run,
+    "gateway": gateway.run,
+    "scheduling": scheduling.run,
+    "records": records.run,
+    "lists": lists.run,
+    "audit": audit.run,
+    "catalog": catalog.run,
+    "chat": chat.run,
+    "clinic": clinic.run,
+    "rewrap": rewrap.run,
+    "profile": profile.run,
+}
 
 
-async def main() -> None:
-    await rpc.run()
-    await keyvault.run()
-    await gateway.run()
-    await scheduling.run()
-    await records.run()
-    await catalog.run()
-    await chat.run()
-    await clinic.run()
+async def main(names: list[str]) -> None:
+    if "--quick" in names:
+        os.environ[QUICK_ENV] = "1"
+        names = [n for n in names if n != "--quick"]
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHES)}")
+    for name in names or list(BENCHES):
+        await BENCHES[name]()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main(sys.argv[1:]))

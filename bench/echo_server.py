@@ -1,16 +1,21 @@
-"""Server side of the RPC benchmark, in its own process (as a real service would be).
+"""Server side of the RPC benchmark, in its own process (as a real service would be),
+on uvloop as the services are (uvicorn picks it).
 
 It answers two queues: a raw aio-pika echo (the baseline) and the same echo through the
-shared runtime (`mesh.rpc`).
+shared runtime (`mesh.rpc`). Every benchmark that compares with the raw echo starts
+this process; none runs the echo inside its client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import aio_pika
+import uvloop
 
 from bench.echo_contract import RAW_QUEUE, make_router
 from mesh.logging import configure_logging
@@ -34,6 +39,23 @@ async def raw_echo_server(connection: aio_pika.abc.AbstractConnection) -> None:
     await queue.consume(on_message)
 
 
+def start(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start this server as its own process (`env`: `tests.processes.process_env`);
+    `wait_started` before using it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.echo_server"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+
+
+async def wait_started(server: subprocess.Popen[bytes]) -> None:
+    assert server.stdout is not None
+    if (await asyncio.to_thread(server.stdout.readline)).strip() != b"ready":
+        raise RuntimeError("benchmark echo server did not start")
+
+
 async def main() -> None:
     settings = get_settings()
     configure_logging("bench-echo", settings.model_copy(update={"log_level": "WARNING"}))
@@ -47,5 +69,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())
     sys.exit(0)

@@ -1,32 +1,36 @@
-"""A throwaway mesh of real processes for benchmarks: own database and Redis prefixes,
-keyvault initialised and unsealed, a bootstrap token, limits lifted, cleaned up after."""
+"""A throwaway mesh of real processes for benchmarks: a namespace of its own (vhost and
+broker users, database and Redis prefixes, `bench.namespace`), keyvault initialised and
+unsealed, a bootstrap token, limits lifted, cleaned up after."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bench.common import RESULTS
+from bench.http import LeanHttp, Response
+from bench.namespace import namespace
 from cli import keys
-from cli.sdk import register
+from cli.sdk import register, sign_prescription
 from contracts import auth
+from contracts.base import OPERATOR
 from mesh.db import drop_databases
 from mesh.httpsig import sign_request
-from mesh.settings import Settings, get_settings
+from mesh.settings import Settings
 from tests.keyvault.support import initialise, unseal
 from tests.mesh.fixtures import client_runtime
 from tests.processes import Process, running
 
-LOGS = Path(__file__).with_name("results") / "logs"
+LOGS = RESULTS / "logs"
 UNLIMITED = {
     "MEDIHAVEN_RATE_GENERAL_CAPACITY": "100000000",
     "MEDIHAVEN_RATE_GENERAL_PER_S": "100000000",
@@ -47,17 +51,18 @@ class BenchMesh:
 
 
 @asynccontextmanager
-async def bench_mesh(services: Sequence[str]) -> AsyncIterator[BenchMesh]:
+async def bench_mesh(services: Sequence[str], tag: str = "mesh") -> AsyncIterator[BenchMesh]:
     LOGS.mkdir(parents=True, exist_ok=True)
-    settings = get_settings().model_copy(
-        update={
-            "db_prefix": f"mhbench_{secrets.token_hex(3)}_",
-            "redis_prefix": f"mhbench:{secrets.token_hex(3)}:",
-        }
-    )
+    with namespace(tag) as settings:
+        async with _mesh(services, settings) as bench:
+            yield bench
+
+
+@asynccontextmanager
+async def _mesh(services: Sequence[str], settings: Settings) -> AsyncIterator[BenchMesh]:
     try:
         with running(list(services), settings, LOGS) as processes:
-            async with client_runtime(settings, "bench-setup") as client:
+            async with client_runtime(settings, "bench-setup", OPERATOR) as client:
                 init = await initialise(client.rpc)
                 await unseal(client.rpc, init.shares)
                 issued = await client.rpc.call(
@@ -82,24 +87,61 @@ class Actor:
 
 
 class Signed:
-    """An async client signing each request as `actor`, as the SDK and the web app do."""
+    """An async client signing each request as `actor`, as the SDK and the web app do, over
+    the lean keep-alive client (`bench.http`)."""
 
-    def __init__(self, http: httpx.AsyncClient, base: str) -> None:
+    def __init__(self, http: LeanHttp) -> None:
         self.http = http
-        self.base = base
+        self.base = http.base_url
+
+    async def send(
+        self, actor: Actor, method: str, path: str, body: Any = None, **params: Any
+    ) -> Response:
+        """The signed request; the response as received (not parsed: the measured calls
+        only check the status)."""
+        query = urlencode(
+            {k: _param(v) for k, v in params.items() if v is not None}, quote_via=quote
+        )
+        target = f"{path}?{query}" if query else path
+        content = b"" if body is None else json.dumps(body).encode()
+        headers = sign_request(actor.key, actor.account_id, method, self.base + target, content)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        response = await self.http.request(method, target, headers, content)
+        if response.status >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status} {response.text[:200]}")
+        return response
 
     async def call(
         self, actor: Actor, method: str, path: str, body: Any = None, **params: Any
     ) -> Any:
-        url = httpx.URL(self.base + path, params={k: v for k, v in params.items() if v is not None})
-        content = b"" if body is None else json.dumps(body).encode()
-        headers = sign_request(actor.key, actor.account_id, method, str(url), content)
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        response = await self.http.request(method, url, content=content, headers=headers)
-        if response.status_code >= 400:
-            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:200]}")
-        return response.json()
+        return (await self.send(actor, method, path, body, **params)).json()
+
+    async def prescribe(
+        self, doctor: Actor, patient_id: str, encounter_id: str, medication: dict[str, Any]
+    ) -> Any:
+        """As the web app prescribes: the safety check, then the prescription signed with
+        the alerts it found overridden (benchmark data repeats drugs on purpose)."""
+        check = await self.call(
+            doctor,
+            "POST",
+            "/api/v1/prescriptions/check",
+            {"patient_id": patient_id, "medication": medication},
+        )
+        body = sign_prescription(
+            doctor.key,
+            doctor.account_id,
+            {
+                "prescription_id": str(uuid.uuid4()),
+                "patient_id": patient_id,
+                "encounter_id": encounter_id,
+                "created_at": datetime.now(UTC).isoformat(),
+                "medication": medication,
+                "alerts": check["codes"],
+                "override_reason": "benchmark data" if check["codes"] else "",
+            },
+        )
+        return await self.call(doctor, "POST", "/api/v1/prescriptions", body)
 
 
 class Staffing:
@@ -132,3 +174,9 @@ def new_actor(base: str, token: str, name: str) -> Actor:
         public_key=keys.public_key_b64(key),
     )
     return Actor(str(account["account_id"]), key)
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

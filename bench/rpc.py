@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import aio_pika
 
-from bench.common import Measurement, measure, print_table, write_results
+from bench import echo_server
+from bench.common import Measurement, duration, measure, print_table, write_results
 from bench.echo_contract import ECHO, RAW_QUEUE, Echo
+from bench.namespace import namespace
 from mesh.rpc import RpcClient
-from mesh.settings import get_settings
+from mesh.settings import Settings
+from tests.processes import process_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = "x" * 100
@@ -54,20 +55,27 @@ class RawClient:
         return await asyncio.wait_for(fut, 5)
 
 
-async def run(duration_s: float = 3.0) -> Mapping[str, object]:
-    settings = get_settings()
-    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
-        [sys.executable, "-m", "bench.echo_server"], cwd=ROOT, stdout=subprocess.PIPE
-    )
+async def run(duration_s: float | None = None) -> Mapping[str, object]:
+    duration_s = duration(duration_s if duration_s is not None else 3.0)
+    with namespace("rpc") as settings:
+        return await _run(settings, duration_s)
+
+
+async def _run(settings: Settings, duration_s: float) -> Mapping[str, object]:
+    server = echo_server.start(process_env(settings))
     try:
-        assert server.stdout is not None
-        line = await asyncio.to_thread(server.stdout.readline)
-        if line.strip() != b"ready":
-            raise RuntimeError("benchmark echo server did not start")
-        connection = await aio_pika.connect_robust(settings.amqp_url.get_secret_value())
+        await echo_server.wait_started(server)
+        # Both clients share one connection as the benchmark's own broker user; the
+        # runtime's client sets (and the broker checks) its user_id, as every service does.
+        connection = await aio_pika.connect_robust(settings.amqp_url_for("testclient"))
         raw = RawClient(connection)
         await raw.start()
-        mesh_client = RpcClient(connection, 5.0)
+        mesh_client = RpcClient(
+            connection,
+            5.0,
+            user_id=settings.broker_user("testclient"),
+            user_of=settings.broker_user,
+        )
         await mesh_client.start()
         body = Echo(text=PAYLOAD).model_dump_json().encode()
         request = Echo(text=PAYLOAD)
@@ -108,4 +116,6 @@ async def run(duration_s: float = 3.0) -> Mapping[str, object]:
 
 
 if __name__ == "__main__":
-    asyncio.run(run())
+    import uvloop
+
+    uvloop.run(run())

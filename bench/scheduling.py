@@ -1,12 +1,15 @@
 """A receptionist booking an appointment, next to the raw aio-pika echo, same run.
 
-Each booking is what the gateway would forward: the receptionist's principal and a fresh
-Ed25519-signed request proof, an idempotency key, a reason for visit. The scheduling
-service and the keyvault run as their own processes (as in production); auth's
-`resolve_key` and records' `patient_ref` are stand-ins in this process. So one booking
-is: the RPC, the caller's signature check (auth lookup + Ed25519 verify), physician and
-patient checks, one keyvault encryption, and the transaction that locks the physician's
-row, checks hours and overlaps, inserts, and writes the event and audit outbox rows.
+Each booking is what the gateway forwards: sent as the gateway's broker identity, with
+the receptionist's principal and a fresh Ed25519-signed proof of the very HTTP request
+(`POST /api/v1/appointments` with that body), an idempotency key, a reason for visit.
+The scheduling service and the keyvault run as their own processes (as in production),
+in a namespace of their own (`bench.namespace`); auth's `resolve_key` and records'
+`patient_ref` are stand-ins in this process, connected as auth and records. So one
+booking is: the RPC, the runtime's check of the forwarded signature (auth lookup +
+Ed25519 verify, the request rebuilt from the proof and compared), physician and patient
+checks, one keyvault encryption, and the transaction that locks the physician's row,
+checks hours and overlaps, inserts, and writes the event and audit outbox rows.
 Bookings go to 32 physicians round robin, each in its own free 10-minute slot.
 """
 
@@ -15,26 +18,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import secrets
-import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from nacl.public import PrivateKey
-from pydantic import SecretStr
+from pydantic import BaseModel
 
-from bench.common import Measurement, measure, print_table, write_results
-from bench.keyvault import bench_settings, child_env
+from bench.common import Measurement, duration, measure, print_table, write_results
+from bench.keyvault import child_env, mac_accounts
+from bench.namespace import namespace
 from bench.rpc import PAYLOAD, RawClient
 from contracts import keyvault as kv
 from contracts import scheduling as sched
@@ -44,10 +43,10 @@ from contracts.auth import (
     AccountRecord,
     AccountStatus,
     ResolveKeyRequest,
-    account_mac_row,
 )
-from contracts.base import Principal, Role
+from contracts.base import GATEWAY, OPERATOR, Principal, Role, RpcMethod
 from contracts.common import ping
+from contracts.http import target_of
 from contracts.records import PATIENT_REF, PatientRef, PatientRefRequest
 from mesh.context import CallContext
 from mesh.db import drop_databases
@@ -56,12 +55,12 @@ from mesh.httpsig import proof_from_headers, sign_request
 from mesh.rpc import RpcRouter
 from mesh.runtime import Runtime
 from mesh.settings import Settings
-from services.keyvault.sealedbox import open_share, public_key_b64, seal_share
+from tests.keyvault.support import initialise, unseal
 
 ROOT = Path(__file__).resolve().parents[1]
 PHYSICIANS = 32
 SLOT = timedelta(minutes=10)
-URI = "http://bench/api/v1/appointments"
+ORIGIN = "http://bench"
 
 
 class Staff:
@@ -83,9 +82,13 @@ class Staff:
         )
         self.principal = Principal(account_id=account_id, role=role)
 
-    def proof(self, body: bytes) -> str:
-        headers = sign_request(self.key, self.account.account_id, "POST", URI, body)
-        return proof_from_headers("POST", URI, headers).model_dump_json()
+    def signed(self, method: RpcMethod[Any, Any], request: BaseModel) -> tuple[str, bytes]:
+        """(proof, body) of the HTTP request `request` is sent as, signed by this member
+        (what the gateway forwards with the RPC)."""
+        verb, path, body = target_of(method, request)
+        uri = ORIGIN + path
+        headers = sign_request(self.key, self.account.account_id, verb, uri, body)
+        return proof_from_headers(verb, uri, headers).model_dump_json(), body
 
 
 def stand_ins(accounts: dict[str, AccountRecord], patients: set[str]) -> tuple[RpcRouter, ...]:
@@ -114,51 +117,18 @@ async def wait_for(client: Runtime, service: str) -> None:
     raise RuntimeError(f"{service} did not start")
 
 
-async def unseal(client: Runtime) -> None:
-    status = await client.rpc.call(kv.STATUS, kv.StatusRequest())
-    operator = PrivateKey.generate()
-    init = await client.rpc.call(
-        kv.INIT, kv.InitRequest(recipient_public_key=public_key_b64(operator.public_key))
-    )
-    for sealed in init.sealed_shares[:3]:
-        share = open_share(operator, sealed)
-        await client.rpc.call(
-            kv.UNSEAL,
-            kv.UnsealRequest(sealed_share=seal_share(status.transport_public_key, share)),
-        )
-
-
 def start(module: str, settings: Settings, **kwargs: Any) -> subprocess.Popen[bytes]:
     env = child_env(settings) | {"MEDIHAVEN_CLINIC_TIMEZONE": "Europe/Berlin"}
     return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, **kwargs)
 
 
-@contextmanager
-def own_vhost(settings: Settings) -> Iterator[Settings]:
-    """A RabbitMQ vhost of its own where `rabbitmqctl` is at hand, so that services
-    running on the same broker (or another benchmark) do not answer this one's calls."""
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        yield settings
-        return
-    name = f"medihaven-bench-{secrets.token_hex(3)}"
-
-    def rabbitmqctl(*args: str) -> None:
-        subprocess.run([ctl, "-q", *args], check=True, capture_output=True, timeout=60)
-
-    rabbitmqctl("add_vhost", name)
-    try:
-        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-        url = urlsplit(settings.amqp_url.get_secret_value())
-        amqp = urlunsplit(url._replace(path="/" + quote(name, safe="")))
-        yield settings.model_copy(update={"amqp_url": SecretStr(amqp)})
-    finally:
-        subprocess.run([ctl, "-q", "delete_vhost", name], capture_output=True, timeout=60)
-
-
-async def run(duration_s: float = 3.0) -> Mapping[str, object]:
-    with own_vhost(bench_settings()) as settings:
-        return await _run(settings, duration_s)
+async def run(duration_s: float | None = None) -> Mapping[str, object]:
+    duration_s = duration(duration_s if duration_s is not None else 3.0)
+    with namespace("scheduling") as settings:
+        try:
+            return await _run(settings, duration_s)
+        finally:
+            await drop_databases(settings)
 
 
 async def _run(settings: Settings, duration_s: float) -> Mapping[str, object]:
@@ -167,15 +137,26 @@ async def _run(settings: Settings, duration_s: float) -> Mapping[str, object]:
     auth_router, records_router = stand_ins(accounts, patients)
     echo = start("bench.echo_server", settings, stdout=subprocess.PIPE)
     processes = [echo, start("services.keyvault", settings)]
-    client = await Runtime.start("auth", settings, router=auth_router, use_database=False)
-    records = await Runtime.start("records", settings, router=records_router, use_database=False)
+    runtimes: list[Runtime] = []
     connection = None
     try:
+        for name, router in (("auth", auth_router), ("records", records_router)):
+            runtimes.append(await Runtime.start(name, settings, router=router, use_database=False))
+        tool = await Runtime.start(
+            "scheduling-bench-operator", settings, use_database=False, identity=OPERATOR
+        )
+        runtimes.append(tool)
+        # Stands for the gateway: the only caller of routed methods.
+        client = await Runtime.start(
+            "scheduling-bench", settings, use_database=False, identity=GATEWAY
+        )
+        runtimes.append(client)
         assert echo.stdout is not None
         if (await asyncio.to_thread(echo.stdout.readline)).strip() != b"ready":
             raise RuntimeError("benchmark echo server did not start")
         await wait_for(client, kv.SERVICE)
-        await unseal(client)
+        init = await initialise(tool.rpc)
+        await unseal(tool.rpc, init.shares)
         processes.append(start("services.scheduling", settings))
         await wait_for(client, sched.SERVICE)
 
@@ -185,10 +166,8 @@ async def _run(settings: Settings, duration_s: float) -> Mapping[str, object]:
         )
         doctors = [Staff(f"bench-dr-{i}", Role.physician) for i in range(PHYSICIANS)]
         staff = [admin, desk, *doctors]
-        tags = await client.rpc.call(
-            kv.MAC, kv.MacRequest(rows=[account_mac_row(s.account) for s in staff])
-        )
-        for member, tag in zip(staff, tags.tags, strict=True):
+        tags = await mac_accounts(settings, init, [s.account for s in staff])
+        for member, tag in zip(staff, tags, strict=True):
             accounts[member.account.account_id] = AccountRecord(account=member.account, mac=tag)
         every_hour = [
             sched.WorkingPeriod(weekday=d, start="00:00", end="24:00") for d in sched.Weekday
@@ -197,11 +176,13 @@ async def _run(settings: Settings, duration_s: float) -> Mapping[str, object]:
             request = sched.SetWorkingHoursRequest(
                 physician_id=doctor.account.account_id, weekly=every_hour
             )
+            proof, signed_body = admin.signed(sched.SET_WORKING_HOURS, request)
             await client.rpc.call(
                 sched.SET_WORKING_HOURS,
                 request,
                 principal=admin.principal,
-                proof=admin.proof(request.model_dump_json().encode()),
+                proof=proof,
+                signed_body=signed_body,
                 idempotency_key=str(uuid.uuid4()),
             )
 
@@ -221,15 +202,17 @@ async def _run(settings: Settings, duration_s: float) -> Mapping[str, object]:
                 end=start_at + SLOT,
                 reason="Follow-up after blood test results",
             )
+            proof, signed_body = desk.signed(sched.BOOK, request)
             await client.rpc.call(
                 sched.BOOK,
                 request,
                 principal=desk.principal,
-                proof=desk.proof(request.model_dump_json().encode()),
+                proof=proof,
+                signed_body=signed_body,
                 idempotency_key=str(uuid.uuid4()),
             )
 
-        connection = await aio_pika.connect_robust(settings.amqp_url.get_secret_value())
+        connection = await aio_pika.connect_robust(settings.amqp_url_for("testclient"))
         raw = RawClient(connection)
         await raw.start()
         body = PAYLOAD.encode()
@@ -269,9 +252,8 @@ async def _run(settings: Settings, duration_s: float) -> Mapping[str, object]:
         for process in reversed(processes):
             process.terminate()
             process.wait(15)
-        await records.stop()
-        await client.stop()
-        await drop_databases(settings)
+        for runtime in reversed(runtimes):
+            await runtime.stop()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import typer
 
 from cli import profile
 from cli.output import api_errors
-from cli.sdk import ApiError
+from cli.sdk import ApiError, path
 
 app = typer.Typer(help="The medicine catalog.", no_args_is_help=True)
 SEED = Path(__file__).resolve().parents[1] / "services" / "records" / "catalog_seed.json"
@@ -57,5 +57,7 @@ def search(
 @api_errors
 def retire(medicine_id: str) -> None:
     """No new prescriptions of this medicine (existing ones are unaffected)."""
-    medicine = profile.client().post(f"/api/v1/catalog/medicines/{medicine_id}/retire")
+    medicine = profile.client().post(
+        path("/api/v1/catalog/medicines/{medicine_id}/retire", medicine_id=medicine_id)
+    )
     typer.echo(f"{medicine['details']['name']} is retired")

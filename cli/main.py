@@ -10,10 +10,20 @@ from typing import Any, TypeVar
 
 import typer
 
-from cli import catalog, keys, records, scheduling, vault
+from cli import (
+    attendance,
+    catalog,
+    fhir,
+    keys,
+    lifecycle,  # noqa: F401  (its commands join `medihaven vault`)
+    records,
+    scheduling,
+    vault,
+)
 from cli.bus import run_on_bus
 from cli.output import api_errors, show
 from cli.profile import DEFAULT_URL, Profile, client, home, key_path, passphrase
+from cli.sdk import MedihavenClient, path
 from cli.sdk import register as register_key
 from contracts import auth
 from contracts.base import Role
@@ -38,6 +48,8 @@ app.add_typer(records.patient_app, name="patient")
 app.add_typer(records.encounter_app, name="encounter")
 app.add_typer(records.rx_app, name="rx")
 app.add_typer(catalog.app, name="catalog")
+app.add_typer(fhir.app, name="fhir")
+app.add_typer(attendance.app, name="attendance")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,7 +114,7 @@ def token_list(
 @token_app.command("revoke")
 @api_errors
 def token_revoke(token_id: str) -> None:
-    show(client().post(f"/api/v1/tokens/{token_id}/revoke"))
+    show(client().post(path("/api/v1/tokens/{token_id}/revoke", token_id=token_id)))
 
 
 @staff_app.command("list")
@@ -113,7 +125,9 @@ def staff_list(role: Role = typer.Option(None, help="Only this role.")) -> None:
 
 
 def _set_status(account_id: str, status: str) -> None:
-    account = client().put(f"/api/v1/staff/{account_id}/status", {"status": status})
+    account = client().put(
+        path("/api/v1/staff/{account_id}/status", account_id=account_id), {"status": status}
+    )
     typer.echo(f"{account['username']} is {account['status']}")
 
 
@@ -190,7 +204,10 @@ def chat_send(
             typer.secho("give --to ACCOUNT_ID or --conversation ID", err=True)
             raise typer.Exit(2)
         conversation = api.post("/api/v1/chat/direct", {"other_account_id": to})["conversation_id"]
-    sent = api.post(f"/api/v1/chat/conversations/{conversation}/messages", {"text": text})
+    sent = api.post(
+        path("/api/v1/chat/conversations/{conversation}/messages", conversation=conversation),
+        {"text": text},
+    )
     typer.echo(f"sent #{sent['message_id']} to {conversation}")
 
 
@@ -228,13 +245,42 @@ def chat_watch(interval: float = typer.Option(2.0, help="Seconds between checks.
 
 @audit_app.command("verify")
 @api_errors
-def audit_verify() -> None:
-    """Walk the hash chain; name the first entry that was edited, inserted or deleted."""
-    result = client().get("/api/v1/audit/verify")
+def audit_verify(
+    full: bool = typer.Option(
+        False, "--full", help="Walk the whole chain from its first entry (with progress)."
+    ),
+) -> None:
+    """Verify the hash chain since the last verified mark (or all of it, --full); name the
+    first entry that was edited, inserted or deleted."""
+    api = client()
+    if full:
+        _full_walk(api)
+        return
+    result = api.get("/api/v1/audit/verify")
     if result["ok"]:
-        typer.echo(f"ok: {result['entries']} entries, {result['checkpoints']} MAC'd checkpoints")
+        typer.echo(
+            f"ok: entries {result['since_seq'] + 1}..{result['head_seq']} verified "
+            f"(up to {result['since_seq']} before), {result['checkpoints']} MAC'd checkpoints"
+        )
         return
     typer.secho(f"BROKEN at entry {result['first_bad_seq']}: {result['problem']}", fg="red")
+    raise typer.Exit(1)
+
+
+def _full_walk(api: MedihavenClient) -> None:
+    walk = api.post("/api/v1/audit/verify/full")
+    with typer.progressbar(length=max(walk["total"], 1), label="verifying the chain") as bar:
+        done = 0
+        while walk["state"] == "running":
+            bar.update(walk["checked"] - done)
+            done = walk["checked"]
+            time.sleep(1)
+            walk = api.get("/api/v1/audit/verify/full")
+        bar.update(max(walk["total"], 1) - done)
+    if walk["state"] == "passed":
+        typer.echo(f"ok: the whole chain, {walk['checked']} entries, verifies")
+        return
+    typer.secho(f"BROKEN at entry {walk['first_bad_seq']}: {walk['problem']}", fg="red")
     raise typer.Exit(1)
 
 

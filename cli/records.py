@@ -14,7 +14,7 @@ import typer
 
 from cli import profile
 from cli.output import api_errors, show
-from cli.sdk import sign_prescription
+from cli.sdk import path, sign_prescription, signature_fingerprint
 
 patient_app = typer.Typer(help="Patients (receptionists; physicians read).", no_args_is_help=True)
 encounter_app = typer.Typer(help="Clinical history (physicians).", no_args_is_help=True)
@@ -66,14 +66,14 @@ def search(
 @patient_app.command("show")
 @api_errors
 def show_patient(patient_id: str) -> None:
-    show(profile.client().get(f"/api/v1/patients/{patient_id}"))
+    show(profile.client().get(path("/api/v1/patients/{patient_id}", patient_id=patient_id)))
 
 
 @patient_app.command("summary")
 @api_errors
 def summary(patient_id: str) -> None:
     """Physicians: demographics, recent encounters, active prescriptions, allergies."""
-    show(profile.client().get(f"/api/v1/patients/{patient_id}/summary"))
+    show(profile.client().get(path("/api/v1/patients/{patient_id}/summary", patient_id=patient_id)))
 
 
 @encounter_app.command("add")
@@ -97,7 +97,8 @@ def add_encounter(
     else:
         raise typer.BadParameter("give --complaint or --json FILE")
     written = profile.client().post(
-        f"/api/v1/patients/{patient_id}/encounters", {"content": content}
+        path("/api/v1/patients/{patient_id}/encounters", patient_id=patient_id),
+        {"content": content},
     )
     typer.echo(f"recorded encounter {written['encounter_id']} (version {written['version']})")
 
@@ -120,12 +121,17 @@ def write(
     medicine: str = typer.Option(
         None, help="Catalog entry id: its name, strength, form and route are copied."
     ),
+    override: str = typer.Option(
+        "", help="Prescribe despite the safety alerts shown, for this written reason."
+    ),
 ) -> None:
-    """Sign the prescription with your key, here, and send it. Without --medicine it is a
-    free-text prescription, outside the catalog, and marked as such."""
+    """Check the prescription (allergies, duplicate therapy, interactions), sign it with
+    your key, here, and send it. Safety alerts stop it unless --override gives a reason
+    (signed with the alerts). Without --medicine it is a free-text prescription, outside
+    the catalog, and marked as such."""
     api = profile.client()
     if medicine:
-        entry = api.get(f"/api/v1/catalog/medicines/{medicine}")["details"]
+        entry = api.get(path("/api/v1/catalog/medicines/{medicine}", medicine=medicine))["details"]
         drug, strength, form, route = (
             entry["name"],
             entry["strength"],
@@ -133,6 +139,32 @@ def write(
             entry["route"],
         )
         instructions = instructions or entry["default_instructions"]
+    medication = {
+        "drug_name": drug,
+        "strength": strength,
+        "dosage_form": form,
+        "dose": dose,
+        "route": route,
+        "frequency": frequency,
+        "duration_days": days,
+        "quantity": quantity,
+        "refills": refills,
+        "instructions": instructions,
+        "medicine_id": medicine or "",
+        "free_text": not medicine,
+    }
+    check = api.post(
+        "/api/v1/prescriptions/check", {"patient_id": patient_id, "medication": medication}
+    )
+    for alert in check["alerts"]:
+        typer.secho(f"ALERT ({alert['severity']}): {alert['message']}", fg="red", err=True)
+    if check["codes"] and not override.strip():
+        typer.secho(
+            "not prescribed: review the alerts, then run again with --override 'reason'",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
     body = sign_prescription(
         api.private_key,
         api.key_id,
@@ -141,20 +173,9 @@ def write(
             "patient_id": patient_id,
             "encounter_id": encounter_id,
             "created_at": datetime.now(UTC).isoformat(),
-            "medication": {
-                "drug_name": drug,
-                "strength": strength,
-                "dosage_form": form,
-                "dose": dose,
-                "route": route,
-                "frequency": frequency,
-                "duration_days": days,
-                "quantity": quantity,
-                "refills": refills,
-                "instructions": instructions,
-                "medicine_id": medicine or "",
-                "free_text": not medicine,
-            },
+            "medication": medication,
+            "alerts": check["codes"],
+            "override_reason": override.strip() if check["codes"] else "",
         },
     )
     written = api.post("/api/v1/prescriptions", body)
@@ -165,7 +186,12 @@ def write(
 @api_errors
 def verify(prescription_id: str) -> None:
     """Re-check the stored prescription's MAC and its prescriber's signature."""
-    result = profile.client().get(f"/api/v1/prescriptions/{prescription_id}/verify")
+    result = profile.client().get(
+        path("/api/v1/prescriptions/{prescription_id}/verify", prescription_id=prescription_id)
+    )
+    stored = result.get("prescription")
+    if stored:
+        typer.echo(f"signature fingerprint: {signature_fingerprint(stored['signature'])}")
     if result["valid"]:
         typer.echo("valid: row MAC and prescriber signature verify")
         return
@@ -177,7 +203,8 @@ def verify(prescription_id: str) -> None:
 @api_errors
 def cancel(prescription_id: str, reason: str = typer.Option(...)) -> None:
     written = profile.client().post(
-        f"/api/v1/prescriptions/{prescription_id}/cancel", {"reason": reason}
+        path("/api/v1/prescriptions/{prescription_id}/cancel", prescription_id=prescription_id),
+        {"reason": reason},
     )
     typer.echo(f"prescription {written['prescription_id']} is {written['status']}")
 
@@ -185,7 +212,9 @@ def cancel(prescription_id: str, reason: str = typer.Option(...)) -> None:
 @rx_app.command("list")
 @api_errors
 def list_prescriptions(patient_id: str, status: str = typer.Option(None)) -> None:
-    found = profile.client().get(f"/api/v1/patients/{patient_id}/prescriptions", status=status)
+    found = profile.client().get(
+        path("/api/v1/patients/{patient_id}/prescriptions", patient_id=patient_id), status=status
+    )
     for p in found["prescriptions"]:
         m = p["medication"]
         typer.echo(

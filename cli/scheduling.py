@@ -1,4 +1,5 @@
-"""`medihaven schedule …`: working hours, days off, calendars, free slots and appointments.
+"""`medihaven schedule …`: working time (hours, breaks, days off, absences), calendars, the
+day's list, free slots and appointments (book, move, cancel, check in, start, finish).
 
 Every command is a signed request through the gateway as the registered staff member.
 Times are shown in this machine's local time zone; a time typed without an offset is
@@ -16,7 +17,8 @@ from pydantic import ValidationError
 
 from cli import profile
 from cli.output import api_errors
-from contracts.scheduling import Outcome, Weekday, WorkingPeriod
+from cli.sdk import path
+from contracts.scheduling import AbsenceKind, Weekday, WorkingPeriod, period_problems
 
 app = typer.Typer(help="Calendars and appointments.", no_args_is_help=True)
 
@@ -33,9 +35,9 @@ def parse_time(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.astimezone()
 
 
-def parse_periods(specs: list[str]) -> list[dict[str, str]]:
+def parse_periods(specs: list[str], breaks: bool = False) -> list[dict[str, str]]:
     """`mon=08:00-12:00`, `mon-fri=08:00-17:00`, several periods per day: repeat the option."""
-    periods = []
+    periods: list[WorkingPeriod] = []
     for spec in specs:
         try:
             days, hours = spec.split("=")
@@ -48,10 +50,13 @@ def parse_periods(specs: list[str]) -> list[dict[str, str]]:
             try:
                 period = WorkingPeriod(weekday=weekday, start=start, end=end)
             except ValidationError as exc:
-                reasons = "; ".join(e["msg"] for e in exc.errors())
+                reasons = " ".join(dict.fromkeys(e["msg"] for e in exc.errors()))
                 raise typer.BadParameter(f"{spec!r}: {reasons}") from None
-            periods.append(period.model_dump(mode="json"))
-    return periods
+            periods.append(period)
+    _, problems = period_problems(periods, breaks)
+    if problems:
+        raise typer.BadParameter(" ".join(problems))
+    return [p.model_dump(mode="json") for p in periods]
 
 
 def _weekday(prefix: str) -> int:
@@ -67,7 +72,9 @@ def local(value: str) -> str:
 
 def show_appointment(a: dict[str, Any]) -> None:
     end = datetime.fromisoformat(a["end"]).astimezone().strftime("%H:%M")
-    line = f"{local(a['start'])}-{end}  {a['status']:<9} patient {a['patient_id']}"
+    line = f"{local(a['start'])}-{end}  {a['status']:<11} patient {a['patient_id']}"
+    if a.get("physician_id"):
+        line += f"  with {a['physician_id']}"
     typer.echo(f"{line}  [{a['appointment_id']}]")
     if a.get("reason"):
         typer.echo(f"    reason: {a['reason']}")
@@ -79,8 +86,17 @@ def show_availability(a: dict[str, Any]) -> None:
     typer.echo(f"working hours of {a['physician_id']} ({a['time_zone']}):")
     for p in a["weekly"]:
         typer.echo(f"  {p['weekday']:<10} {p['start']}-{p['end']}")
+    for p in a.get("breaks", []):
+        typer.echo(f"  break {p['weekday']:<10} {p['start']}-{p['end']}")
     if a["days_off"]:
         typer.echo("days off: " + ", ".join(a["days_off"]))
+    for absence in a.get("absences", []):
+        when = (
+            f"{absence['first_day']} to {absence['last_day']}"
+            if absence.get("first_day")
+            else f"{local(absence['start'])} to {local(absence['end'])}"
+        )
+        typer.echo(f"absent ({absence['kind']}): {when}  [{absence['absence_id']}]")
     for slot in a.get("affected", []):
         typer.secho(
             f"  no longer within working hours: {local(slot['start'])} [{slot['appointment_id']}]",
@@ -97,7 +113,55 @@ def hours(
     """Replace a physician's weekly working hours (in the clinic's time zone)."""
     body = {"weekly": parse_periods(period)}
     show_availability(
-        profile.client().put(f"/api/v1/physicians/{physician_id}/working-hours", body)
+        profile.client().put(
+            path("/api/v1/physicians/{physician_id}/working-hours", physician_id=physician_id), body
+        )
+    )
+
+
+@app.command()
+@api_errors
+def breaks(
+    physician_id: str,
+    period: list[str] = typer.Option([], help="e.g. mon-fri=12:30-13:30 (repeatable)."),
+) -> None:
+    """Replace a physician's weekly breaks (none: no breaks)."""
+    body = {"breaks": parse_periods(period, breaks=True)}
+    show_availability(
+        profile.client().put(
+            path("/api/v1/physicians/{physician_id}/breaks", physician_id=physician_id), body
+        )
+    )
+
+
+@app.command()
+@api_errors
+def absence(
+    physician_id: str,
+    first_day: str = typer.Option(None, "--from-day", help="First whole day, YYYY-MM-DD."),
+    last_day: str = typer.Option(None, "--to-day", help="Last whole day (default: the first)."),
+    start: str = typer.Option(None, help="Or from a time, e.g. '2030-01-07 13:00'."),
+    end: str = typer.Option(None, help="... to a time."),
+    kind: AbsenceKind = typer.Option(AbsenceKind.leave, help="What kind of absence."),
+    remove: list[str] = typer.Option([], help="An absence id to remove (repeatable)."),
+) -> None:
+    """Add an absence (whole days or times) or remove absences."""
+    add: list[dict[str, Any]] = []
+    if first_day or last_day or start or end:
+        entry: dict[str, Any] = {"kind": kind.value}
+        if first_day or last_day:
+            entry |= {"first_day": first_day, "last_day": last_day or first_day}
+        if start or end:
+            entry |= {
+                "start": parse_time(start).isoformat() if start else None,
+                "end": parse_time(end).isoformat() if end else None,
+            }
+        add.append(entry)
+    show_availability(
+        profile.client().post(
+            path("/api/v1/physicians/{physician_id}/absences", physician_id=physician_id),
+            {"add": add, "remove": remove},
+        )
     )
 
 
@@ -110,14 +174,22 @@ def days_off(
 ) -> None:
     """Add or remove days off."""
     body = {"add": add, "remove": remove}
-    show_availability(profile.client().post(f"/api/v1/physicians/{physician_id}/days-off", body))
+    show_availability(
+        profile.client().post(
+            path("/api/v1/physicians/{physician_id}/days-off", physician_id=physician_id), body
+        )
+    )
 
 
 @app.command()
 @api_errors
 def availability(physician_id: str) -> None:
     """A physician's working hours and days off."""
-    show_availability(profile.client().get(f"/api/v1/physicians/{physician_id}/availability"))
+    show_availability(
+        profile.client().get(
+            path("/api/v1/physicians/{physician_id}/availability", physician_id=physician_id)
+        )
+    )
 
 
 @app.command()
@@ -126,20 +198,38 @@ def calendar(
     physician_id: str,
     day: str = typer.Option(None, help="YYYY-MM-DD (default: today)."),
     week: bool = typer.Option(False, help="The whole week (Monday to Sunday)."),
-    cancelled: bool = typer.Option(False, help="Show cancelled appointments too."),
+    cancelled: bool = typer.Option(
+        True, "--cancelled/--no-cancelled", help="Show cancelled appointments (with reasons)."
+    ),
 ) -> None:
     """A physician's day or week, with reasons for visit."""
+    shown = {} if cancelled else {"include_cancelled": "false"}
     reply = profile.client().get(
-        f"/api/v1/physicians/{physician_id}/calendar",
+        path("/api/v1/physicians/{physician_id}/calendar", physician_id=physician_id),
         day=day or date.today().isoformat(),
         span="week" if week else "day",
-        include_cancelled=str(cancelled).lower(),
+        **shown,
     )
     typer.echo(f"{physician_id}: {reply['first_day']} to {reply['last_day']}")
     for a in reply["appointments"]:
         show_appointment(a)
     if not reply["appointments"]:
         typer.echo("no appointments")
+
+
+@app.command()
+@api_errors
+def today(physician_id: str = typer.Argument(None, help="One physician (default: all).")) -> None:
+    """Today's appointments in the clinic (receptionists), every status."""
+    params = {"physician_id": physician_id} if physician_id else {}
+    reply = profile.client().get("/api/v1/appointments/today", **params)
+    typer.echo(f"{reply['day']} ({reply['time_zone']})")
+    for a in reply["appointments"]:
+        show_appointment(a)
+    if not reply["appointments"]:
+        typer.echo("no appointments")
+    if reply["truncated"]:
+        typer.echo("… (more: name one physician)")
 
 
 @app.command()
@@ -154,7 +244,7 @@ def slots(
     first = first_day or date.today().isoformat()
     last = last_day or (date.fromisoformat(first) + timedelta(days=6)).isoformat()
     reply = profile.client().get(
-        f"/api/v1/physicians/{physician_id}/free-slots",
+        path("/api/v1/physicians/{physician_id}/free-slots", physician_id=physician_id),
         first_day=first,
         last_day=last,
         duration_minutes=minutes,
@@ -190,7 +280,11 @@ def book(
 @api_errors
 def show(appointment_id: str) -> None:
     """One appointment, with its reason for visit."""
-    show_appointment(profile.client().get(f"/api/v1/appointments/{appointment_id}"))
+    show_appointment(
+        profile.client().get(
+            path("/api/v1/appointments/{appointment_id}", appointment_id=appointment_id)
+        )
+    )
 
 
 @app.command()
@@ -203,13 +297,20 @@ def reschedule(
     """Move an appointment (receptionists)."""
     api = profile.client()
     if minutes is None:
-        current = api.get(f"/api/v1/appointments/{appointment_id}")
+        current = api.get(
+            path("/api/v1/appointments/{appointment_id}", appointment_id=appointment_id)
+        )
         length = datetime.fromisoformat(current["end"]) - datetime.fromisoformat(current["start"])
     else:
         length = timedelta(minutes=minutes)
     begin = parse_time(start)
     body = {"start": begin.isoformat(), "end": (begin + length).isoformat()}
-    show_appointment(api.post(f"/api/v1/appointments/{appointment_id}/reschedule", body))
+    show_appointment(
+        api.post(
+            path("/api/v1/appointments/{appointment_id}/reschedule", appointment_id=appointment_id),
+            body,
+        )
+    )
 
 
 @app.command()
@@ -218,13 +319,38 @@ def cancel(
     appointment_id: str, reason: str = typer.Option(..., help="Why (stored encrypted).")
 ) -> None:
     """Cancel an appointment (receptionists)."""
-    path = f"/api/v1/appointments/{appointment_id}/cancel"
-    show_appointment(profile.client().post(path, {"reason": reason}))
+    target = path("/api/v1/appointments/{appointment_id}/cancel", appointment_id=appointment_id)
+    show_appointment(profile.client().post(target, {"reason": reason}))
+
+
+def _step(appointment_id: str, step: str) -> None:
+    target = path("/api/v1/appointments/{appointment_id}/" + step, appointment_id=appointment_id)
+    show_appointment(profile.client().post(target, {}))
+
+
+@app.command("check-in")
+@api_errors
+def check_in(appointment_id: str) -> None:
+    """The patient has arrived (receptionists, on the appointment's day)."""
+    _step(appointment_id, "check-in")
+
+
+@app.command("no-show")
+@api_errors
+def no_show(appointment_id: str) -> None:
+    """The patient did not come (receptionists, once the appointment's time has come)."""
+    _step(appointment_id, "no-show")
 
 
 @app.command()
 @api_errors
-def outcome(appointment_id: str, result: Outcome) -> None:
-    """Record that an appointment was completed or a no-show."""
-    path = f"/api/v1/appointments/{appointment_id}/outcome"
-    show_appointment(profile.client().post(path, {"outcome": result.value}))
+def start(appointment_id: str) -> None:
+    """Start the visit (the appointment's physician)."""
+    _step(appointment_id, "start")
+
+
+@app.command()
+@api_errors
+def finish(appointment_id: str) -> None:
+    """Finish the visit in progress: it is then completed (the appointment's physician)."""
+    _step(appointment_id, "finish")

@@ -10,14 +10,23 @@ Each request gets RFC 9421 headers (Content-Digest, Signature-Input, Signature) 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts.auth import REGISTRATION_KEY_ID
 from mesh.httpsig import sign_request
+
+
+def path(template: str, **params: str) -> str:
+    """An API path with its parameters percent-encoded (`{name}` in `template`), so an id
+    holding `/`, `?`, `#`, `%` or a space stays one path segment; the request is then
+    signed exactly as it is sent (RFC 9421 §2.2.2)."""
+    return template.format(**{name: quote(str(value), safe="") for name, value in params.items()})
 
 
 class ApiError(Exception):
@@ -129,6 +138,13 @@ def unsigned(base_url: str, method: str, path: str, body: Any = None) -> Any:
         response = http.request(method, base_url.rstrip("/") + path, json=body)
     _raise_for(response)
     return response.json()
+
+
+def signature_fingerprint(signature_b64: str) -> str:
+    """SHA-256 of a prescription's signature bytes, hex in groups of four: what the
+    printed prescription shows, to compare with the signature on record."""
+    digest = hashlib.sha256(base64.b64decode(signature_b64)).hexdigest()
+    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
 
 
 def sign_prescription(

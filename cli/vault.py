@@ -44,11 +44,19 @@ def status() -> None:
         typer.echo(f"{s.instance}: {s.state.value}{progress}")
     keys = statuses[0].keys
     if keys:
+        first = statuses[0]
         active = sum(k.state is kv.KeyState.active for k in keys)
-        typer.echo(f"keys: {len(keys)} ({active} active)")
-        for k in keys:
+        typer.echo(f"keys: {len(keys)} ({active} active); root key generation {first.generation}")
+        if first.min_decryption or first.min_field_version > 1:
+            minimum = ", ".join(f"{p.value} {v}" for p, v in sorted(first.min_decryption.items()))
             typer.echo(
-                f"  {k.key_id:>4} {k.purpose.value:<12} {k.state.value:<8} uses {k.use_count}"
+                f"minimum decryption: {minimum or 'none'}; envelope {first.min_field_version}"
+            )
+        for k in keys:
+            refused = "" if k.decrypts or k.state is kv.KeyState.destroyed else " (refused)"
+            typer.echo(
+                f"  {k.key_id:>4} {k.purpose.value:<12} {k.state.value:<9} uses {k.use_count}"
+                + refused
             )
 
 

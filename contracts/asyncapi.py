@@ -6,32 +6,13 @@ document cannot drift from the code: what is not in `contracts/` is not on the w
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 import sys
 from typing import Any
 
-import contracts
-from contracts.base import EVENTS_EXCHANGE, EventType, RpcMethod
-from contracts.common import SERVICES, ping
+from contracts.base import EVENTS_EXCHANGE
+from contracts.common import collect
 from contracts.errors import ErrorReply
-
-
-def collect() -> tuple[list[RpcMethod[Any, Any]], list[EventType[Any]]]:
-    """Every RPC method and event type defined in `contracts/`."""
-    methods: dict[str, RpcMethod[Any, Any]] = {p.name: p for p in map(ping, SERVICES)}
-    events: dict[str, EventType[Any]] = {}
-    for info in pkgutil.iter_modules(contracts.__path__):
-        module = importlib.import_module(f"contracts.{info.name}")
-        for value in vars(module).values():
-            if isinstance(value, RpcMethod):
-                methods[value.name] = value
-            elif isinstance(value, EventType):
-                events[value.routing_key] = value
-    return sorted(methods.values(), key=lambda m: m.name), sorted(
-        events.values(), key=lambda e: e.routing_key
-    )
 
 
 def _schema(model: type[Any]) -> dict[str, Any]:
@@ -71,6 +52,9 @@ def document() -> dict[str, Any]:
             "x-medihaven": {
                 "write": m.write,
                 "roles": sorted(m.roles) if m.roles is not None else None,
+                "callers": sorted(m.callers) if m.callers is not None else None,
+                "route": f"{m.route.method} {m.route.full_path}" if m.route else None,
+                "for_user": m.for_user,
             },
         }
     for e in events:
@@ -84,6 +68,9 @@ def document() -> dict[str, Any]:
         operations[f"publish_{key}"] = {
             "action": "send",
             "channel": {"$ref": f"#/channels/{e.routing_key}"},
+            "x-medihaven": {
+                "publishers": sorted(e.publishers) if e.publishers is not None else None
+            },
         }
     return {
         "asyncapi": "3.0.0",

@@ -11,9 +11,11 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from contracts.base import EventType, Model, Role, RpcMethod
+from contracts.base import GATEWAY, EventType, HttpRoute, Model, Role, RpcMethod
 
 SERVICE = "audit"
+MAX_PATIENTS = 1000
+"""Patients one audit event may name (a page of a list or a calendar)."""
 
 
 class AuditAction(StrEnum):
@@ -53,21 +55,66 @@ class AuditEvent(Model):
     agent: AuditAgent
     source: str = Field(description="The service that observed the action.")
     patient_id: str | None = Field(default=None, description="Entity: the patient concerned.")
+    patients: list[str] = Field(
+        default=[],
+        max_length=MAX_PATIENTS,
+        description="Entities: every patient a read touched, when it touched several (a "
+        "list, a search, a calendar: one event naming them all; `patient_id` is then None).",
+    )
     entity_type: str | None = None
     entity_id: str | None = None
     purpose_of_use: str | None = Field(default=None, description="e.g. TREAT, ETREAT")
     detail: str | None = Field(default=None, max_length=1000)
     trace_id: str | None = None
 
+    def concerns(self, patient_id: str) -> bool:
+        """Whether this event is about `patient_id` (alone or among others)."""
+        return self.patient_id == patient_id or patient_id in self.patients
 
-AUDIT_RECORDED = EventType("audit.recorded", AuditEvent)
-"""Routing key pattern for consumers: `audit.#`."""
+
+AUDIT_PUBLISHERS = frozenset(
+    {GATEWAY, "auth", "records", "scheduling", "keyvault", "chat", SERVICE}
+)
+_RECORDS, _SCHEDULING = frozenset({"records"}), frozenset({"scheduling"})
+AUDIT_TYPE_SOURCES: dict[str, frozenset[str]] = {
+    "patient": _RECORDS,
+    "encounter": _RECORDS,
+    "prescription": _RECORDS,
+    "allergy": _RECORDS,
+    "catalog": _RECORDS,
+    "export": _RECORDS,
+    "appointment": _SCHEDULING,
+    "availability": _SCHEDULING,
+    "calendar": _SCHEDULING,
+    "vault": frozenset({"keyvault"}),
+    "auth": frozenset({"auth"}),
+    "gateway": frozenset({GATEWAY}),
+    "chat": frozenset({"chat"}),
+    "audit": frozenset({SERVICE}),
+    "integrity": frozenset({"auth", "records", "scheduling", "chat", SERVICE}),
+    "bus": AUDIT_PUBLISHERS,
+    "attendance": frozenset({"auth", GATEWAY, "keyvault"}),
+}
+"""Who may record which audit events, by the type's first part: a taken-over scheduling
+service cannot write a `patient.read` into the chain in records' name."""
+
+
+def may_record(type: str, publisher: str | None) -> bool:
+    """Whether `publisher` (broker-validated) may record an audit event of `type`."""
+    sources = AUDIT_TYPE_SOURCES.get(type.split(".", 1)[0], frozenset())
+    return publisher is not None and publisher in sources
+
+
+AUDIT_RECORDED = EventType("audit.recorded", AuditEvent, publishers=AUDIT_PUBLISHERS)
+"""Every part of the mesh audits; the audit service keeps, with each entry, the publisher the
+broker validated, and an entry whose `source` is not its publisher is kept apart."""
 
 
 # ---------------------------------------------------------------------------- audit service
 
 ADMIN = frozenset({Role.administrator})
 MAX_PAGE = 500
+MAX_OFFSET = 10**9
 
 
 class SortField(StrEnum):
@@ -92,13 +139,16 @@ class AuditQuery(Model):
     type: str | None = Field(default=None, max_length=100)
     sort: SortField = SortField.seq
     descending: bool = False
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     limit: int = Field(default=100, ge=1, le=MAX_PAGE)
 
 
 class StoredAuditEvent(Model):
     seq: int
     event: AuditEvent
+    publisher: str | None = Field(
+        default=None, description="The service that published it, as the broker validated it."
+    )
 
 
 class AuditPage(Model):
@@ -108,8 +158,8 @@ class AuditPage(Model):
 
 
 class PatientHistoryRequest(Model):
-    patient_id: str = Field(max_length=64)
-    offset: int = Field(default=0, ge=0)
+    patient_id: str = Field(min_length=1, max_length=64)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     limit: int = Field(default=100, ge=1, le=MAX_PAGE)
 
 
@@ -125,19 +175,131 @@ class VerifyRequest(Model):
     pass
 
 
+class FullVerificationState(StrEnum):
+    running = "running"
+    passed = "passed"
+    failed = "failed"
+
+
+class FullVerification(Model):
+    """A walk of the whole chain from its first entry (a background job: progress here)."""
+
+    walk_id: int
+    state: FullVerificationState
+    checked: int = Field(description="Entries verified so far.")
+    total: int = Field(description="Entries in the chain when the walk began.")
+    started_at: datetime
+    finished_at: datetime | None = None
+    started_by: str | None = None
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
 class VerifyReply(Model):
+    """The chain verified from `since_seq` (the last verified mark, MAC'd by the keyvault)
+    to the head: seconds, whatever the chain's size. The whole chain is walked by the
+    full verification (`audit.verify_full`), in the background."""
+
     ok: bool
-    entries: int
+    entries: int = Field(description="Entries verified by this call (from since_seq).")
     checkpoints: int
+    since_seq: int = Field(default=0, description="Verified before (0: from the first entry).")
+    head_seq: int = 0
     first_bad_seq: int | None = None
     problem: str | None = Field(
         default=None, description="What is wrong at first_bad_seq: edited, inserted, deleted…"
     )
+    last_full: FullVerification | None = Field(
+        default=None, description="The latest full verification, running or finished."
+    )
 
 
-QUERY = RpcMethod(SERVICE, "audit.query", AuditQuery, AuditPage, roles=ADMIN)
-PATIENT_HISTORY = RpcMethod(
-    SERVICE, "audit.patient_history", PatientHistoryRequest, AuditPage, roles=ADMIN
+class StartFullVerificationRequest(Model):
+    pass
+
+
+class FullVerificationRequest(Model):
+    pass
+
+
+_QUERY_FIELDS = (
+    "recorded_from",
+    "recorded_to",
+    "account_id",
+    "patient_id",
+    "action",
+    "outcome",
+    "type",
+    "sort",
+    "descending",
+    "offset",
+    "limit",
 )
-EXPORT = RpcMethod(SERVICE, "audit.export", AuditQuery, ExportReply, roles=ADMIN)
-VERIFY = RpcMethod(SERVICE, "audit.verify", VerifyRequest, VerifyReply, roles=ADMIN)
+QUERY = RpcMethod(
+    SERVICE,
+    "audit.query",
+    AuditQuery,
+    AuditPage,
+    roles=ADMIN,
+    route=HttpRoute("GET", "/audit/events", query=_QUERY_FIELDS),
+)
+PATIENT_HISTORY = RpcMethod(
+    SERVICE,
+    "audit.patient_history",
+    PatientHistoryRequest,
+    AuditPage,
+    roles=ADMIN,
+    route=HttpRoute(
+        "GET",
+        "/audit/patients/{patient_id}",
+        query=("offset", "limit"),
+        summary="Who read or changed this patient's record, and when.",
+    ),
+)
+EXPORT = RpcMethod(
+    SERVICE,
+    "audit.export",
+    AuditQuery,
+    ExportReply,
+    roles=ADMIN,
+    route=HttpRoute(
+        "GET",
+        "/audit/export",
+        query=_QUERY_FIELDS,
+        summary="FHIR AuditEvent resources as NDJSON (one page; `X-Next-Offset` names the next).",
+    ),
+)
+VERIFY = RpcMethod(
+    SERVICE,
+    "audit.verify",
+    VerifyRequest,
+    VerifyReply,
+    roles=ADMIN,
+    route=HttpRoute(
+        "GET",
+        "/audit/verify",
+        summary="The chain since the last verified mark, and the latest full walk's state.",
+    ),
+)
+VERIFY_FULL = RpcMethod(
+    SERVICE,
+    "audit.verify_full",
+    StartFullVerificationRequest,
+    FullVerification,
+    write=True,
+    roles=ADMIN,
+    route=HttpRoute(
+        "POST",
+        "/audit/verify/full",
+        status=202,
+        summary="Start walking the whole chain in the background (or join the walk running).",
+    ),
+)
+FULL_VERIFICATION = RpcMethod(
+    SERVICE,
+    "audit.full_verification",
+    FullVerificationRequest,
+    FullVerification,
+    roles=ADMIN,
+    route=HttpRoute("GET", "/audit/verify/full", summary="The latest full walk's progress."),
+)

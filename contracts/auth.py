@@ -6,13 +6,23 @@ device), registered with a single-use token an administrator issued.
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import Field
 
-from contracts.base import ALL_ROLES, EventType, Model, Role, RpcMethod
-from contracts.keyvault import MacRow
+from contracts.base import (
+    ALL_ROLES,
+    GATEWAY,
+    OPERATOR,
+    EventType,
+    HttpRoute,
+    Model,
+    Role,
+    RpcMethod,
+)
+from contracts.rows import MacRow
 
 SERVICE = "auth"
 
@@ -69,6 +79,54 @@ def account_mac_row(account: Account) -> MacRow:
             ("specialty", account.specialty),
         ],
     )
+
+
+class TokenRow(Model):
+    """A registration-token row as stored (only a SHA-256 of the token itself)."""
+
+    token_id: str
+    token_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    role: Role
+    expires_at: datetime
+    issued_by: str | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+    used_by: str | None = None
+    used_at: datetime | None = None
+
+
+TOKENS_TABLE = "registration_tokens"
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    stamp = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return stamp.isoformat(timespec="microseconds")
+
+
+def token_mac_row(token: TokenRow) -> MacRow:
+    """The canonical MAC input of a registration-token row (every column but the MAC),
+    shared by auth and the keyvault, which MACs token rows only for a signed operation."""
+    return MacRow(
+        table=TOKENS_TABLE,
+        pk=token.token_id,
+        columns=[
+            ("token_hash", token.token_hash),
+            ("role", token.role.value),
+            ("expires_at", _iso(token.expires_at)),
+            ("issued_by", token.issued_by),
+            ("created_at", _iso(token.created_at)),
+            ("revoked_at", _iso(token.revoked_at)),
+            ("used_by", token.used_by),
+            ("used_at", _iso(token.used_at)),
+        ],
+    )
+
+
+def token_hash(token: str) -> str:
+    """What is stored of a registration token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class IssuedToken(Model):
@@ -174,13 +232,43 @@ class AccountChanged(Model):
 
 
 BOOTSTRAP = RpcMethod(
-    SERVICE, "auth.bootstrap", BootstrapRequest, IssuedToken, write=True, keep_reply=False
+    SERVICE,
+    "auth.bootstrap",
+    BootstrapRequest,
+    IssuedToken,
+    write=True,
+    keep_reply=False,
+    callers=frozenset({OPERATOR}),
 )
 """Operator-only (reached over the bus, not through the gateway); refused once an
-administrator exists."""
-REGISTER = RpcMethod(SERVICE, "auth.register", RegisterRequest, Account, write=True)
-RESOLVE_KEY = RpcMethod(SERVICE, "auth.resolve_key", ResolveKeyRequest, AccountRecord)
-ME = RpcMethod(SERVICE, "auth.me", MeRequest, Account, roles=ALL_ROLES)
+administrator exists (the keyvault, which MACs the token, keeps its own record of that)."""
+REGISTER = RpcMethod(
+    SERVICE,
+    "auth.register",
+    RegisterRequest,
+    Account,
+    write=True,
+    route=HttpRoute("POST", "/register", status=201, signer="new_key"),
+)
+RESOLVE_KEY = RpcMethod(
+    SERVICE,
+    "auth.resolve_key",
+    ResolveKeyRequest,
+    AccountRecord,
+    callers=frozenset({GATEWAY, "keyvault", "records", "scheduling", "chat", "audit"}),
+)
+
+
+class Me(Account):
+    """The signed-in member's own account, and the clinic's settings every screen needs."""
+
+    clinic_time_zone: str = Field(
+        description="IANA zone of the clinic: show every time in it, whoever looks."
+    )
+    clinic_region: str = Field(description="ISO 3166-1 region national phone numbers are of.")
+
+
+ME = RpcMethod(SERVICE, "auth.me", MeRequest, Me, roles=ALL_ROLES, route=HttpRoute("GET", "/me"))
 ISSUE_TOKEN = RpcMethod(
     SERVICE,
     "auth.issue_token",
@@ -189,20 +277,71 @@ ISSUE_TOKEN = RpcMethod(
     write=True,
     roles=ADMIN,
     keep_reply=False,  # the token is shown once and stored nowhere
+    route=HttpRoute("POST", "/tokens", status=201),
 )
-LIST_TOKENS = RpcMethod(SERVICE, "auth.list_tokens", ListTokensRequest, TokenList, roles=ADMIN)
+LIST_TOKENS = RpcMethod(
+    SERVICE,
+    "auth.list_tokens",
+    ListTokensRequest,
+    TokenList,
+    roles=ADMIN,
+    route=HttpRoute("GET", "/tokens", query=("state",)),
+)
 REVOKE_TOKEN = RpcMethod(
-    SERVICE, "auth.revoke_token", RevokeTokenRequest, TokenInfo, write=True, roles=ADMIN
+    SERVICE,
+    "auth.revoke_token",
+    RevokeTokenRequest,
+    TokenInfo,
+    write=True,
+    roles=ADMIN,
+    route=HttpRoute("POST", "/tokens/{token_id}/revoke"),
 )
-LIST_STAFF = RpcMethod(SERVICE, "auth.list_staff", ListStaffRequest, StaffList, roles=ADMIN)
+LIST_STAFF = RpcMethod(
+    SERVICE,
+    "auth.list_staff",
+    ListStaffRequest,
+    StaffList,
+    roles=ADMIN,
+    route=HttpRoute("GET", "/staff", query=("role",)),
+)
 SET_ACCOUNT_STATUS = RpcMethod(
-    SERVICE, "auth.set_account_status", SetAccountStatusRequest, Account, write=True, roles=ADMIN
+    SERVICE,
+    "auth.set_account_status",
+    SetAccountStatusRequest,
+    Account,
+    write=True,
+    roles=ADMIN,
+    route=HttpRoute(
+        "PUT",
+        "/staff/{account_id}/status",
+        summary="Disable or re-enable an account (a disabled account is refused at once).",
+    ),
 )
 ROTATE_KEY = RpcMethod(
-    SERVICE, "auth.rotate_key", RotateKeyRequest, Account, write=True, roles=ALL_ROLES
+    SERVICE,
+    "auth.rotate_key",
+    RotateKeyRequest,
+    Account,
+    write=True,
+    roles=ALL_ROLES,
+    route=HttpRoute(
+        "PUT", "/me/key", summary="Replace one's own key; the request is signed by the old one."
+    ),
 )
 
-DIRECTORY = RpcMethod(SERVICE, "auth.directory", DirectoryRequest, Directory, roles=ALL_ROLES)
+DIRECTORY = RpcMethod(
+    SERVICE,
+    "auth.directory",
+    DirectoryRequest,
+    Directory,
+    roles=ALL_ROLES,
+    route=HttpRoute(
+        "GET",
+        "/directory",
+        query=("role",),
+        summary="Active colleagues (names, roles, specialties), for booking and chat.",
+    ),
+)
 """Active staff, for picking a physician to book with or a colleague to chat with."""
 
-ACCOUNT_CHANGED = EventType("auth.account.changed", AccountChanged)
+ACCOUNT_CHANGED = EventType("auth.account.changed", AccountChanged, publishers=frozenset({SERVICE}))

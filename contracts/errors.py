@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     validation = "validation"
     unauthenticated = "unauthenticated"
     forbidden = "forbidden"
+    off_duty = "off_duty"
     not_found = "not_found"
     conflict = "conflict"
     integrity = "integrity"
@@ -33,6 +34,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.validation: 422,
     ErrorCode.unauthenticated: 401,
     ErrorCode.forbidden: 403,
+    ErrorCode.off_duty: 403,
     ErrorCode.not_found: 404,
     ErrorCode.conflict: 409,
     ErrorCode.integrity: 409,

@@ -30,7 +30,8 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
 
-from contracts.base import EventType, Model, Role, RpcMethod
+from contracts.base import GATEWAY, EventType, HttpRoute, Model, Role, RpcMethod
+from contracts.grants import BlindIndex, Decrypt, Grant, Match
 
 SERVICE = "records"
 
@@ -46,6 +47,11 @@ CLOCK_SKEW = timedelta(minutes=5)
 MAX_LONG_TEXT = 10_000
 MAX_DIAGNOSES = 20
 MAX_ALLERGIES = 50
+MAX_VERSION = 10**9
+MAX_LIST_ALLERGIES = 200
+SUBSTANCE_CODE_PATTERN = r"^(ingredient|class):[a-z0-9][a-z0-9 ()/-]{0,79}$"
+ALERT_CODE_PATTERN = r"^[a-z_]{3,30}:[a-z0-9][a-z0-9:. ()/-]{0,119}$"
+MAX_ALERTS = 50
 PRESCRIPTION_CONTEXT = "medihaven.prescription.v1"
 """Domain separation: the first member of every canonical prescription."""
 
@@ -103,7 +109,7 @@ def _icd10(value: str) -> str:
     """ICD-10 / ICD-10-CM code: letter, two characters, optional dot and 1-4 more."""
     match = _ICD10.fullmatch(value.strip().upper())
     if match is None:
-        raise ValueError("not an ICD-10 code (e.g. J45.909, E11.9, I10)")
+        raise ValueError("not an ICD-10 code (e.g. J45.9, E11.9, I10)")
     category, subcategory = match.groups()
     return f"{category}.{subcategory}" if subcategory else category
 
@@ -153,7 +159,9 @@ LongText = Annotated[
     StringConstraints(strip_whitespace=True, max_length=MAX_LONG_TEXT),
     AfterValidator(_multiline),
 ]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_phone)]
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=40), AfterValidator(_phone)
+]
 Email = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)
 ]
@@ -162,7 +170,7 @@ Icd10Code = Annotated[
     str,
     StringConstraints(max_length=10),
     AfterValidator(_icd10),
-    Field(examples=["J45.909", "E11.9", "I10"]),
+    Field(examples=["J45.9", "E11.9", "I10"]),
 ]
 MrnQuery = Annotated[
     str,
@@ -302,7 +310,7 @@ class UpdatePatientRequest(Model):
     """Replaces the demographics (all of them: read, edit, write back with the version)."""
 
     patient_id: Uuid
-    expected_version: int = Field(ge=1)
+    expected_version: int = Field(ge=1, le=MAX_VERSION)
     demographics: Demographics
 
 
@@ -321,12 +329,38 @@ class GetPatientRequest(Model):
     patient_id: Uuid
 
 
+BRIEFS_MAX = 200
+"""The most patients one `records.patient_briefs` read names (a month of a busy calendar)."""
+
+
+class PatientBriefsRequest(Model):
+    """The patients a list shows (a calendar's appointments), read at once: one request,
+    one audit event naming them all, one keyvault call, one rate-limit token."""
+
+    patient_ids: list[Uuid] = Field(min_length=1, max_length=BRIEFS_MAX)
+
+    @property
+    def count(self) -> int:
+        """How many rows the keyvault may decrypt for it (`Decrypt.max_rows`)."""
+        return len(set(self.patient_ids))
+
+
+class PatientBriefs(Model):
+    """`patients`: those the caller may see; `withheld`: ids it may not (a physician
+    without a care relationship) or that are unknown, shown without a name."""
+
+    patients: list[PatientBrief]
+    withheld: list[str]
+
+
 class ListRecentPatientsRequest(Model):
     limit: int = Field(default=20, ge=1, le=100)
 
 
 class SearchPatientsRequest(Model):
-    """Exactly one criterion: family name + date of birth, or phone, or MRN (exact match)."""
+    """Exactly one criterion: family name + date of birth (the name spelling-tolerant:
+    `Schmitt` finds `Schmidt`), or phone (`030 1234567` finds `+49 30 1234567` in the
+    clinic's region), or MRN (exact). Never a prefix: that would need the table decrypted."""
 
     family_name: Name | None = None
     date_of_birth: BirthDate | None = None
@@ -393,7 +427,7 @@ class _Ranged(Model):
     """A measurement whose plausible range depends on its (required) unit."""
 
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {}
-    value: float = Field(allow_inf_nan=False)
+    value: float = Field(allow_inf_nan=False, ge=-1e6, le=1e6)
     unit: str
 
     @model_validator(mode="after")
@@ -455,11 +489,51 @@ class AllergyStatus(StrEnum):
     refuted = "refuted"
 
 
+SubstanceCode = Annotated[
+    str,
+    Field(
+        pattern=SUBSTANCE_CODE_PATTERN,
+        examples=["class:penicillins", "ingredient:amoxicillin"],
+        description="A substance or drug class of the drug vocabulary "
+        "(`records.search_substances`).",
+    ),
+]
+
+
 class Allergy(Model):
+    """An allergy or intolerance: a substance or class from the drug vocabulary (`code`),
+    or free text (`substance` alone), matched against prescriptions by name."""
+
     substance: ShortText
+    code: SubstanceCode | None = Field(
+        default=None, description="The vocabulary entry chosen; None for free text."
+    )
     reaction: ShortText | None = None
     severity: AllergySeverity = AllergySeverity.unknown
     status: AllergyStatus = AllergyStatus.active
+
+    @property
+    def key(self) -> str:
+        """What makes two entries the same allergy: the code, else the name (any case)."""
+        return self.code or "text:" + " ".join(self.substance.casefold().split())
+
+
+class AllergyEntry(Allergy):
+    """One allergy on the patient's own list, with who recorded and last changed it."""
+
+    allergy_id: str
+    recorded_by: str
+    recorded_at: datetime
+    updated_by: str
+    updated_at: datetime
+    source_encounter_id: str | None = Field(
+        default=None, description="The encounter it was last recorded on, if any."
+    )
+    observed_at: datetime = Field(
+        description="As of when it says what it says: when that encounter occurred, or when "
+        "it was recorded or changed on the list. An encounter merges into an entry only if "
+        "it occurred later (a visit entered after the fact does not undo newer news)."
+    )
 
 
 class EncounterContent(Model):
@@ -509,7 +583,7 @@ class AmendEncounterRequest(Model):
     """A new version replacing `expected_version` (which must be the latest); kept apart."""
 
     encounter_id: Uuid
-    expected_version: int = Field(ge=1)
+    expected_version: int = Field(ge=1, le=MAX_VERSION)
     reason: Reason
     content: EncounterContent
 
@@ -607,6 +681,66 @@ class Medication(Model):
     )
 
 
+class AlertKind(StrEnum):
+    allergy = "allergy"
+    cross_sensitivity = "cross_sensitivity"
+    duplicate_therapy = "duplicate_therapy"
+    interaction = "interaction"
+    unchecked = "unchecked"
+    """The check could not be made in full (a drug outside the vocabulary, a damaged row)."""
+
+
+class AlertSeverity(StrEnum):
+    high = "high"
+    moderate = "moderate"
+
+
+AlertCode = Annotated[
+    str,
+    Field(
+        pattern=ALERT_CODE_PATTERN,
+        examples=["allergy:class:penicillins", "interaction:0b6f…"],
+        description="What the check found, stably named: `<kind>:<what>`.",
+    ),
+]
+
+
+def _sorted_once(codes: list[str]) -> list[str]:
+    if codes != sorted(set(codes)):
+        raise ValueError("alert codes are listed once each, in sorted order")
+    return codes
+
+
+AlertCodes = Annotated[list[AlertCode], Field(max_length=MAX_ALERTS), AfterValidator(_sorted_once)]
+
+
+class SafetyAlert(Model):
+    """A blocking alert of the prescribing check: prescribing anyway needs a reason."""
+
+    code: AlertCode
+    kind: AlertKind
+    severity: AlertSeverity
+    message: str = Field(description="The reason, in a sentence a clinician reads at a glance.")
+    allergy_id: str | None = Field(default=None, description="The allergy it is about.")
+    prescription_id: str | None = Field(
+        default=None, description="The active prescription it is about."
+    )
+
+
+class CheckPrescriptionRequest(Model):
+    """What records checks before signing: the medication, for this patient, now."""
+
+    patient_id: Uuid
+    medication: Medication
+
+
+class SafetyCheck(Model):
+    alerts: list[SafetyAlert] = Field(
+        description="Sorted by code; sign their codes (and a reason) to prescribe anyway."
+    )
+    codes: list[str] = Field(description="The alerts' codes, as `PrescribeRequest.alerts`.")
+
+
 class PrescriptionCore(Model):
     """Everything the prescriber's signature covers."""
 
@@ -616,6 +750,22 @@ class PrescriptionCore(Model):
     encounter_id: Uuid
     created_at: UtcDatetime
     medication: Medication
+    alerts: AlertCodes = Field(
+        default=[], description="The alerts the prescriber saw and overrode (codes, sorted)."
+    )
+    override_reason: SignedLongText = Field(
+        default="", description="Why the prescriber prescribes despite the alerts."
+    )
+
+    @model_validator(mode="after")
+    def _override(self) -> Self:
+        if self.alerts and not self.override_reason:
+            raise ValueError(
+                "prescribing despite a safety alert needs a written reason (override_reason)"
+            )
+        if self.override_reason and not self.alerts:
+            raise ValueError("an override reason is given, but there is no alert to override")
+        return self
 
 
 def _timestamp(value: datetime) -> str:
@@ -627,11 +777,14 @@ def canonical_prescription(core: PrescriptionCore) -> bytes:
 
     Flat object: `context` (domain separation), the ids, `created_at` as
     `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds) and every `Medication` field;
-    integers as JSON integers. Signed text may hold no control characters (except line
-    breaks in the instructions) and no outer whitespace, so any JSON encoder with sorted
-    keys and no extra whitespace, e.g. a browser's, produces the same bytes.
+    integers as JSON integers. A prescription made despite safety alerts also has
+    `alerts` (the overridden alerts' codes, sorted, as a JSON array) and `override_reason`;
+    one without alerts has neither member. Signed text may hold no control characters
+    (except line breaks in the instructions and the reason) and no outer whitespace, so
+    any JSON encoder with sorted keys and no extra whitespace, e.g. a browser's, produces
+    the same bytes.
     """
-    document: dict[str, str | int] = {
+    document: dict[str, object] = {
         "context": PRESCRIPTION_CONTEXT,
         "prescription_id": core.prescription_id,
         "patient_id": core.patient_id,
@@ -640,6 +793,9 @@ def canonical_prescription(core: PrescriptionCore) -> bytes:
         "created_at": _timestamp(core.created_at),
         **core.medication.model_dump(mode="json"),
     }
+    if core.alerts:
+        document["alerts"] = core.alerts
+        document["override_reason"] = core.override_reason
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"
     )
@@ -653,6 +809,14 @@ class PrescribeRequest(Model):
     encounter_id: Uuid = Field(description="The encounter (of this patient) it belongs to.")
     created_at: UtcDatetime = Field(description="Signing time; must be fresh.")
     medication: Medication
+    alerts: AlertCodes = Field(
+        default=[],
+        description="The codes of every alert `records.check_prescription` gave (sorted): "
+        "records checks again and refuses a prescription whose alerts differ.",
+    )
+    override_reason: SignedLongText = Field(
+        default="", description="Required with alerts: why the prescriber prescribes anyway."
+    )
     signature: str = Field(
         min_length=86,
         max_length=90,
@@ -668,6 +832,8 @@ class PrescribeRequest(Model):
             encounter_id=self.encounter_id,
             created_at=self.created_at,
             medication=self.medication,
+            alerts=self.alerts,
+            override_reason=self.override_reason,
         )
 
 
@@ -678,6 +844,8 @@ class Prescription(Model):
     encounter_id: str
     created_at: datetime
     medication: Medication
+    alerts: list[str] = Field(default=[], description="Alerts overridden at signing (codes).")
+    override_reason: str = ""
     signature: str
     signer_public_key: str = Field(description="The Ed25519 key (base64) that signed it.")
     status: PrescriptionStatus
@@ -686,13 +854,15 @@ class Prescription(Model):
     cancellation_reason: str | None = None
 
     def core(self) -> PrescriptionCore:
-        return PrescriptionCore(
+        return PrescriptionCore.model_construct(
             prescription_id=self.prescription_id,
             patient_id=self.patient_id,
             prescriber_id=self.prescriber_id,
             encounter_id=self.encounter_id,
             created_at=self.created_at,
             medication=self.medication,
+            alerts=self.alerts,
+            override_reason=self.override_reason,
         )
 
 
@@ -751,6 +921,42 @@ class PrescriptionVerification(Model):
 # ---------------------------------------------------------------------------- summary
 
 
+class ListAllergiesRequest(Model):
+    patient_id: Uuid
+    include_inactive: bool = Field(
+        default=False, description="Also the resolved and refuted ones (the whole list)."
+    )
+
+
+class AllergyList(Model):
+    """The patient's own allergy list (kept up to date; never recomputed from encounters)."""
+
+    patient_id: str
+    allergies: list[AllergyEntry]
+    version: int = Field(description="Of the whole list (for change_allergy).")
+
+
+class RecordAllergyRequest(Model):
+    patient_id: Uuid
+    allergy: Allergy
+
+
+class ChangeAllergyRequest(Model):
+    """Replaces one entry (e.g. its severity; `status` resolved or refuted marks it
+    inactive: entries are never deleted)."""
+
+    patient_id: Uuid
+    allergy_id: Uuid
+    expected_version: int = Field(ge=0, le=MAX_VERSION, description="The list's version.")
+    allergy: Allergy
+
+
+class AllergyWritten(Model):
+    patient_id: str
+    allergy_id: str
+    version: int
+
+
 class PatientSummaryRequest(Model):
     patient_id: Uuid
     encounters: int = Field(default=10, ge=0, le=50, description="Most recent encounters.")
@@ -762,8 +968,8 @@ class PatientSummary(Model):
     patient: Patient
     encounters: list[Encounter]
     active_prescriptions: list[Prescription]
-    allergies: list[Allergy] = Field(
-        description="Active allergies: the latest entry per substance over every encounter."
+    allergies: list[AllergyEntry] = Field(
+        description="Active allergies, from the patient's allergy list."
     )
     integrity_failures: list[str] = Field(
         default=[], description="Prescription ids left out because their row was tampered with."
@@ -809,6 +1015,13 @@ class Medicine(Model):
     details: MedicineDetails
     active: bool
     updated_at: datetime
+    ingredients: list[str] = Field(
+        default=[],
+        description="Its active ingredients in the drug vocabulary (from `active_ingredient`).",
+    )
+    classes: list[str] = Field(
+        default=[], description="Every drug class of those ingredients (with parent classes)."
+    )
 
 
 class AddMedicineRequest(Model):
@@ -841,16 +1054,140 @@ class MedicineList(Model):
     medicines: list[Medicine]
 
 
+class SubstanceKind(StrEnum):
+    ingredient = "ingredient"
+    drug_class = "class"
+
+
+class Substance(Model):
+    """An entry of the drug vocabulary: what allergies are recorded against."""
+
+    code: str = Field(examples=["class:penicillins"])
+    kind: SubstanceKind
+    name: str = Field(examples=["penicillins"])
+    title: str = Field(examples=["penicillins"], description="How it reads in a list.")
+    classes: list[str] = Field(default=[], description="Of an ingredient: its classes.")
+
+
+class SearchSubstancesRequest(Model):
+    """Prefix of a word of the name, a synonym or the title (any case)."""
+
+    prefix: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class SubstanceList(Model):
+    substances: list[Substance]
+    notice: str = Field(description="Where the vocabulary comes from (sample data, say so).")
+
+
+class SearchIcd10Request(Model):
+    """Code prefix (`J45`, `e11.9`) or words of the title (`asthma`, `type 2 diab`)."""
+
+    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    limit: int = Field(default=20, ge=1, le=50)
+
+
+class Icd10Entry(Model):
+    code: str = Field(examples=["J45.9"])
+    title: str = Field(examples=["Asthma, unspecified"])
+
+
+class Icd10List(Model):
+    entries: list[Icd10Entry]
+    classification: str = Field(examples=["WHO ICD-10 2019"])
+
+
 # ---------------------------------------------------------------------------- methods
 
-PATIENT_REF = RpcMethod(SERVICE, "records.patient_ref", PatientRefRequest, PatientRef)
-"""Any caller (services check a patient exists); answers without decrypting anything."""
+PATIENTS_TABLE = "patients"
+ENCOUNTERS_TABLE = "encounter_versions"
+PRESCRIPTIONS_TABLE = "prescriptions"
+ALLERGIES_TABLE = "allergy_lists"
+BREAK_GLASS_TABLE = "break_glass"
+BRIEF_COLUMNS = frozenset({"mrn", "identity"})
+"""What a list or search decrypts of a patient: name, birth date, sex and record number."""
+PATIENT_FIELDS_AT: tuple[tuple[str, str, str | None], ...] = (
+    ("family_name", "identity", "family_name"),
+    ("family_sound", "identity", "family_name"),
+    ("given_sound", "identity", "given_name"),
+    ("given_name", "identity", "given_name"),
+    ("date_of_birth", "identity", "date_of_birth"),
+    ("phone", "contact", "phone"),
+    ("mrn", "mrn", None),
+)
+"""Where each searchable value is in a patient row's plaintext (column, JSON key), so the
+keyvault can check that what it decrypts for a search matches the signed search."""
+SEARCH_LIMIT = 50
+DUPLICATES_SHOWN = 5
+MRN_CANDIDATES = 5
+"""Record numbers a registration draws at once (40 random bits each; a clash is rare)."""
+_DEMOGRAPHIC_TERMS = (
+    ("family_name", "demographics.family_name"),
+    ("given_name", "demographics.given_name"),
+    ("date_of_birth", "demographics.date_of_birth"),
+    ("phone", "demographics.phone"),
+    ("family_sound", "demographics.family_name"),
+    ("family_sound_alt", "demographics.family_name"),
+)
+_SIMILAR_TERMS = (
+    ("family_sound", "demographics.family_name"),
+    ("given_sound", "demographics.given_name"),
+    ("date_of_birth", "demographics.date_of_birth"),
+)
+"""A possible duplicate: family and given names that sound alike (Double Metaphone) and
+the same birth date (twins of other names are not flagged)."""
+_CHART = frozenset({PATIENTS_TABLE, ENCOUNTERS_TABLE, PRESCRIPTIONS_TABLE, ALLERGIES_TABLE})
+ALLERGY_COLUMN = "allergies"
+"""The column of an allergy list, and of an encounter version, that holds allergies."""
+_ALLERGY_SOURCES = frozenset({ALLERGIES_TABLE, ENCOUNTERS_TABLE})
+"""An allergy list, or (once per patient, before the list exists) the encounters it is
+built from."""
+
+PATIENT_REF = RpcMethod(
+    SERVICE,
+    "records.patient_ref",
+    PatientRefRequest,
+    PatientRef,
+    callers=frozenset({"scheduling"}),
+)
+"""Services check a patient exists; answers without decrypting anything."""
 
 CREATE_PATIENT = RpcMethod(
-    SERVICE, "records.create_patient", CreatePatientRequest, PatientWritten, write=True, roles=DESK
+    SERVICE,
+    "records.create_patient",
+    CreatePatientRequest,
+    PatientWritten,
+    write=True,
+    roles=DESK,
+    route=HttpRoute(
+        "POST",
+        "/patients",
+        status=201,
+        summary="Register a patient; a possible duplicate (names that sound alike and the same "
+        "birth date) answers 409 with the existing records' names and numbers unless "
+        "`confirm_duplicate` is true.",
+    ),
+    grant=Grant(
+        blind_index=BlindIndex(terms=_DEMOGRAPHIC_TERMS, free_mrns=MRN_CANDIDATES),
+        # The possible-duplicate check shows the names and numbers of similar records.
+        decrypt=Decrypt(
+            tables=frozenset({PATIENTS_TABLE}),
+            columns=BRIEF_COLUMNS,
+            match=Match(terms=_SIMILAR_TERMS, where=PATIENT_FIELDS_AT),
+            max_rows=DUPLICATES_SHOWN,
+        ),
+    ),
 )
 UPDATE_PATIENT = RpcMethod(
-    SERVICE, "records.update_patient", UpdatePatientRequest, PatientWritten, write=True, roles=DESK
+    SERVICE,
+    "records.update_patient",
+    UpdatePatientRequest,
+    PatientWritten,
+    write=True,
+    roles=DESK,
+    route=HttpRoute("PUT", "/patients/{patient_id}"),
+    grant=Grant(blind_index=BlindIndex(terms=_DEMOGRAPHIC_TERMS)),
 )
 SET_CLINICAL_FLAGS = RpcMethod(
     SERVICE,
@@ -859,9 +1196,16 @@ SET_CLINICAL_FLAGS = RpcMethod(
     PatientWritten,
     write=True,
     roles=CLINICAL,
+    route=HttpRoute("PUT", "/patients/{patient_id}/clinical-flags"),
 )
 GET_PATIENT = RpcMethod(
-    SERVICE, "records.get_patient", GetPatientRequest, Patient, roles=PATIENT_READERS
+    SERVICE,
+    "records.get_patient",
+    GetPatientRequest,
+    Patient,
+    roles=PATIENT_READERS,
+    route=HttpRoute("GET", "/patients/{patient_id}", patient_data=True),
+    grant=Grant(decrypt=Decrypt(tables=frozenset({PATIENTS_TABLE}), patient="patient_id")),
 )
 LIST_RECENT_PATIENTS = RpcMethod(
     SERVICE,
@@ -869,9 +1213,75 @@ LIST_RECENT_PATIENTS = RpcMethod(
     ListRecentPatientsRequest,
     PatientList,
     roles=PATIENT_READERS,
+    route=HttpRoute("GET", "/patients", query=("limit",), patient_data=True),
+    grant=Grant(
+        decrypt=Decrypt(tables=frozenset({PATIENTS_TABLE}), columns=BRIEF_COLUMNS, max_rows="limit")
+    ),
+)
+PATIENT_BRIEFS = RpcMethod(
+    SERVICE,
+    "records.patient_briefs",
+    PatientBriefsRequest,
+    PatientBriefs,
+    roles=PATIENT_READERS,
+    route=HttpRoute(
+        "POST",
+        "/patients/briefs",
+        patient_data=True,
+        summary="Names, birth dates and record numbers of the patients a list shows (up to "
+        f"{BRIEFS_MAX}), in one read: the same rule as reading one patient (a physician: "
+        "only patients in their care; the others come back in `withheld`).",
+    ),
+    grant=Grant(
+        decrypt=Decrypt(
+            tables=frozenset({PATIENTS_TABLE}),
+            patient_in="patient_ids",
+            columns=BRIEF_COLUMNS,
+            max_rows="count",
+        )
+    ),
 )
 SEARCH_PATIENTS = RpcMethod(
-    SERVICE, "records.search_patients", SearchPatientsRequest, PatientList, roles=PATIENT_READERS
+    SERVICE,
+    "records.search_patients",
+    SearchPatientsRequest,
+    PatientList,
+    roles=PATIENT_READERS,
+    route=HttpRoute(
+        "GET",
+        "/patients/search",
+        query=("family_name", "date_of_birth", "phone", "mrn"),
+        patient_data=True,
+        summary="By family name (spelling-tolerant: names that sound alike, exact ones first) "
+        "+ date of birth, by phone (any format of the number), or by record number.",
+    ),
+    grant=Grant(
+        blind_index=BlindIndex(
+            terms=(
+                ("family_name", "family_name"),
+                ("family_sound", "family_name"),
+                ("family_sound_alt", "family_name"),
+                ("date_of_birth", "date_of_birth"),
+                ("phone", "phone"),
+                ("phone_digits", "phone"),
+                ("mrn", "mrn"),
+            )
+        ),
+        decrypt=Decrypt(
+            tables=frozenset({PATIENTS_TABLE}),
+            columns=BRIEF_COLUMNS,
+            match=Match(
+                terms=(
+                    ("family_sound", "family_name"),
+                    ("date_of_birth", "date_of_birth"),
+                    ("phone", "phone"),
+                    ("mrn", "mrn"),
+                ),
+                where=PATIENT_FIELDS_AT,
+            ),
+            max_rows=SEARCH_LIMIT,
+        ),
+    ),
 )
 
 ADD_ENCOUNTER = RpcMethod(
@@ -881,6 +1291,18 @@ ADD_ENCOUNTER = RpcMethod(
     EncounterWritten,
     write=True,
     roles=CLINICAL,
+    route=HttpRoute(
+        "POST",
+        "/patients/{patient_id}/encounters",
+        status=201,
+        summary="Allergies recorded on it are merged into the patient's allergy list.",
+    ),
+    # Merging allergies into the list reads the list (or builds it, once).
+    grant=Grant(
+        decrypt=Decrypt(
+            tables=_ALLERGY_SOURCES, patient="patient_id", columns=frozenset({ALLERGY_COLUMN})
+        )
+    ),
 )
 AMEND_ENCOUNTER = RpcMethod(
     SERVICE,
@@ -889,14 +1311,68 @@ AMEND_ENCOUNTER = RpcMethod(
     EncounterWritten,
     write=True,
     roles=CLINICAL,
+    route=HttpRoute(
+        "POST",
+        "/encounters/{encounter_id}/amend",
+        summary="A new version; the old one is kept, with who amended it and why.",
+    ),
+    grant=Grant(
+        decrypt=Decrypt(
+            tables=_ALLERGY_SOURCES, one_patient=True, columns=frozenset({ALLERGY_COLUMN})
+        )
+    ),
 )
 GET_ENCOUNTER = RpcMethod(
-    SERVICE, "records.get_encounter", GetEncounterRequest, EncounterHistory, roles=CLINICAL
+    SERVICE,
+    "records.get_encounter",
+    GetEncounterRequest,
+    EncounterHistory,
+    roles=CLINICAL,
+    route=HttpRoute(
+        "GET", "/encounters/{encounter_id}", query=("include_versions",), patient_data=True
+    ),
+    grant=Grant(
+        decrypt=Decrypt(
+            tables=frozenset({ENCOUNTERS_TABLE}), row_id="encounter_id", one_patient=True
+        )
+    ),
 )
 LIST_ENCOUNTERS = RpcMethod(
-    SERVICE, "records.list_encounters", ListEncountersRequest, EncounterList, roles=CLINICAL
+    SERVICE,
+    "records.list_encounters",
+    ListEncountersRequest,
+    EncounterList,
+    roles=CLINICAL,
+    route=HttpRoute(
+        "GET", "/patients/{patient_id}/encounters", query=("limit", "before"), patient_data=True
+    ),
+    grant=Grant(decrypt=Decrypt(tables=frozenset({ENCOUNTERS_TABLE}), patient="patient_id")),
 )
 
+_SAFETY_CHECK = Grant(
+    decrypt=Decrypt(
+        tables=_ALLERGY_SOURCES | {PRESCRIPTIONS_TABLE},
+        patient="patient_id",
+        columns=frozenset({ALLERGY_COLUMN, "medication", "safety", "cancellation_reason"}),
+    )
+)
+"""The prescribing check reads the patient's allergies and their prescriptions (the drugs,
+and what their signatures cover)."""
+CHECK_PRESCRIPTION = RpcMethod(
+    SERVICE,
+    "records.check_prescription",
+    CheckPrescriptionRequest,
+    SafetyCheck,
+    roles=CLINICAL,
+    route=HttpRoute(
+        "POST",
+        "/prescriptions/check",
+        patient_data=True,
+        summary="Allergies (and cross-sensitive classes), duplicate therapy and interactions "
+        "with the patient's active prescriptions, for a medication about to be signed.",
+    ),
+    grant=_SAFETY_CHECK,
+)
 PRESCRIBE = RpcMethod(
     SERVICE,
     "records.prescribe",
@@ -904,6 +1380,15 @@ PRESCRIBE = RpcMethod(
     PrescriptionWritten,
     write=True,
     roles=CLINICAL,
+    route=HttpRoute(
+        "POST",
+        "/prescriptions",
+        status=201,
+        summary="An e-prescription signed by the physician's client (see "
+        "`canonical_prescription`). Records runs the safety check again: the signed `alerts` "
+        "must be exactly what it finds (409 otherwise), overridden with a written reason.",
+    ),
+    grant=_SAFETY_CHECK,
 )
 CANCEL_PRESCRIPTION = RpcMethod(
     SERVICE,
@@ -912,6 +1397,7 @@ CANCEL_PRESCRIPTION = RpcMethod(
     PrescriptionWritten,
     write=True,
     roles=CLINICAL,
+    route=HttpRoute("POST", "/prescriptions/{prescription_id}/cancel"),
 )
 COMPLETE_PRESCRIPTION = RpcMethod(
     SERVICE,
@@ -920,9 +1406,21 @@ COMPLETE_PRESCRIPTION = RpcMethod(
     PrescriptionWritten,
     write=True,
     roles=CLINICAL,
+    route=HttpRoute("POST", "/prescriptions/{prescription_id}/complete"),
+)
+_ONE_PRESCRIPTION = Grant(
+    decrypt=Decrypt(
+        tables=frozenset({PRESCRIPTIONS_TABLE}), row_id="prescription_id", one_patient=True
+    )
 )
 GET_PRESCRIPTION = RpcMethod(
-    SERVICE, "records.get_prescription", GetPrescriptionRequest, Prescription, roles=CLINICAL
+    SERVICE,
+    "records.get_prescription",
+    GetPrescriptionRequest,
+    Prescription,
+    roles=CLINICAL,
+    route=HttpRoute("GET", "/prescriptions/{prescription_id}", patient_data=True),
+    grant=_ONE_PRESCRIPTION,
 )
 LIST_PRESCRIPTIONS = RpcMethod(
     SERVICE,
@@ -930,6 +1428,10 @@ LIST_PRESCRIPTIONS = RpcMethod(
     ListPrescriptionsRequest,
     PrescriptionList,
     roles=CLINICAL,
+    route=HttpRoute(
+        "GET", "/patients/{patient_id}/prescriptions", query=("status",), patient_data=True
+    ),
+    grant=Grant(decrypt=Decrypt(tables=frozenset({PRESCRIPTIONS_TABLE}), patient="patient_id")),
 )
 VERIFY_PRESCRIPTION = RpcMethod(
     SERVICE,
@@ -937,10 +1439,77 @@ VERIFY_PRESCRIPTION = RpcMethod(
     VerifyPrescriptionRequest,
     PrescriptionVerification,
     roles=CLINICAL,
+    route=HttpRoute(
+        "GET",
+        "/prescriptions/{prescription_id}/verify",
+        patient_data=True,
+        summary="Check the stored row's MAC and the prescriber's signature again.",
+    ),
+    grant=_ONE_PRESCRIPTION,
 )
 
 PATIENT_SUMMARY = RpcMethod(
-    SERVICE, "records.patient_summary", PatientSummaryRequest, PatientSummary, roles=CLINICAL
+    SERVICE,
+    "records.patient_summary",
+    PatientSummaryRequest,
+    PatientSummary,
+    roles=CLINICAL,
+    route=HttpRoute(
+        "GET",
+        "/patients/{patient_id}/summary",
+        query=("encounters",),
+        patient_data=True,
+        summary="Demographics, recent encounters, active prescriptions and allergies, in one call.",
+    ),
+    grant=Grant(decrypt=Decrypt(tables=_CHART, patient="patient_id")),
+)
+
+LIST_ALLERGIES = RpcMethod(
+    SERVICE,
+    "records.list_allergies",
+    ListAllergiesRequest,
+    AllergyList,
+    roles=CLINICAL,
+    route=HttpRoute(
+        "GET",
+        "/patients/{patient_id}/allergies",
+        query=("include_inactive",),
+        patient_data=True,
+    ),
+    grant=Grant(
+        decrypt=Decrypt(
+            tables=_ALLERGY_SOURCES, patient="patient_id", columns=frozenset({ALLERGY_COLUMN})
+        )
+    ),
+)
+RECORD_ALLERGY = RpcMethod(
+    SERVICE,
+    "records.record_allergy",
+    RecordAllergyRequest,
+    AllergyWritten,
+    write=True,
+    roles=CLINICAL,
+    route=HttpRoute(
+        "POST",
+        "/patients/{patient_id}/allergies",
+        status=201,
+        summary="Add an allergy to the list; one already listed (same substance) is a 409.",
+    ),
+    grant=LIST_ALLERGIES.grant,
+)
+CHANGE_ALLERGY = RpcMethod(
+    SERVICE,
+    "records.change_allergy",
+    ChangeAllergyRequest,
+    AllergyWritten,
+    write=True,
+    roles=CLINICAL,
+    route=HttpRoute(
+        "PUT",
+        "/patients/{patient_id}/allergies/{allergy_id}",
+        summary="Change an entry, or mark it resolved or refuted (entries are never deleted).",
+    ),
+    grant=LIST_ALLERGIES.grant,
 )
 
 PATIENT_DATA_METHODS = (
@@ -949,11 +1518,13 @@ PATIENT_DATA_METHODS = (
     SET_CLINICAL_FLAGS,
     GET_PATIENT,
     LIST_RECENT_PATIENTS,
+    PATIENT_BRIEFS,
     SEARCH_PATIENTS,
     ADD_ENCOUNTER,
     AMEND_ENCOUNTER,
     GET_ENCOUNTER,
     LIST_ENCOUNTERS,
+    CHECK_PRESCRIPTION,
     PRESCRIBE,
     CANCEL_PRESCRIPTION,
     COMPLETE_PRESCRIPTION,
@@ -961,13 +1532,22 @@ PATIENT_DATA_METHODS = (
     LIST_PRESCRIPTIONS,
     VERIFY_PRESCRIPTION,
     PATIENT_SUMMARY,
+    LIST_ALLERGIES,
+    RECORD_ALLERGY,
+    CHANGE_ALLERGY,
 )
 """Every method that reads or writes patient data (all but PATIENT_REF)."""
 
 CATALOG_ADMIN = frozenset({Role.administrator})
 CATALOG_READERS = frozenset({Role.administrator, Role.physician})
 ADD_MEDICINE = RpcMethod(
-    SERVICE, "records.add_medicine", AddMedicineRequest, Medicine, write=True, roles=CATALOG_ADMIN
+    SERVICE,
+    "records.add_medicine",
+    AddMedicineRequest,
+    Medicine,
+    write=True,
+    roles=CATALOG_ADMIN,
+    route=HttpRoute("POST", "/catalog/medicines", status=201),
 )
 UPDATE_MEDICINE = RpcMethod(
     SERVICE,
@@ -976,6 +1556,11 @@ UPDATE_MEDICINE = RpcMethod(
     Medicine,
     write=True,
     roles=CATALOG_ADMIN,
+    route=HttpRoute(
+        "PUT",
+        "/catalog/medicines/{medicine_id}",
+        summary="Edit an entry; prescriptions already signed keep the details they copied.",
+    ),
 )
 RETIRE_MEDICINE = RpcMethod(
     SERVICE,
@@ -984,9 +1569,19 @@ RETIRE_MEDICINE = RpcMethod(
     Medicine,
     write=True,
     roles=CATALOG_ADMIN,
+    route=HttpRoute(
+        "POST",
+        "/catalog/medicines/{medicine_id}/retire",
+        summary="No new prescriptions of it; existing ones are unaffected.",
+    ),
 )
 GET_MEDICINE = RpcMethod(
-    SERVICE, "records.get_medicine", GetMedicineRequest, Medicine, roles=CATALOG_READERS
+    SERVICE,
+    "records.get_medicine",
+    GetMedicineRequest,
+    Medicine,
+    roles=CATALOG_READERS,
+    route=HttpRoute("GET", "/catalog/medicines/{medicine_id}"),
 )
 SEARCH_MEDICINES = RpcMethod(
     SERVICE,
@@ -994,9 +1589,52 @@ SEARCH_MEDICINES = RpcMethod(
     SearchMedicinesRequest,
     MedicineList,
     roles=CATALOG_READERS,
+    route=HttpRoute(
+        "GET",
+        "/catalog/medicines",
+        query=("prefix", "type", "include_retired", "limit"),
+        summary="By prefix of the name or the active ingredient (any case), and/or by type.",
+    ),
 )
-CATALOG_METHODS = (ADD_MEDICINE, UPDATE_MEDICINE, RETIRE_MEDICINE, GET_MEDICINE, SEARCH_MEDICINES)
-"""The medicine catalog: no patient data (administrators edit it, physicians search it)."""
+SEARCH_SUBSTANCES = RpcMethod(
+    SERVICE,
+    "records.search_substances",
+    SearchSubstancesRequest,
+    SubstanceList,
+    roles=CATALOG_READERS,
+    route=HttpRoute(
+        "GET",
+        "/catalog/substances",
+        query=("prefix", "limit"),
+        summary="The drug vocabulary (ingredients and classes) that allergies are recorded "
+        "against, by prefix of any word.",
+    ),
+)
+SEARCH_ICD10 = RpcMethod(
+    SERVICE,
+    "records.search_icd10",
+    SearchIcd10Request,
+    Icd10List,
+    roles=CLINICAL,
+    route=HttpRoute(
+        "GET",
+        "/icd10",
+        query=("q", "limit"),
+        summary="Diagnoses of the WHO ICD-10 classification by code prefix or title words; "
+        "encounters accept only codes of it.",
+    ),
+)
+CATALOG_METHODS = (
+    ADD_MEDICINE,
+    UPDATE_MEDICINE,
+    RETIRE_MEDICINE,
+    GET_MEDICINE,
+    SEARCH_MEDICINES,
+    SEARCH_SUBSTANCES,
+    SEARCH_ICD10,
+)
+"""Vocabularies, no patient data: the medicine catalog (administrators edit it, physicians
+search it), the drug vocabulary and the ICD-10 classification."""
 
 
 # ---------------------------------------------------------------------------- per-patient access
@@ -1004,7 +1642,7 @@ CATALOG_METHODS = (ADD_MEDICINE, UPDATE_MEDICINE, RETIRE_MEDICINE, GET_MEDICINE,
 ACCESS_SERVICE = "recordsaccess"
 """Records' access decisions, on a queue of their own: the keyvault asks while a records
 handler is waiting for that very keyvault call, so they must not share records' slots."""
-CLINICAL_TABLES = ("encounter_versions", "prescriptions")
+CLINICAL_TABLES = (ENCOUNTERS_TABLE, PRESCRIPTIONS_TABLE, ALLERGIES_TABLE)
 """Keyvault tables holding clinical data: decrypting them needs a care relationship."""
 
 
@@ -1017,6 +1655,10 @@ class CareBasis(StrEnum):
 class MayReadRequest(Model):
     physician_id: str = Field(max_length=64)
     patient_id: str = Field(max_length=64)
+    break_glass_only: bool = Field(
+        default=False,
+        description="Only an open break-glass grant counts (off duty: `contracts.attendance`).",
+    )
 
 
 class MayReadReply(Model):
@@ -1070,9 +1712,27 @@ class BreakGlassNotice(Model):
     expires_at: datetime
 
 
-MAY_READ = RpcMethod(ACCESS_SERVICE, "recordsaccess.may_read", MayReadRequest, MayReadReply)
+MAY_READ = RpcMethod(
+    ACCESS_SERVICE,
+    "recordsaccess.may_read",
+    MayReadRequest,
+    MayReadReply,
+    callers=frozenset({"keyvault", GATEWAY}),  # the gateway: break-glass off duty (attendance)
+)
 BREAK_GLASS = RpcMethod(
-    SERVICE, "records.break_glass", BreakGlassRequest, BreakGlassOpened, write=True, roles=CLINICAL
+    SERVICE,
+    "records.break_glass",
+    BreakGlassRequest,
+    BreakGlassOpened,
+    write=True,
+    roles=CLINICAL,
+    route=HttpRoute(
+        "POST",
+        "/patients/{patient_id}/break-glass",
+        status=201,
+        summary="Open a chart without a care relationship, in an emergency: time-limited, "
+        "audited (ETREAT) and reported to administrators.",
+    ),
 )
 BREAK_GLASS_REPORT = RpcMethod(
     SERVICE,
@@ -1080,6 +1740,12 @@ BREAK_GLASS_REPORT = RpcMethod(
     BreakGlassReportRequest,
     BreakGlassReport,
     roles=CATALOG_ADMIN,
+    route=HttpRoute("GET", "/break-glass", query=("unacknowledged_only", "limit")),
+    grant=Grant(
+        decrypt=Decrypt(
+            tables=frozenset({BREAK_GLASS_TABLE}), columns=frozenset({"reason"}), max_rows="limit"
+        )
+    ),
 )
 ACKNOWLEDGE_BREAK_GLASS = RpcMethod(
     SERVICE,
@@ -1088,5 +1754,13 @@ ACKNOWLEDGE_BREAK_GLASS = RpcMethod(
     BreakGlassGrant,
     write=True,
     roles=CATALOG_ADMIN,
+    route=HttpRoute("POST", "/break-glass/{grant_id}/acknowledge"),
+    grant=Grant(
+        decrypt=Decrypt(
+            tables=frozenset({BREAK_GLASS_TABLE}), columns=frozenset({"reason"}), row_id="grant_id"
+        )
+    ),
 )
-BREAK_GLASS_OPENED = EventType("records.break_glass.opened", BreakGlassNotice)
+BREAK_GLASS_OPENED = EventType(
+    "records.break_glass.opened", BreakGlassNotice, publishers=frozenset({SERVICE})
+)

@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
+from contracts import attendance as attendance_contract
+from contracts import audit as audit_contract
+from contracts import auth as auth_contract
 from contracts import chat as chat_contract
+from contracts import keyvault as kv_contract
 from contracts import records as records_contract
 from contracts import scheduling as sched_contract
 from contracts.auth import ACCOUNT_CHANGED, AccountChanged
-from contracts.base import EventType, Role
-from gateway import errors, web
-from gateway.live import Hub
-from gateway.routes import (
-    audit,
-    catalog,
-    chat,
-    health,
-    identity,
-    live,
-    records,
-    scheduling,
-    vault,
-)
+from contracts.base import API_PREFIX, EventType, Role
+from contracts.common import collect
+from contracts.fhir import FHIR_PREFIX
+from gateway import errors, fhir, fhirexport, web
+from gateway.live import Hub, LiveLog
+from gateway.routes import attendance, audit, health, identity, live, vault
+from gateway.routing import declared_router
 from gateway.security import Security
 from gateway.settings import GatewaySettings, get_gateway_settings
 from mesh.events import EventHandler, ReceivedEvent
@@ -39,8 +36,13 @@ NAME = "gateway"
 log = get_logger("gateway")
 
 
-async def make_hub(runtime: Runtime) -> None:
-    runtime.state["hub"] = Hub()
+def make_hub(live_log: LiveLog) -> Callable[[Runtime], Awaitable[None]]:
+    async def start(runtime: Runtime) -> None:
+        hub = Hub(live_log)
+        runtime.state["hub"] = hub
+        runtime.spawn(hub.follow(), "live-log-tail")
+
+    return start
 
 
 def forget_changed_accounts(runtime: Runtime) -> EventHandler:
@@ -52,48 +54,74 @@ def forget_changed_accounts(runtime: Runtime) -> EventHandler:
     return handle
 
 
-def push_chat_events(runtime: Runtime) -> EventHandler:
-    """Each replica pushes chat notifications (ids only) to the members connected to it."""
-
-    async def handle(event: ReceivedEvent[Any]) -> None:
-        hub: Hub = runtime.state["hub"]
-        payload = event.payload
-        if isinstance(payload, chat_contract.MessageSent):
-            body = {"type": "message_sent", **payload.model_dump(mode="json")}
-        else:
-            body = {"type": "messages_read", **payload.model_dump(mode="json")}
-        await hub.push(payload.member_ids, body)
-
-    return handle
-
-
-APPOINTMENT_EVENTS: list[EventType[Any]] = [
-    sched_contract.APPOINTMENT_BOOKED,
-    sched_contract.APPOINTMENT_RESCHEDULED,
-    sched_contract.APPOINTMENT_CANCELLED,
+CALENDAR_EVENTS: list[EventType[Any]] = list(sched_contract.CALENDAR_EVENTS)
+LIVE_EVENTS: list[EventType[Any]] = [
+    chat_contract.MESSAGE_SENT,
+    chat_contract.MESSAGES_READ,
+    *CALENDAR_EVENTS,
+    *attendance_contract.EVENTS,
+    records_contract.BREAK_GLASS_OPENED,
 ]
+_CALENDAR_KEYS = frozenset(e.routing_key for e in CALENDAR_EVENTS)
+_ATTENDANCE_KEYS = frozenset(e.routing_key for e in attendance_contract.EVENTS)
 
 
-def push_appointment_events(runtime: Runtime) -> EventHandler:
-    """A physician connected to this replica hears of changes to their calendar."""
+def audience(event: ReceivedEvent[Any]) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Who may hear a live event (accounts, roles) and the frame they get (ids only).
 
-    async def handle(event: ReceivedEvent[Any]) -> None:
-        hub: Hub = runtime.state["hub"]
-        body = {"type": event.routing_key, **event.payload.model_dump(mode="json")}
-        await hub.push([event.payload.physician_id], body)
+    Chat: the conversation's members. A calendar change: its physician and the front desk
+    (receptionists keep every physician's calendar); administrators and other physicians
+    hear nothing. A check-in or -out: the staff member and the administrators. A
+    break-glass access: the administrators."""
+    payload = event.payload
+    body = {"type": event.routing_key, **payload.model_dump(mode="json")}
+    if isinstance(payload, chat_contract.MessageSent):
+        return list(payload.member_ids), [], {**body, "type": "message_sent"}
+    if isinstance(payload, chat_contract.MessagesRead):
+        return list(payload.member_ids), [], {**body, "type": "messages_read"}
+    if event.routing_key in _CALENDAR_KEYS:
+        return [payload.physician_id], [Role.receptionist.value], body
+    if event.routing_key in _ATTENDANCE_KEYS:
+        return [payload.staff_id], [Role.administrator.value], body
+    if event.routing_key == records_contract.BREAK_GLASS_OPENED.routing_key:
+        return [], [Role.administrator.value], body
+    return [], [], body  # not a live event: logged for nobody
 
-    return handle
+
+def log_live_events(live_log: LiveLog) -> Callable[[Runtime], EventHandler]:
+    """The replica that takes an event from the shared queue logs it once; every replica
+    then pushes it from the log (`Hub.follow`)."""
+
+    def factory(runtime: Runtime) -> EventHandler:
+        async def handle(event: ReceivedEvent[Any]) -> None:
+            accounts, roles, body = audience(event)
+            if accounts or roles:
+                await live_log.append(event.message_id, accounts, roles, body)
+
+        return handle
+
+    return factory
 
 
-def push_break_glass(runtime: Runtime) -> EventHandler:
-    """Administrators connected to this replica hear of every emergency access at once."""
+HAND_WRITTEN = frozenset(
+    {
+        auth_contract.REGISTER.name,  # signed by the new key, not an account
+        kv_contract.SEAL.name,  # one signed request seals every replica
+        audit_contract.EXPORT.name,  # NDJSON, not JSON
+        chat_contract.CATCH_UP.name,  # the WebSocket's signed handshake
+    }
+)
 
-    async def handle(event: ReceivedEvent[Any]) -> None:
-        hub: Hub = runtime.state["hub"]
-        body = {"type": event.routing_key, **event.payload.model_dump(mode="json")}
-        await hub.push_role(Role.administrator.value, body)
 
-    return handle
+def relayed_methods() -> list[Any]:
+    """Every method with a route under the API in `contracts/` that the gateway simply
+    relays (FHIR routes are mapped to FHIR by `gateway.fhir`)."""
+    methods, _ = collect()
+    return [
+        m
+        for m in methods
+        if m.route is not None and m.route.prefix == API_PREFIX and m.name not in HAND_WRITTEN
+    ]
 
 
 def create_app(
@@ -104,6 +132,7 @@ def create_app(
         cfg = settings or get_settings()
         configure_logging(NAME, cfg)
         redis = create_redis(cfg)
+        live_log = LiveLog(redis, cfg.redis_prefix)
         runtime = await Runtime.start(
             NAME,
             cfg,
@@ -111,23 +140,11 @@ def create_app(
             # Every gateway replica drops a changed account from its own cache.
             consumers=[
                 ConsumerSpec("gateway-accounts", [ACCOUNT_CHANGED], forget_changed_accounts, False),
-                ConsumerSpec(
-                    "gateway-live",
-                    [chat_contract.MESSAGE_SENT, chat_contract.MESSAGES_READ],
-                    push_chat_events,
-                    False,
-                ),
-                ConsumerSpec(
-                    "gateway-appointments", APPOINTMENT_EVENTS, push_appointment_events, False
-                ),
-                ConsumerSpec(
-                    "gateway-break-glass",
-                    [records_contract.BREAK_GLASS_OPENED],
-                    push_break_glass,
-                    False,
-                ),
+                # One durable queue shared by the replicas: what is published while
+                # every gateway is down waits there, and each event is logged once, in order.
+                ConsumerSpec("gateway-live", LIVE_EVENTS, log_live_events(live_log), prefetch=1),
             ],
-            on_startup=make_hub,
+            on_startup=make_hub(live_log),
         )
         security = Security(runtime, redis, gateway_settings or get_gateway_settings())
         runtime.state["security"] = security
@@ -153,8 +170,11 @@ def create_app(
     app.state.security = None
     errors.install(app)
     add_probes(app, lambda: check_runtime(app.state.runtime))
-    for module in (health, identity, vault, chat, audit, live, scheduling, records, catalog):
-        app.include_router(module.router, prefix="/api/v1")
+    for module in (health, identity, vault, audit, live, attendance):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(declared_router(relayed_methods()), prefix=API_PREFIX)
+    app.include_router(fhirexport.router(), prefix=FHIR_PREFIX)
+    app.include_router(fhir.router(), prefix=FHIR_PREFIX)
     # The single-page app answers every other GET that is not under /api/.
     web.install(app, gateway_settings or get_gateway_settings())
     return app

@@ -13,6 +13,7 @@ from contracts.base import RpcMethod
 from gateway.access import allowed
 from gateway.errors import ApiError
 from gateway.security import Caller, Security
+from mesh import attendance
 from mesh.runtime import Runtime
 
 ReqT = TypeVar("ReqT", bound=BaseModel)
@@ -52,11 +53,13 @@ async def forward(
     """Check the route table, then call the service as the caller (principal + proof)."""
     if not allowed(method, caller.principal.role):
         raise ApiError(403, f"a {caller.principal.role.value} may not do this")
+    await attendance.enforce(runtime(request), caller.principal, method, body)
     return await runtime(request).rpc.call(
         method,
         body,
         principal=caller.principal,
         proof=caller.proof_json,
+        signed_body=caller.body,
         idempotency_key=caller.idempotency_key if method.write else None,
         **kwargs,
     )
@@ -82,11 +85,13 @@ async def relay(
         raise TypeError(f"{method.name}: the route shows {shown}, the reply is {method.response}")
     if not allowed(method, caller.principal.role):
         raise ApiError(403, f"a {caller.principal.role.value} may not do this")
+    await attendance.enforce(runtime(request), caller.principal, method, body)
     raw = await runtime(request).rpc.call_json(
         method,
         body,
         principal=caller.principal,
         proof=caller.proof_json,
+        signed_body=caller.body,
         idempotency_key=caller.idempotency_key if method.write else None,
         **kwargs,
     )

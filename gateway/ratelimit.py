@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-# KEYS[1] is a nonce to remember for ARGV[1] seconds ("" for none), then KEYS[2..] are
-# buckets with (capacity, rate) pairs in ARGV[2..]. Nothing is taken for a replayed nonce;
-# buckets are taken in order and the first empty one ends the check (the later ones keep
-# their tokens). Returns {fresh, n, allowed_1, tokens_1, ..., allowed_n, tokens_n}.
+# KEYS[1] is a nonce to remember for ARGV[1] seconds (ARGV[1] = 0: none, and KEYS[1] is
+# only a key of the same Redis Cluster slot, untouched), then KEYS[2..] are buckets with
+# (capacity, rate) pairs in ARGV[2..]. Nothing is taken for a replayed nonce; buckets are
+# taken in order and the first empty one ends the check (the later ones keep their
+# tokens). Returns {fresh, n, allowed_1, tokens_1, ..., allowed_n, tokens_n}.
 CHECK_SCRIPT = """
 local fresh = 1
-if KEYS[1] ~= '' then
+if tonumber(ARGV[1]) > 0 then
   if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
     return {0, 0}
   end
@@ -51,6 +52,12 @@ for i = 2, #KEYS do
 end
 return out
 """
+
+
+def nonce_key(prefix: str, account: str, nonce: str) -> str:
+    """Where a signed request's nonce is remembered: `{account}` is the hash tag its
+    buckets carry too, so one check's keys are one slot on Redis Cluster."""
+    return f"{prefix}nonce:{{{account}}}:{nonce}"
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,15 @@ class RateLimiter:
     def _key(self, bucket: Bucket, subject: str) -> str:
         # The limits are part of the key: replicas configured alike share a bucket, and a
         # changed limit starts from a full bucket instead of another limit's state.
-        return f"{self._prefix}bucket:{bucket.name}:{bucket.capacity}:{bucket.rate:g}:{subject}"
+        # `{subject}` is a hash tag: an account's buckets and nonces (`nonce:{account}:…`,
+        # gateway.security) are one slot on Redis Cluster, as its multi-key script needs.
+        return f"{self._prefix}bucket:{bucket.name}:{bucket.capacity}:{bucket.rate:g}:{{{subject}}}"
+
+    def keys(self, buckets: Sequence[tuple[Bucket, str]], nonce_key: str = "") -> list[str]:
+        """The script's keys: the nonce's (or, without one, the first bucket's again, so
+        every key is in the slot of the subject's hash tag), then each bucket's."""
+        bucket_keys = [self._key(b, subject) for b, subject in buckets]
+        return [nonce_key or (bucket_keys[0] if bucket_keys else ""), *bucket_keys]
 
     async def check(
         self,
@@ -113,8 +128,8 @@ class RateLimiter:
     ) -> Check:
         """Remember the nonce (if any) and take one token from each (bucket, subject), in
         one atomic round trip."""
-        keys = [nonce_key, *(self._key(b, subject) for b, subject in buckets)]
-        args: list[float] = [nonce_ttl_s]
+        keys = self.keys(buckets, nonce_key)
+        args: list[float] = [max(1, nonce_ttl_s) if nonce_key else 0]
         for bucket, _ in buckets:
             args += [bucket.capacity, bucket.rate]
         reply = await self._script(keys=keys, args=args)

@@ -22,13 +22,15 @@ from dataclasses import dataclass, replace
 from fastapi import Request
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.datastructures import URL
+from starlette.types import Scope
 
 from contracts import auth
 from contracts.audit import AuditAction, AuditOutcome
 from contracts.auth import AccountStatus
 from contracts.base import Principal
 from gateway.errors import ApiError
-from gateway.ratelimit import Bucket, Decision, RateLimiter
+from gateway.ratelimit import Bucket, Decision, RateLimiter, nonce_key
 from gateway.settings import GatewaySettings
 from mesh import audit
 from mesh.errors import IntegrityError, NotFound, RpcError
@@ -42,11 +44,14 @@ from mesh.httpsig import (
     verify_proof,
 )
 from mesh.logging import get_logger
+from mesh.redis import describe
 from mesh.runtime import Runtime
 
 log = get_logger("gateway.security")
 SOURCE = "gateway"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+RETRY_AFTER_UNAVAILABLE_S = 5
+"""A Redis failover takes a few seconds (Sentinel notices, then promotes a replica)."""
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{8,100}")
 
 
@@ -58,6 +63,8 @@ class Caller:
     proof: RequestProof
     nonce: str
     decision: Decision | None = None
+    body: bytes = b""
+    """The signed body as the client sent it (forwarded: services check its digest)."""
     client_key: str | None = None
     """The client's `Idempotency-Key` header, if it sent one (to retry a write safely)."""
 
@@ -133,7 +140,7 @@ class Security:
 
     def _nonce_key(self, key_id: str, nonce: str) -> tuple[str, int]:
         window = self.runtime.settings.signature_window_s + self.runtime.settings.signature_skew_s
-        return f"{self.prefix}nonce:{key_id}:{nonce}", int(window) + 1
+        return nonce_key(self.prefix, key_id, nonce), int(window) + 1
 
     async def _check_limits(
         self, buckets: list[tuple[Bucket, str]], principal: Principal | None, nonce: str = ""
@@ -210,7 +217,12 @@ class Security:
         if client_key is not None and not IDEMPOTENCY_KEY.fullmatch(client_key):
             raise ApiError(400, "Idempotency-Key must be 8 to 100 letters, digits, - or _")
         caller = await self.verify_signed(
-            request.method, str(request.url), request.headers, body, address, patient_data
+            request.method,
+            signed_target(request.scope, request.url),
+            request.headers,
+            body,
+            address,
+            patient_data,
         )
         return replace(caller, client_key=client_key) if client_key else caller
 
@@ -245,7 +257,7 @@ class Security:
                 "gateway.signature_refused", f"{exc.reason.value}: {exc.message}", address=address
             )
             raise
-        return Caller(principal, proof, parsed.nonce, decision)
+        return Caller(principal, proof, parsed.nonce, decision, body)
 
     def _check(self, proof: RequestProof, public_key: str, body: bytes) -> ParsedSignature:
         settings = self.runtime.settings
@@ -264,7 +276,8 @@ class Security:
         address = request.client.host if request.client else "unknown"
         await self.take(self.anonymous, f"addr:{address}", None)
         try:
-            proof = proof_from_headers(request.method, str(request.url), request.headers)
+            target = signed_target(request.scope, request.url)
+            proof = proof_from_headers(request.method, target, request.headers)
             parsed = parse_proof(proof)
             if parsed.key_id != auth.REGISTRATION_KEY_ID:
                 raise SignatureError(
@@ -290,11 +303,23 @@ class Security:
         await self.take(self.anonymous, f"addr:{address}", None)
 
 
+def signed_target(scope: Scope, url: URL) -> str:
+    """The target URI as the client sent it: scheme and authority, then the raw path and
+    raw query, percent-encoding kept (RFC 9421 §2.2.2), so any client can sign any path."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) and raw else url.path
+    query = scope.get("query_string", b"")
+    text = query.decode("latin-1") if isinstance(query, bytes) else str(query)
+    return f"{url.scheme}://{url.netloc}{path}" + (f"?{text}" if text else "")
+
+
 def _unavailable(exc: BaseException) -> ApiError:
-    log.error("gateway.redis_unavailable", error=str(exc))
+    log.error("gateway.redis_unavailable", error=describe(exc))
     return ApiError(
         503,
-        "request checks are unavailable (replay and rate-limit store unreachable); "
-        "the request was refused",
+        "Medihaven cannot check requests safely at the moment (its security store is "
+        "switching to a standby server or cannot be reached), so nothing was done; "
+        "please try again in a few seconds.",
         code="unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
     )

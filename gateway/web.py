@@ -1,11 +1,11 @@
 """The web app: the built single-page app (`frontend/dist`) served at `/`.
 
 Files are served from `MEDIHAVEN_WEB_DIR` only (no path leaves it); any other path that
-is not under `/api/` answers `index.html`, so the app's own routes survive a reload. Every
-answer carries a strict Content-Security-Policy (scripts, styles and connections from this
-origin only, the WebSocket to this host included; no framing), `nosniff` and
-`no-referrer`. Without a build, `/` answers a page saying how to make one (never a 500).
-The auto-lock setting reaches the app as a `<meta>` tag in `index.html`.
+is not under `/api/` or the FHIR base (`/fhir/R4`) answers `index.html`, so the app's own
+routes survive a reload. Every answer carries a strict Content-Security-Policy (scripts,
+styles and connections from this origin only, the WebSocket to this host included; no
+framing), `nosniff` and `no-referrer`. Without a build, `/` answers a page saying how to
+make one (never a 500). The auto-lock setting reaches the app as a `<meta>` tag in `index.html`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contracts.fhir import FHIR_PREFIX
 from gateway.errors import error_response
 from gateway.settings import GatewaySettings
 
 API_PREFIX = "api/"
+FHIR_BASE = FHIR_PREFIX.lstrip("/")
 LOCK_META = "medihaven-auto-lock-seconds"
 BUILD_HINT = "make web (or: cd frontend && npm ci && npm run build)"
 
@@ -107,6 +109,8 @@ class WebApp:
         path = request.url.path.lstrip("/")
         if request.method not in ("GET", "HEAD") or path.startswith(API_PREFIX) or path == "api":
             return None
+        if path == FHIR_BASE or path.startswith(FHIR_BASE + "/"):
+            return None  # the FHIR base's unknown paths are OperationOutcome 404s
         found = _inside(self.root, path) if path not in ("", "index.html") else None
         if found is None:
             if "." in path.rsplit("/", 1)[-1] and path != "index.html":
@@ -131,6 +135,6 @@ def install(app: FastAPI, settings: GatewaySettings) -> None:
         if served is not None:
             return served
         detail = exc.detail if isinstance(exc, StarletteHTTPException) else "Not Found"
-        return error_response(404, "not_found", str(detail))
+        return error_response(404, "not_found", str(detail), path=request.url.path)
 
     app.add_exception_handler(404, not_found)

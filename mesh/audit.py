@@ -33,6 +33,7 @@ def make_event(
     principal: Principal | None = None,
     address: str | None = None,
     patient_id: str | None = None,
+    patients: list[str] | None = None,
     entity_type: str | None = None,
     entity_id: str | None = None,
     purpose_of_use: str | None = None,
@@ -55,6 +56,7 @@ def make_event(
         ),
         source=source,
         patient_id=patient_id,
+        patients=patients or [],
         entity_type=entity_type,
         entity_id=entity_id,
         purpose_of_use=purpose_of_use,
@@ -120,3 +122,12 @@ async def record_unsuccessful(
         await record(runtime, event)
     except RpcError as audit_error:
         log.error("audit.refusal_not_recorded", type=type, error=audit_error.message)
+
+
+async def record_refusal(runtime: Runtime, source: str, type: str, detail: str) -> None:
+    """Audit a refused call or event (best effort: refusing is already the safe outcome)."""
+    event = make_event(source, type, AuditAction.execute, AuditOutcome.refused, detail=detail)
+    try:
+        await record(runtime, event)
+    except RpcError:
+        log.warning("audit.refusal_not_recorded", type=type)

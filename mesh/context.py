@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from contracts.base import Principal
 
 if TYPE_CHECKING:
+    from mesh.proofs import Operation
     from mesh.runtime import Runtime
 
 HEADER_METHOD = "x-method"
@@ -24,6 +25,8 @@ HEADER_PRINCIPAL = "x-principal"
 HEADER_IDEMPOTENCY = "x-idempotency-key"
 HEADER_PROOF = "x-request-proof"
 HEADER_STATUS = "x-status"
+HEADER_REQUEST_BYTES = "x-request-bytes"
+"""When a signed HTTP body travels with a call: the length of the request JSON before it."""
 HEADER_TRACEPARENT = "traceparent"
 
 
@@ -52,10 +55,21 @@ class CallContext:
     deadline: float = field(default_factory=lambda: time.time() + 30)
     idempotency_key: str | None = None
     proof: str | None = None
-    """The caller's forwarded request-signature proof (JSON), verified by the keyvault."""
+    """The user's forwarded request-signature proof (JSON), verified by the runtime."""
+    signed_body: bytes = b""
+    """The signed HTTP request's body, as the user sent it (Content-Digest covers it)."""
+    caller: str | None = None
+    """The broker identity that sent this call (from the broker-validated `user_id`)."""
+    operation: Operation | None = None
+    """For a method served for a user: the signed operation, rebuilt from the proof."""
     runtime: Runtime | None = None
     tx: Any = None
     """For `write` methods of a service with a database: the open transaction's connection."""
+    replies: dict[tuple[str, str, bytes], bytes] | None = None
+    """While a write may run again (a transaction retried after a conflict): the replies
+    of calls it made with the user's proof, by queue, method and body. The keyvault
+    serves a proof once per method, so a second attempt gets the first one's reply
+    instead (a repeat within one attempt would have been refused there anyway)."""
 
     @property
     def trace_id(self) -> str:

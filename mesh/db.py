@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, TypeVar
 
 import aiomysql
 import pymysql
 
+from mesh import metrics
+from mesh.logging import get_logger
 from mesh.settings import Settings
 
+log = get_logger("mesh.db")
+T = TypeVar("T")
+
 DUPLICATE_KEY = 1062
+DEADLOCK = 1213
+"""InnoDB's deadlock victim, and Galera's certification conflict: another node committed
+a write set touching the same rows first, so this transaction is rolled back (at its
+COMMIT, or at any statement when a replicated write set aborts it)."""
+LOCK_WAIT_TIMEOUT = 1205
+RETRYABLE = frozenset({DEADLOCK, LOCK_WAIT_TIMEOUT})
+NODE_NOT_READY = 1047
+"""Galera: 'WSREP has not yet prepared node for application use' (a joining node, or one
+cut off from the primary component): another node must serve."""
+CONNECTION_LOST = frozenset({2002, 2003, 2006, 2013, NODE_NOT_READY})
 DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     pymysql.err.OperationalError,
     pymysql.err.InterfaceError,
@@ -19,6 +38,7 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 """Errors that mean the database cannot be reached or must be retried (restart, failover,
 lock timeout): callers get `unavailable` (503), not an internal error."""
+CONNECT_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_UNAVAILABLE, TimeoutError, OSError)
 
 
 def is_duplicate_key(exc: BaseException) -> bool:
@@ -26,19 +46,98 @@ def is_duplicate_key(exc: BaseException) -> bool:
     return isinstance(exc, pymysql.err.IntegrityError) and exc.args[:1] == (DUPLICATE_KEY,)
 
 
-def _connect_kwargs(settings: Settings) -> dict[str, Any]:
-    return {
-        "host": settings.db_host,
-        "port": settings.db_port,
+def is_retryable(exc: BaseException) -> bool:
+    """A deadlock or certification conflict (or lock wait timeout): the transaction was
+    rolled back and may be run again as a whole (also when wrapped by another error,
+    unless the code raised that error `from None`: it chose its own answer, e.g. a 409)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, pymysql.err.OperationalError) and seen.args[:1] in {
+            (code,) for code in RETRYABLE
+        }:
+            return True
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    return False
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """The server (or Galera node) cannot serve this connection: try another node."""
+    if isinstance(exc, pymysql.err.InterfaceError | ConnectionError):
+        return True
+    return isinstance(exc, pymysql.err.OperationalError) and bool(
+        exc.args and exc.args[0] in CONNECTION_LOST
+    )
+
+
+def _connect_kwargs(settings: Settings, address: tuple[str, int] | None = None) -> dict[str, Any]:
+    host, port = address or settings.db_addresses()[0]
+    kwargs: dict[str, Any] = {
+        "host": host,
+        "port": port,
         "user": settings.db_user,
         "password": settings.db_password.get_secret_value(),
         "charset": "utf8mb4",
     }
+    sync_wait = settings.db_session_sync_wait()
+    if sync_wait:
+        # Galera: a read first waits until this node has applied every write set the
+        # cluster had committed when the read began (causal reads; on a MariaDB without
+        # a cluster the setting is accepted and does nothing).
+        kwargs["init_command"] = f"SET SESSION wsrep_sync_wait = {int(sync_wait)}"
+    return kwargs
+
+
+async def _usable(conn: aiomysql.Connection) -> bool:
+    """A plain server, or a Galera node that is Synced in the primary component."""
+    async with conn.cursor() as cur:
+        await cur.execute("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")
+        ready = await cur.fetchone()
+        if ready is None or str(ready[1]) != "ON":
+            return ready is None or not await _wsrep_on(cur)
+        await cur.execute("SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment'")
+        state = await cur.fetchone()
+        return state is not None and str(state[1]) == "Synced"
+
+
+async def _wsrep_on(cur: Any) -> bool:
+    await cur.execute("SELECT @@wsrep_on")
+    row = await cur.fetchone()
+    return bool(row and int(row[0]))
+
+
+async def connect_any(
+    settings: Settings, *, start: int = 0, **extra: Any
+) -> tuple[aiomysql.Connection, int]:
+    """A connection to the first usable node of `settings.db_addresses()` from `start`
+    on (wrapping round), and its index; raises the last error when none is usable."""
+    addresses = settings.db_addresses()
+    last: BaseException | None = None
+    for step in range(len(addresses)):
+        index = (start + step) % len(addresses)
+        try:
+            conn = await asyncio.wait_for(
+                aiomysql.connect(**_connect_kwargs(settings, addresses[index]), **extra),
+                settings.db_connect_timeout_s,
+            )
+        except CONNECT_ERRORS as exc:
+            last = exc
+            continue
+        try:
+            if len(addresses) == 1 or await _usable(conn):
+                return conn, index
+            last = pymysql.err.OperationalError(NODE_NOT_READY, "the node is not Synced")
+        except DATABASE_UNAVAILABLE as exc:
+            last = exc
+        conn.close()
+    assert last is not None
+    raise last
 
 
 async def ensure_database(settings: Settings, database: str) -> None:
     """Create `database` if it does not exist yet (first start of a service)."""
-    conn = await aiomysql.connect(**_connect_kwargs(settings))
+    conn, _ = await connect_any(settings)
     try:
         async with conn.cursor() as cur:
             await cur.execute(
@@ -56,7 +155,7 @@ async def ensure_database(settings: Settings, database: str) -> None:
 async def drop_databases(settings: Settings) -> list[str]:
     """Drop every database named with `settings.db_prefix` (tests and benchmarks clean up
     after themselves with this; never point it at a production prefix)."""
-    conn = await aiomysql.connect(**_connect_kwargs(settings))
+    conn, _ = await connect_any(settings)
     try:
         async with conn.cursor() as cur:
             pattern = settings.db_prefix.replace("_", "\\_") + "%"
@@ -69,59 +168,307 @@ async def drop_databases(settings: Settings) -> list[str]:
         conn.close()
 
 
-class Database:
-    """A pool on one database, with helpers for the common shapes of access."""
+_HOLDING: ContextVar[int | None] = ContextVar("medihaven_db_transaction", default=None)
+"""The pool (its id) whose transaction this task (and the tasks it starts) holds."""
 
-    def __init__(self, pool: aiomysql.Pool, name: str) -> None:
+
+class PoolStarvation(RuntimeError):
+    """A task holding a transaction's connection asked the pool for another: with as many
+    such tasks as connections, each would wait for ever. Use the transaction's connection
+    (`ctx.tx`), or read before the transaction."""
+
+
+class Database:
+    """A pool on one database, with helpers for the common shapes of access.
+
+    A task inside `transaction()` may not take a second connection from the same pool
+    (`PoolStarvation`): at high concurrency every connection would be held by a
+    transaction waiting for one more, and the service would hang for good. (A second,
+    separate pool may serve short reads that wait for nothing.)
+
+    Given several addresses (`MEDIHAVEN_DB_HOSTS`, the nodes of a Galera cluster), the
+    pool serves from one node at a time, the first usable one in the configured order;
+    when that node is lost the calls that meet it fail as unavailable (503) and the pool
+    moves to the next usable node, without a restart, and back once the earlier node is
+    Synced again. Replicas of one service share the order, so they write through one
+    node: row locks (`FOR UPDATE`, which Galera does not replicate) keep serialising
+    them, and certification conflicts are the exception (docs/clustering.md).
+    """
+
+    def __init__(
+        self, pool: aiomysql.Pool, name: str, settings: Settings | None = None, node: int = 0
+    ) -> None:
         self.pool = pool
         self.name = name
+        self.node = node
+        """Index in `settings.db_addresses()` of the node this pool serves from."""
+        self._settings = settings
+        self._moving: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._closed = False
 
     @classmethod
     async def connect(cls, settings: Settings, database: str) -> Database:
-        pool = await aiomysql.create_pool(
-            **_connect_kwargs(settings),
+        probe, node = await connect_any(settings)
+        probe.close()
+        self = cls(await cls._pool(settings, database, node), database, settings, node)
+        if len(settings.db_addresses()) > 1:
+            self._watch = asyncio.ensure_future(self._prefer_first(settings))
+        return self
+
+    @staticmethod
+    async def _pool(settings: Settings, database: str, node: int) -> aiomysql.Pool:
+        return await aiomysql.create_pool(
+            **_connect_kwargs(settings, settings.db_addresses()[node]),
             db=database,
             autocommit=True,
             minsize=1,
             maxsize=settings.db_pool_size,
             pool_recycle=300,
+            connect_timeout=settings.db_connect_timeout_s,
         )
-        return cls(pool, database)
 
     async def close(self) -> None:
+        self._closed = True
+        for task in (self._moving, self._watch):
+            if task is not None:
+                task.cancel()
         self.pool.close()
         await self.pool.wait_closed()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiomysql.Connection]:
-        """A connection inside BEGIN … COMMIT; rolled back if the block raises."""
-        async with self.pool.acquire() as conn:
-            await conn.begin()
+    def _acquire(self) -> Any:
+        if _HOLDING.get() == id(self):
+            raise PoolStarvation(
+                f"a second {self.name} connection asked for inside a transaction on it"
+            )
+        return _Guarded(self, self.pool)
+
+    def lost(self, pool: aiomysql.Pool, exc: BaseException) -> None:
+        """`pool`'s node failed a call: move to another node (once, in the background)."""
+        settings = self._settings
+        if (
+            settings is None
+            or len(settings.db_addresses()) < 2
+            or pool is not self.pool
+            or self._closed
+            or (self._moving is not None and not self._moving.done())
+        ):
+            return
+        log.warning("db.node_lost", database=self.name, node=self.node, error=str(exc))
+        self._moving = asyncio.ensure_future(self._move(settings))
+
+    async def _move(self, settings: Settings) -> None:
+        """To the first usable node in the configured order (every replica of a service
+        has the same order, so they all arrive at the same node)."""
+        delay = 0.1
+        while not self._closed:
             try:
-                yield conn
-            except BaseException:
-                await conn.rollback()
-                raise
-            await conn.commit()
+                probe, node = await connect_any(settings)
+                probe.close()
+                if node != self.node:
+                    await self._switch(settings, node)
+                return
+            except CONNECT_ERRORS as exc:
+                log.warning("db.no_node", database=self.name, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _prefer_first(self, settings: Settings) -> None:
+        """Back to an earlier node of the order once it is usable again: replicas that
+        moved at different times (or started during the loss) meet on one node again."""
+        while not self._closed:
+            await asyncio.sleep(settings.db_prefer_interval_s)
+            if self.node == 0 or (self._moving is not None and not self._moving.done()):
+                continue
+            try:
+                probe, node = await connect_any(settings)
+            except CONNECT_ERRORS:
+                continue
+            probe.close()
+            if node < self.node:
+                try:
+                    await self._switch(settings, node)
+                except CONNECT_ERRORS as exc:
+                    log.warning("db.no_node", database=self.name, error=str(exc))
+
+    async def _switch(self, settings: Settings, node: int) -> None:
+        pool = await self._pool(settings, self.name, node)
+        old, self.pool, self.node = self.pool, pool, node
+        log.info("db.node_moved", database=self.name, node=node)
+        old.close()  # connections still out are dropped as they come back
+
+    @asynccontextmanager
+    async def transaction(
+        self, *, read_committed: bool = False
+    ) -> AsyncIterator[aiomysql.Connection]:
+        """A connection inside BEGIN … COMMIT; rolled back if the block raises. One
+        attempt: prefer `transactions()` (or `run`), which runs a block again after a
+        deadlock or certification conflict.
+
+        `read_committed`: no gap locks (InnoDB's REPEATABLE READ takes next-key locks on
+        what it scans), for work queues claimed with `FOR UPDATE SKIP LOCKED` by several
+        replicas, which would otherwise deadlock on the index gaps they both update."""
+        async with self._acquire() as conn:
+            holding = _HOLDING.set(id(self))
+            try:
+                if read_committed:
+                    async with conn.cursor() as cur:
+                        await cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                await conn.begin()
+                try:
+                    yield conn
+                except BaseException:
+                    await conn.rollback()
+                    raise
+                await conn.commit()
+            finally:
+                _HOLDING.reset(holding)
+
+    def transactions(self, *, read_committed: bool = False) -> Attempts:
+        """Attempts at one transaction, for a block that is run again as a whole when
+        MariaDB rolls it back as a deadlock victim or Galera as a certification conflict
+        (another node committed a write to the same rows first):
+
+            async for attempt in database.transactions():
+                async with attempt as conn:
+                    ...   # everything the transaction does, from its first read
+
+        At most `db_retry_attempts` attempts with jittered exponential backoff between
+        them; the last attempt's error is raised (a 503 for RPC callers). Work outside
+        the database inside the block runs again too: it must be repeatable."""
+        settings = self._settings
+        attempts = settings.db_retry_attempts if settings is not None else DEFAULT_ATTEMPTS
+        return Attempts(self, read_committed, attempts)
+
+    async def run(self, work: Callable[[aiomysql.Connection], Awaitable[T]], **kw: Any) -> T:
+        """`work(conn)` in a transaction, run again as a whole after a conflict."""
+        async for attempt in self.transactions(**kw):
+            async with attempt as conn:
+                result = await work(conn)
+            if attempt.committed:
+                return result
+        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self.pool.acquire() as conn, conn.cursor() as cur:
+        async with self._acquire() as conn, conn.cursor() as cur:
             await cur.execute(sql, args)
             return list(await cur.fetchall())
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        async with self.pool.acquire() as conn, conn.cursor() as cur:
+        async with self._acquire() as conn, conn.cursor() as cur:
             await cur.execute(sql, args)
             row = await cur.fetchone()
             return tuple(row) if row is not None else None
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement in autocommit; returns the affected row count."""
-        async with self.pool.acquire() as conn, conn.cursor() as cur:
+        async with self._acquire() as conn, conn.cursor() as cur:
             return int(await cur.execute(sql, args))
 
     async def ping(self) -> None:
         await self.fetchone("SELECT 1")
+
+
+DEFAULT_ATTEMPTS = 8
+BACKOFF_BASE_S = 0.025
+BACKOFF_CAP_S = 1.0
+
+
+class _Guarded:
+    """`pool.acquire()` that tells the database when its node failed the block."""
+
+    def __init__(self, database: Database, pool: aiomysql.Pool) -> None:
+        self._database = database
+        self._pool = pool
+        self._cm = pool.acquire()
+
+    async def __aenter__(self) -> aiomysql.Connection:
+        try:
+            return await self._cm.__aenter__()
+        except BaseException as exc:
+            if is_connection_lost(exc):
+                self._database.lost(self._pool, exc)
+            raise
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        if exc is not None and is_connection_lost(exc):
+            self._database.lost(self._pool, exc)
+        return await self._cm.__aexit__(et, exc, tb)  # type: ignore[no-any-return]
+
+
+class Attempt:
+    """One try at a transaction: swallows a retryable error unless it is the last try."""
+
+    def __init__(self, database: Database, read_committed: bool, number: int, last: bool) -> None:
+        self._cm = database.transaction(read_committed=read_committed)
+        self._database = database
+        self.number = number
+        self._last = last
+        self.committed = False
+        self.error: BaseException | None = None
+
+    async def __aenter__(self) -> aiomysql.Connection:
+        return await self._cm.__aenter__()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        try:
+            await self._cm.__aexit__(et, exc, tb)
+        except BaseException as raised:
+            exc = raised
+        else:
+            if exc is None:
+                self.committed = True
+                return False
+        # The block (or its COMMIT) failed; the transaction is rolled back.
+        if exc is not None and is_retryable(exc) and not self._last:
+            self.error = exc
+            metrics.DB_RETRIES.labels(self._database.name).inc()
+            log.info(
+                "db.transaction_retried",
+                database=self._database.name,
+                attempt=self.number,
+                error=str(exc),
+            )
+            return True
+        if exc is not None and et is None:
+            raise exc  # the COMMIT failed for good
+        return False
+
+
+class Attempts:
+    """Async iterator of `Attempt`s until one commits (see `Database.transactions`)."""
+
+    def __init__(self, database: Database, read_committed: bool, attempts: int) -> None:
+        self._database = database
+        self._read_committed = read_committed
+        self._attempts = max(1, attempts)
+        self._current: Attempt | None = None
+        self._number = 0
+
+    def __aiter__(self) -> Attempts:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        current = self._current
+        if current is not None:
+            if current.committed or current.error is None:
+                raise StopAsyncIteration
+            # Full jitter: writers that collided on one row spread out instead of
+            # colliding again in step.
+            ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self._number - 1))
+            await asyncio.sleep(random.uniform(0, ceiling))
+        self._number += 1
+        self._current = Attempt(
+            self._database,
+            self._read_committed,
+            self._number,
+            last=self._number >= self._attempts,
+        )
+        return self._current
 
 
 async def execute(conn: Database | aiomysql.Connection, sql: str, args: Sequence[Any] = ()) -> int:

@@ -6,6 +6,7 @@ error reply with a generic message (details stay in the service's log).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from contracts.errors import ErrorCode, ErrorReply
@@ -41,6 +42,7 @@ BadRequest = _error_class(ErrorCode.bad_request, "BadRequest")
 InvalidRequest = _error_class(ErrorCode.validation, "InvalidRequest")
 Unauthenticated = _error_class(ErrorCode.unauthenticated, "Unauthenticated")
 Forbidden = _error_class(ErrorCode.forbidden, "Forbidden")
+OffDuty = _error_class(ErrorCode.off_duty, "OffDuty")
 NotFound = _error_class(ErrorCode.not_found, "NotFound")
 Conflict = _error_class(ErrorCode.conflict, "Conflict")
 IntegrityError = _error_class(ErrorCode.integrity, "IntegrityError")
@@ -58,6 +60,7 @@ _BY_CODE: dict[ErrorCode, type[RpcError]] = {
         InvalidRequest,
         Unauthenticated,
         Forbidden,
+        OffDuty,
         NotFound,
         Conflict,
         IntegrityError,
@@ -69,6 +72,21 @@ _BY_CODE: dict[ErrorCode, type[RpcError]] = {
         InternalError,
     )
 }
+
+
+UNREACHABLE = frozenset({ErrorCode.unavailable, ErrorCode.timeout, ErrorCode.no_route})
+"""Codes that say the callee could not be asked (down, too slow, no such queue), not that
+it refused: a check that cannot be made fails closed, as 503, never as a refusal."""
+
+
+def unreachable(exc: RpcError) -> bool:
+    return exc.code in UNREACHABLE
+
+
+def invalid_field(loc: str | Sequence[str | int], msg: str, kind: str) -> RpcError:
+    """A 422 naming the request field at fault (dotted path or parts), as pydantic would."""
+    parts = loc.split(".") if isinstance(loc, str) else list(loc)
+    return InvalidRequest(msg, details=[{"loc": parts, "msg": msg, "type": kind}])
 
 
 def error_from_reply(reply: ErrorReply) -> RpcError:

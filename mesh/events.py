@@ -9,14 +9,15 @@ a few redeliveries) and an idempotent-consumer helper keyed by the event's messa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import aio_pika
 import aiomysql
+import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pydantic import BaseModel, ValidationError
@@ -32,6 +33,7 @@ from contracts.base import (
     event_queue,
 )
 from mesh import db, metrics
+from mesh.amqp import BUS_UNAVAILABLE
 from mesh.context import HEADER_PRINCIPAL, HEADER_TRACEPARENT, current_call, new_traceparent
 from mesh.logging import get_logger
 
@@ -69,33 +71,91 @@ def context_headers() -> dict[str, Any]:
     return headers
 
 
-class EventPublisher:
-    """Publishes events with publisher confirms (the broker has them when this returns)."""
+REFUSED = (
+    aiormq.exceptions.ChannelAccessRefused,
+    aiormq.exceptions.ChannelNotFoundEntity,
+    aiormq.exceptions.ChannelPreconditionFailed,
+)
+"""The broker said no (permissions, a missing exchange): sending again would not help."""
 
-    def __init__(self, connection: AbstractConnection) -> None:
+RESEND_WITHIN_S = 15.0
+"""How long a publish whose confirm was lost keeps resending (the connection to a lost
+node is restored to another within a few seconds)."""
+
+
+class EventPublisher:
+    """Publishes events with publisher confirms (the broker has them when this returns).
+
+    A publish whose confirm never came (the connection, or its node, was lost first) is
+    sent again once the robust connection is back, on a surviving node, for up to
+    `resend_within_s`: aio-pika restores the channel but never replays a publish. The copy
+    carries the same message id, so a consumer that did get the first one (`process_once`)
+    changes nothing twice.
+    """
+
+    def __init__(
+        self,
+        connection: AbstractConnection,
+        *,
+        user_id: str | None = None,
+        resend_within_s: float = RESEND_WITHIN_S,
+    ) -> None:
         self._connection = connection
+        self._user_id = user_id
+        self._resend_within_s = resend_within_s
+        self._channel: AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._reopening = asyncio.Lock()
 
     async def start(self) -> None:
-        channel = await self._connection.channel(publisher_confirms=True)
-        self._exchange = await declare_topology(channel)
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        self._exchange = await declare_topology(self._channel)
+
+    async def _reopen(self, seen: AbstractChannel) -> None:
+        """A fresh channel after a nack: RabbitMQ 3.10 keeps nacking a quorum queue's
+        publishes on a channel that was publishing when the queue's leader node died,
+        while a new channel is served by the new leader (measured: the nacks on the old
+        channel went on for 20 s, a new one was confirmed after 5 s)."""
+        async with self._reopening:
+            if self._channel is not seen:
+                return  # another publish of this batch did it
+            channel = await self._connection.channel(publisher_confirms=True)
+            self._exchange = await declare_topology(channel)
+            self._channel = channel
+        with contextlib.suppress(Exception):
+            await seen.close()
 
     async def publish_raw(
         self, routing_key: str, body: bytes, *, message_id: str, headers: dict[str, Any]
     ) -> None:
-        if self._exchange is None:
+        if self._exchange is None or self._channel is None:
             raise RuntimeError("EventPublisher.start() was not awaited")
-        await self._exchange.publish(
-            aio_pika.Message(
-                body,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=message_id,
-                headers=headers,
-            ),
-            routing_key,
-            mandatory=False,  # unrouted events go to the alternate exchange
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            headers=headers,
+            user_id=self._user_id,
         )
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._resend_within_s
+        while True:
+            channel, exchange = self._channel, self._exchange
+            try:
+                # unrouted events go to the alternate exchange
+                await exchange.publish(message, routing_key, mandatory=False)
+                break
+            except BUS_UNAVAILABLE as exc:
+                remaining = give_up - loop.time()
+                if remaining <= 0 or isinstance(exc, REFUSED):
+                    raise
+                log.warning("events.resending", routing_key=routing_key, error=repr(exc))
+                metrics.EVENTS_RESENT.labels(routing_key).inc()
+                if isinstance(exc, aiormq.exceptions.DeliveryError):
+                    with contextlib.suppress(*BUS_UNAVAILABLE):
+                        await self._reopen(channel)
+                await _restored(self._channel, remaining)
         metrics.EVENTS_PUBLISHED.labels(routing_key).inc()
 
     async def publish(self, event: EventType[EvT], payload: EvT, *, message_id: str) -> None:
@@ -108,6 +168,16 @@ class EventPublisher:
         )
 
 
+async def _restored(channel: AbstractChannel, within_s: float) -> None:
+    """Until the (robust) channel is open again, at most `within_s`; a short pause in any
+    case, so a channel that is not robust does not spin."""
+    ready = getattr(channel, "ready", None)
+    if ready is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready(), within_s)
+    await asyncio.sleep(min(0.2, max(within_s, 0)))
+
+
 @dataclass(frozen=True)
 class ReceivedEvent(Generic[EvT]):
     """An event as a consumer sees it."""
@@ -117,9 +187,13 @@ class ReceivedEvent(Generic[EvT]):
     payload: EvT
     principal: Principal | None
     traceparent: str | None
+    publisher: str | None = None
+    """The broker identity that published it (from the broker-validated `user_id`)."""
 
 
 EventHandler = Callable[[ReceivedEvent[Any]], Awaitable[None]]
+RefusalHandler = Callable[[str, str | None], Awaitable[None]]
+"""Called with (routing key, publisher) for an event from a service not allowed to publish it."""
 
 
 class EventConsumer:
@@ -138,10 +212,18 @@ class EventConsumer:
         *,
         prefetch: int = 32,
         durable: bool = True,
+        identity_of: Callable[[str | bytes | None], str | None] | None = None,
+        on_refused: RefusalHandler | None = None,
     ) -> None:
+        """`identity_of(user_id)` names the publisher of each event; an event from anyone
+        its type does not list as a publisher is refused (dead-lettered) and reported to
+        `on_refused`, before the handler sees it."""
         self._connection = connection
         self.group = group
+        self._types = {e.routing_key: e for e in events}
         self._models = {e.routing_key: e.model for e in events}
+        self._identity_of = identity_of
+        self._on_refused = on_refused
         self._handler = handler
         self._prefetch = prefetch
         self._durable = durable
@@ -224,6 +306,20 @@ class EventConsumer:
             metrics.EVENTS_CONSUMED.labels(self.group, "dead_lettered").inc()
             await message.reject(requeue=False)
             return
+        publisher = self._identity_of(message.user_id) if self._identity_of else None
+        if self._identity_of is not None and not self._types[routing_key].may_publish(publisher):
+            log.error(
+                "events.publisher_refused",
+                group=self.group,
+                routing_key=routing_key,
+                publisher=publisher,
+                user_id=message.user_id,
+            )
+            metrics.EVENTS_CONSUMED.labels(self.group, "refused").inc()
+            await message.reject(requeue=False)
+            if self._on_refused is not None:
+                await self._on_refused(routing_key, publisher)
+            return
         traceparent = headers.get(HEADER_TRACEPARENT)
         event = ReceivedEvent(
             message_id=message.message_id,
@@ -231,6 +327,7 @@ class EventConsumer:
             payload=payload,
             principal=principal,
             traceparent=traceparent if isinstance(traceparent, str) else None,
+            publisher=publisher,
         )
         with structlog.contextvars.bound_contextvars(
             event=routing_key, message_id=message.message_id
@@ -246,22 +343,30 @@ class EventConsumer:
         await message.ack()
 
 
-@asynccontextmanager
 async def process_once(
-    database: db.Database, consumer: str, message_id: str
-) -> AsyncIterator[aiomysql.Connection | None]:
-    """Idempotent consumer: yields a transaction's connection, or None if already done.
+    database: db.Database,
+    consumer: str,
+    message_id: str,
+    effect: Callable[[aiomysql.Connection], Awaitable[None]],
+) -> bool:
+    """Idempotent consumer: `effect(conn)` once per message id; False if already done.
 
     The message id is recorded in the same transaction as the handler's effect, so a
-    redelivered event changes nothing the second time.
+    redelivered event changes nothing the second time. A deadlock or certification
+    conflict runs the claim and the effect again as a whole.
     """
-    async with database.transaction() as conn:
-        inserted = await db.execute(
-            conn,
-            "INSERT IGNORE INTO mesh_processed_events (consumer, message_id) VALUES (%s, %s)",
-            (consumer, message_id),
-        )
-        yield conn if inserted else None
+    done = False
+    async for attempt in database.transactions():
+        async with attempt as conn:
+            inserted = await db.execute(
+                conn,
+                "INSERT IGNORE INTO mesh_processed_events (consumer, message_id) VALUES (%s, %s)",
+                (consumer, message_id),
+            )
+            if inserted:
+                await effect(conn)
+            done = bool(inserted)
+    return done
 
 
 def decode_headers(raw: str) -> dict[str, Any]:

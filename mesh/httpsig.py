@@ -27,11 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from http_sfv.dictionary import Dictionary
 from http_sfv.item import InnerList, Item
 from pydantic import BaseModel, ConfigDict, Field
+
+from mesh import ed25519
 
 LABEL = "sig1"
 ALG = "ed25519"
@@ -375,17 +377,9 @@ def verify_proof(
         proof.content_digest.encode(), content_digest(body).encode()
     ):
         raise SignatureError(SignatureReason.digest_mismatch)
-    try:
-        key = (
-            public_key
-            if isinstance(public_key, Ed25519PublicKey)
-            else Ed25519PublicKey.from_public_bytes(public_key)
-        )
-    except ValueError:
-        raise SignatureError(SignatureReason.bad_signature, "the public key is invalid") from None
+    if isinstance(public_key, Ed25519PublicKey):
+        public_key = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
     base = signature_base(proof.method, proof.target_uri, proof.content_digest, parsed.params_line)
-    try:
-        key.verify(parsed.signature, base)
-    except InvalidSignature:
-        raise SignatureError(SignatureReason.bad_signature) from None
+    if not ed25519.verify(public_key, parsed.signature, base):
+        raise SignatureError(SignatureReason.bad_signature)
     return parsed

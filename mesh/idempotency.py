@@ -4,6 +4,9 @@ The key is claimed by inserting it in the same transaction as the handler's writ
 A second delivery with the same key blocks on that row until the first commits, then
 finds the stored reply and returns it; if the first rolled back (crash, error), the key
 is free again and the write runs. A key reused for a different request is refused.
+
+A write made for a user is also claimed by its signature (key id and nonce, unique):
+the same signed request sent again under another idempotency key is a replay, refused.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pydantic import BaseModel
 
 from mesh import db
 from mesh.context import CallContext
-from mesh.errors import BadRequest, Conflict, InternalError
+from mesh.errors import BadRequest, Conflict, InternalError, Unauthenticated
 
 MAX_KEY_LENGTH = 191
 
@@ -47,29 +50,43 @@ async def run_idempotent(
         raise InternalError(f"{ctx.method} is a write but its service has no database")
     database = ctx.runtime.db
     request_hash = _request_hash(ctx.method, request)
+    proof = ctx.operation.once_key[:MAX_KEY_LENGTH] if ctx.operation is not None else None
     body: bytes | None = None
-    async with database.transaction() as conn:
-        try:
-            await db.execute(
-                conn,
-                "INSERT INTO mesh_idempotency (idem_key, method, request_hash) VALUES (%s, %s, %s)",
-                (key, ctx.method, request_hash),
-            )
-        except Exception as exc:
-            if not db.is_duplicate_key(exc):
-                raise
-        else:
-            ctx.tx = conn
-            try:
-                result = await handler(request, ctx)
-            finally:
-                ctx.tx = None
-            body = result.model_dump_json().encode()
-            await db.execute(
-                conn,
-                "UPDATE mesh_idempotency SET response = %s WHERE idem_key = %s",
-                (body if keep_reply else NOT_KEPT, key),
-            )
+    # The whole write is the unit a deadlock or certification conflict runs again: the
+    # key's claim, the handler (its reads too) and the stored reply.
+    ctx.replies = {}
+    try:
+        async for attempt in database.transactions():
+            async with attempt as conn:
+                body = None
+                try:
+                    await db.execute(
+                        conn,
+                        "INSERT INTO mesh_idempotency (idem_key, method, request_hash, proof) "
+                        "VALUES (%s, %s, %s, %s)",
+                        (key, ctx.method, request_hash, proof),
+                    )
+                except Exception as exc:
+                    if not db.is_duplicate_key(exc):
+                        raise
+                    if proof is not None and await _proof_used_elsewhere(conn, proof, key):
+                        raise Unauthenticated(
+                            "request signature refused: this signed request was already used"
+                        ) from None
+                else:
+                    ctx.tx = conn
+                    try:
+                        result = await handler(request, ctx)
+                    finally:
+                        ctx.tx = None
+                    body = result.model_dump_json().encode()
+                    await db.execute(
+                        conn,
+                        "UPDATE mesh_idempotency SET response = %s WHERE idem_key = %s",
+                        (body if keep_reply else NOT_KEPT, key),
+                    )
+    finally:
+        ctx.replies = None
     if body is not None:
         ctx.runtime.written()  # committed: let the outbox relay publish its events now
         return body
@@ -88,3 +105,11 @@ async def run_idempotent(
             "or patient data)"
         )
     return bytes(row[2])
+
+
+async def _proof_used_elsewhere(conn: Any, proof: str, key: str) -> bool:
+    """The duplicate was the signature, under another key (a replay, not a redelivery)."""
+    row = await db.fetchone(
+        conn, "SELECT idem_key FROM mesh_idempotency WHERE proof = %s", (proof,)
+    )
+    return row is not None and row[0] != key

@@ -15,6 +15,21 @@ import structlog
 from mesh.settings import Settings
 
 
+class _NamedPrintLogger(structlog.PrintLogger):
+    """A print logger that remembers the name it was asked for (`get_logger(name)`)."""
+
+    def __init__(self, file: Any, name: str | None = None) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+def _add_logger_name(logger: Any, method_name: str, event_dict: Any) -> Any:
+    name = getattr(logger, "name", None)
+    if name:
+        event_dict.setdefault("logger", name)
+    return event_dict
+
+
 def configure_logging(service: str, settings: Settings) -> None:
     """Configure structlog and the standard library logging for this process."""
     use_json = settings.log_format == "json" or (
@@ -28,19 +43,21 @@ def configure_logging(service: str, settings: Settings) -> None:
             colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
     )
+    stream = sys.stderr
     level = logging.getLevelName(settings.log_level.upper())
     if not isinstance(level, int):
         level = logging.INFO
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_logger_name,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *args: _NamedPrintLogger(stream, *args[:1]),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)

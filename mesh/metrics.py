@@ -18,8 +18,18 @@ RPC_SECONDS = Histogram(
 EVENTS_PUBLISHED = Counter(
     "medihaven_events_published_total", "Events published, by routing key.", ["routing_key"]
 )
+EVENTS_RESENT = Counter(
+    "medihaven_events_resent_total",
+    "Events sent again after their confirm was lost with the connection, by routing key.",
+    ["routing_key"],
+)
 EVENTS_CONSUMED = Counter(
     "medihaven_events_consumed_total",
     "Events consumed, by consumer group and outcome.",
     ["group", "outcome"],
+)
+DB_RETRIES = Counter(
+    "medihaven_db_transaction_retries_total",
+    "Transactions run again after a deadlock or Galera certification conflict, by database.",
+    ["database"],
 )

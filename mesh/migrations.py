@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 from urllib.parse import quote
 
+import pymysql
 from yoyo import get_backend, read_migrations
 
 from mesh.settings import Settings
@@ -18,17 +19,35 @@ from mesh.settings import Settings
 RUNTIME_MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def _backend_uri(settings: Settings, database: str) -> str:
+def _backend_uri(settings: Settings, database: str, address: tuple[str, int]) -> str:
     password = settings.db_password.get_secret_value()
     auth = quote(settings.db_user, safe="")
     if password:
         auth += ":" + quote(password, safe="")
-    return f"mysql://{auth}@{settings.db_host}:{settings.db_port}/{database}"
+    host, port = address
+    return f"mysql://{auth}@{host}:{port}/{database}"
 
 
 def apply_migrations_sync(settings: Settings, database: str, *folders: Path) -> list[str]:
-    """Apply what is pending from the runtime's and the given folders; returns their ids."""
-    backend = get_backend(_backend_uri(settings, database))
+    """Apply what is pending from the runtime's and the given folders; returns their ids.
+
+    On a Galera cluster (several `db_hosts`) on the first node that takes them: DDL is
+    replicated in total order, and yoyo's lock is a row with a primary key, which two
+    nodes cannot both insert."""
+    addresses = settings.db_addresses()
+    for index, address in enumerate(addresses):
+        try:
+            return _apply(settings, database, address, folders)
+        except pymysql.err.OperationalError:
+            if index == len(addresses) - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _apply(
+    settings: Settings, database: str, address: tuple[str, int], folders: tuple[Path, ...]
+) -> list[str]:
+    backend = get_backend(_backend_uri(settings, database, address))
     try:
         sources = [str(RUNTIME_MIGRATIONS), *(str(f) for f in folders if f.is_dir())]
         migrations = read_migrations(*sources)

@@ -5,6 +5,12 @@ the write committed. The relay claims unsent rows with `FOR UPDATE SKIP LOCKED` 
 replicas share the work without sending a row twice at once), publishes the batch with
 confirms, then marks it sent. A crash after the publish and before the mark sends the
 batch again: consumers de-duplicate by message id, which is `<database>:<row id>`.
+
+On Galera the row locks of `SKIP LOCKED` hold on one node only. Replicas of a service
+write through the same node (`mesh.db.Database`), so they share the work as on one
+server; two relays that do meet on different nodes (during a move) may both publish a
+row (the same message id, de-duplicated), and their marks conflict: one commits, the
+other is rolled back and runs again, finding the rows sent.
 """
 
 from __future__ import annotations
@@ -85,20 +91,21 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch of unsent rows; returns how many were sent."""
-        async with self._db.transaction() as conn:
-            rows = await db.fetchall(
-                conn,
-                "SELECT id, routing_key, payload, headers FROM mesh_outbox "
-                "WHERE sent_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (self._batch,),
-            )
-            if not rows:
-                return 0
-            await asyncio.gather(*(self._publish(row) for row in rows))
-            ids = [row[0] for row in rows]
-            placeholders = ",".join(["%s"] * len(ids))
-            mark_sent = f"UPDATE mesh_outbox SET sent_at = NOW(6) WHERE id IN ({placeholders})"  # noqa: S608
-            await db.execute(conn, mark_sent, ids)
+        async for attempt in self._db.transactions(read_committed=True):
+            async with attempt as conn:
+                rows = await db.fetchall(
+                    conn,
+                    "SELECT id, routing_key, payload, headers FROM mesh_outbox "
+                    "WHERE sent_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (self._batch,),
+                )
+                if not rows:
+                    return 0
+                await asyncio.gather(*(self._publish(row) for row in rows))
+                ids = [row[0] for row in rows]
+                placeholders = ",".join(["%s"] * len(ids))
+                mark_sent = f"UPDATE mesh_outbox SET sent_at = NOW(6) WHERE id IN ({placeholders})"  # noqa: S608
+                await db.execute(conn, mark_sent, ids)
         return len(rows)
 
     async def _publish(self, row: tuple[Any, ...]) -> None:

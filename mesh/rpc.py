@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import secrets
 import time
@@ -42,15 +43,17 @@ from contracts.base import (
     instance_queue,
     rpc_queue,
 )
-from contracts.common import PingReply, PingRequest, ping
+from contracts.common import PingReply, PingRequest, ping, served_by
 from contracts.errors import ErrorCode, ErrorReply
 from mesh import metrics
+from mesh.amqp import BUS_UNAVAILABLE
 from mesh.context import (
     HEADER_DEADLINE,
     HEADER_IDEMPOTENCY,
     HEADER_METHOD,
     HEADER_PRINCIPAL,
     HEADER_PROOF,
+    HEADER_REQUEST_BYTES,
     HEADER_STATUS,
     HEADER_TRACEPARENT,
     CallContext,
@@ -67,11 +70,14 @@ from mesh.errors import (
     NotFound,
     RpcError,
     RpcTimeout,
+    Unauthenticated,
     Unavailable,
     error_from_reply,
 )
+from mesh.httpsig import RequestProof, SignatureError, parse_proof
 from mesh.idempotency import run_idempotent
 from mesh.logging import get_logger
+from mesh.proofs import Operation, authorise, verify_operation
 
 if TYPE_CHECKING:
     from mesh.runtime import Runtime
@@ -82,12 +88,7 @@ ReqT = TypeVar("ReqT", bound=BaseModel)
 RespT = TypeVar("RespT", bound=BaseModel)
 
 REPLY_TO = "amq.rabbitmq.reply-to"
-BUS_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    aiormq.exceptions.AMQPError,
-    aio_pika.exceptions.AMQPException,
-    aiormq.exceptions.ChannelInvalidStateError,  # a RuntimeError: "channel closed"
-    ConnectionError,
-)
+QUORUM = {"x-queue-type": "quorum"}
 JSON = "application/json"
 
 
@@ -97,12 +98,25 @@ JSON = "application/json"
 class RpcClient:
     """Calls methods of other services. One instance per connection; safe for many tasks."""
 
-    def __init__(self, connection: AbstractConnection, default_deadline_s: float) -> None:
+    def __init__(
+        self,
+        connection: AbstractConnection,
+        default_deadline_s: float,
+        *,
+        user_id: str | None = None,
+        user_of: Callable[[str], str] | None = None,
+    ) -> None:
+        """`user_id`: this process's broker user, set on every request (the broker checks
+        it). `user_of(identity)`: the broker user a reply must come from; a reply from
+        anyone else is dropped (someone answering in a service's name)."""
         self._connection = connection
         self._default_deadline = default_deadline_s
+        self._user_id = user_id
+        self._user_of = user_of
         self._channel: AbstractChannel | None = None
         self._pending: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
         self._gathering: dict[str, list[AbstractIncomingMessage]] = {}
+        self._expected: dict[str, str] = {}
         self._prefix = secrets.token_hex(4) + "."
         self._ids = itertools.count()
 
@@ -151,6 +165,10 @@ class RpcClient:
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         correlation_id = message.correlation_id or ""
+        expected = self._expected.get(correlation_id)
+        if expected is not None and message.user_id != expected:
+            log.warning("rpc.reply_refused", user_id=message.user_id, expected=expected)
+            return
         fut = self._pending.pop(correlation_id, None)
         if fut is not None and not fut.done():
             fut.set_result(message)
@@ -166,14 +184,16 @@ class RpcClient:
         principal: Principal | None = None,
         idempotency_key: str | None = None,
         proof: str | None = None,
+        signed_body: bytes | None = None,
         timeout: float | None = None,
         instance: str | None = None,
     ) -> RespT:
         """Call `method` and return its typed reply, or raise the typed error it replied.
 
-        Principal, trace and request proof default to those of the call being served
-        (if any), so they follow a request through the mesh. `instance` addresses one
-        replica (see `RpcServer.instance`) instead of any.
+        Principal, trace and (for a method served for a user) the user's proof and signed
+        body default to those of the call being served (if any), so they follow a request
+        through the mesh; a method that is not served for a user never receives them.
+        `instance` addresses one replica (see `RpcServer.instance`) instead of any.
         """
         raw = await self.call_json(
             method,
@@ -181,6 +201,7 @@ class RpcClient:
             principal=principal,
             idempotency_key=idempotency_key,
             proof=proof,
+            signed_body=signed_body,
             timeout=timeout,
             instance=instance,
         )
@@ -194,6 +215,7 @@ class RpcClient:
         principal: Principal | None = None,
         idempotency_key: str | None = None,
         proof: str | None = None,
+        signed_body: bytes | None = None,
         timeout: float | None = None,
         instance: str | None = None,
     ) -> bytes:
@@ -206,7 +228,9 @@ class RpcClient:
             principal=principal,
             idempotency_key=idempotency_key,
             proof=proof,
+            signed_body=signed_body,
             timeout=timeout,
+            for_user=method.for_user,
         )
 
     def _envelope(
@@ -216,7 +240,9 @@ class RpcClient:
         principal: Principal | None,
         idempotency_key: str | None,
         proof: str | None,
+        signed_body: bytes | None,
         timeout: float | None,
+        for_user: bool,
     ) -> tuple[aio_pika.Message, float]:
         """The request message (headers from the call being served) and its timeout."""
         parent = current_call.get()
@@ -226,10 +252,13 @@ class RpcClient:
             deadline = min(deadline, parent.deadline)
             timeout = max(deadline - time.time(), 0.001)
             principal = principal or parent.principal
-            proof = proof or parent.proof
+            if for_user and proof is None:
+                proof, signed_body = parent.proof, parent.signed_body
             traceparent = new_traceparent(parent.trace_id or None)
         else:
             traceparent = new_traceparent()
+        if not for_user:
+            proof = signed_body = None
         headers: dict[str, Any] = {
             HEADER_METHOD: method_name,
             HEADER_DEADLINE: repr(deadline),
@@ -241,6 +270,10 @@ class RpcClient:
             headers[HEADER_IDEMPOTENCY] = idempotency_key
         if proof is not None:
             headers[HEADER_PROOF] = proof
+            if signed_body:
+                # The signed HTTP body follows the request JSON in the same message body.
+                headers[HEADER_REQUEST_BYTES] = len(body)
+                body = body + signed_body
         correlation_id = self._prefix + str(next(self._ids))
         message = aio_pika.Message(
             body,
@@ -250,8 +283,13 @@ class RpcClient:
             message_id=correlation_id,  # aiormq matches a returned message by its id
             reply_to=REPLY_TO,
             expiration=max(timeout, 0.001),
+            user_id=self._user_id,
         )
         return message, timeout
+
+    def _expect_reply_from(self, correlation_id: str, method_name: str) -> None:
+        if self._user_of is not None:
+            self._expected[correlation_id] = self._user_of(served_by(method_name.split(".")[0]))
 
     async def call_raw(
         self,
@@ -262,17 +300,25 @@ class RpcClient:
         principal: Principal | None = None,
         idempotency_key: str | None = None,
         proof: str | None = None,
+        signed_body: bytes | None = None,
         timeout: float | None = None,
+        for_user: bool = True,
     ) -> bytes:
         """Send already-serialised `body`; returns the raw reply body (status ok)."""
         if self._channel is None:
             raise Unavailable("the RPC client is not started")
         message, timeout = self._envelope(
-            method_name, body, principal, idempotency_key, proof, timeout
+            method_name, body, principal, idempotency_key, proof, signed_body, timeout, for_user
         )
+        parent = current_call.get()
+        memo = parent.replies if parent is not None and HEADER_PROOF in message.headers else None
+        memo_key = (queue, method_name, hashlib.sha256(message.body).digest())
+        if memo is not None and memo_key in memo:
+            return memo[memo_key]  # a retried write asking what its first attempt asked
         correlation_id = message.correlation_id or ""
         fut: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = fut
+        self._expect_reply_from(correlation_id, method_name)
         try:
             try:
                 await self._channel.default_exchange.publish(message, queue, mandatory=True)
@@ -294,7 +340,11 @@ class RpcClient:
             ) from None
         finally:
             self._pending.pop(correlation_id, None)
-        return _reply_body(reply)
+            self._expected.pop(correlation_id, None)
+        result = _reply_body(reply)
+        if memo is not None:
+            memo[memo_key] = result
+        return result
 
     async def gather(
         self,
@@ -312,16 +362,29 @@ class RpcClient:
         if self._channel is None:
             raise Unavailable("the RPC client is not started")
         message, _ = self._envelope(
-            method.name, request.model_dump_json().encode(), principal, None, None, window_s
+            method.name,
+            request.model_dump_json().encode(),
+            principal,
+            None,
+            None,
+            None,
+            window_s,
+            method.for_user,
         )
         correlation_id = message.correlation_id or ""
         replies: list[AbstractIncomingMessage] = []
         self._gathering[correlation_id] = replies
+        self._expect_reply_from(correlation_id, method.name)
         try:
-            # Declared (idempotently), not assumed: publishing to a missing exchange
-            # would close the channel that every call of this client shares.
-            exchange = await self._channel.declare_exchange(
-                broadcast_exchange(method.service), "fanout", durable=True
+            # Checked, not assumed: publishing to a missing exchange would close the
+            # channel that every call of this client shares. Checked passively, on a
+            # channel of its own: a caller may publish to a service's broadcast exchange
+            # but not declare it (broker permissions), and a missing one closes the
+            # channel it was looked up on.
+            if not await self._exchange_exists(broadcast_exchange(method.service)):
+                return []
+            exchange = await self._channel.get_exchange(
+                broadcast_exchange(method.service), ensure=False
             )
             try:
                 await exchange.publish(message, "", mandatory=True)
@@ -330,6 +393,7 @@ class RpcClient:
             await asyncio.sleep(window_s)
         finally:
             self._gathering.pop(correlation_id, None)
+            self._expected.pop(correlation_id, None)
         results: list[RespT | RpcError] = []
         for reply in replies:
             try:
@@ -337,6 +401,19 @@ class RpcClient:
             except RpcError as exc:
                 results.append(exc)
         return results
+
+    async def _exchange_exists(self, name: str) -> bool:
+        """A passive declare (no configure permission needed) on a throwaway channel."""
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            await channel.get_exchange(name, ensure=True)
+            return True
+        except (aio_pika.exceptions.ChannelClosed, aiormq.exceptions.ChannelNotFoundEntity):
+            return False
+        finally:
+            if not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await channel.close()
 
 
 def _reply_body(reply: AbstractIncomingMessage) -> bytes:
@@ -364,6 +441,9 @@ class RpcRouter:
     def __init__(self, service: str) -> None:
         self.service = service
         self.routes: dict[str, _Route[Any, Any]] = {}
+        self.startup: list[Callable[[Any], Awaitable[None]]] = []
+        """Hooks the runtime runs (with itself) once the service's own startup is done,
+        e.g. to spawn a background job the router's handlers belong to (`mesh.rewrap`)."""
 
     def handler(
         self, method: RpcMethod[ReqT, RespT]
@@ -402,6 +482,22 @@ def _principal_from(headers: dict[str, Any]) -> Principal | None:
     return Principal.model_validate_json(raw)
 
 
+def _split_body(body: bytes, headers: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(request JSON, signed HTTP body) of a message (see `RpcClient._envelope`)."""
+    length = headers.get(HEADER_REQUEST_BYTES)
+    if isinstance(length, int) and 0 <= length <= len(body):
+        return body[:length], body[length:]
+    return body, b""
+
+
+async def _audit_refusal(runtime: Runtime, type: str, ctx: CallContext, detail: str) -> None:
+    """Audit a refused call (best effort: the refusal itself is the safe outcome)."""
+    from mesh import audit  # mesh.audit needs the runtime, which needs this module
+
+    source = runtime.identity or runtime.name
+    await audit.record_refusal(runtime, source, type, f"{ctx.method}: {detail}")
+
+
 def _str_header(headers: dict[str, Any], name: str) -> str | None:
     value = headers.get(name)
     if isinstance(value, bytes):
@@ -417,6 +513,7 @@ class RpcServer:
         self.router = router
         self.prefetch = prefetch
         self.instance = runtime.instance
+        self._user_id = runtime.broker_user
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._dlx: AbstractExchange | None = None
@@ -444,12 +541,15 @@ class RpcServer:
         await channel.set_qos(prefetch_count=self.prefetch)
         queue_name = rpc_queue(self.router.service)
         dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, "topic", durable=True)
-        dlq = await channel.declare_queue(dead_letter_queue(queue_name), durable=True)
-        await dlq.bind(dlx, routing_key=dead_letter_queue(queue_name))
+        await self._declare_dead_letters(dead_letter_queue(queue_name))
         # auto_delete: once the last replica stops consuming, the queue goes away, so a
         # caller's `mandatory` publish is returned at once instead of waiting for a deadline.
         # (No queue-level dead-lettering: requests that expire in the queue are the
         # caller's business, not poison; `_dead_letter` sends only unparseable ones.)
+        # Transient on purpose, not a quorum queue, also in a cluster: a request is worth
+        # only its deadline, and its reply-to dies with the caller's connection anyway. If
+        # its node is lost, the consumers on the other nodes are cancelled and aio-pika
+        # declares it again on theirs; the requests it held time out (docs/clustering.md).
         self._queue = await channel.declare_queue(queue_name, durable=False, auto_delete=True)
         self._channel, self._dlx = channel, dlx
         self._consumer_tag = await self._queue.consume(self._on_request)
@@ -464,6 +564,35 @@ class RpcServer:
         await self._own_queue.bind(broadcast)
         self._own_tag = await self._own_queue.consume(self._on_request)
         log.info("rpc.serving", queue=queue_name, prefetch=self.prefetch, instance=self.instance)
+
+    async def _declare_dead_letters(self, name: str) -> None:
+        """The request queue's dead-letter queue: durable, so a quorum queue (it outlives
+        any one node of a cluster), declared and bound once on a channel of its own.
+
+        A broker that still has it as the classic queue of earlier versions refuses the
+        redeclaration (406, which closes the channel it came on): the old queue is kept
+        and used as it is, and the log says how to replace it.
+        """
+        connection = self.runtime.connection
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            dlq: AbstractQueue
+            try:
+                dlq = await channel.declare_queue(name, durable=True, arguments=QUORUM)
+            except aio_pika.exceptions.ChannelPreconditionFailed:
+                log.warning(
+                    "rpc.dead_letter_queue_classic",
+                    queue=name,
+                    hint="a classic queue from an earlier version: delete it once, empty "
+                    "(rabbitmqctl delete_queue), and the next start makes it a quorum queue",
+                )
+                channel = await connection.channel(publisher_confirms=False)
+                dlq = await channel.get_queue(name, ensure=True)  # passive: as it is
+            await dlq.bind(DEAD_LETTER_EXCHANGE, routing_key=name)
+        finally:
+            if not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await channel.close()
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking requests, finish the ones in flight (up to `grace_s`), then close."""
@@ -504,6 +633,7 @@ class RpcServer:
                 content_type=JSON,
                 correlation_id=message.correlation_id,
                 headers={HEADER_STATUS: status},
+                user_id=self._user_id,
             ),
             message.reply_to,
             mandatory=False,
@@ -518,6 +648,7 @@ class RpcServer:
                     message.body,
                     headers={**(message.headers or {}), "x-dead-letter-reason": reason},
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    user_id=self._user_id,
                 ),
                 dead_letter_queue(queue_name),
                 mandatory=False,
@@ -531,13 +662,16 @@ class RpcServer:
         started = time.perf_counter()
         headers = dict(message.headers or {})
         method_name = _str_header(headers, HEADER_METHOD) or "?"
+        # Metrics by the methods this router serves: a made-up name any caller can send
+        # would otherwise add a series (and a histogram) each, without bound.
+        label = method_name if method_name in self.router.routes else "unknown"
         try:
             deadline = float(_str_header(headers, HEADER_DEADLINE) or "inf")
         except ValueError:
             deadline = float("inf")
         if time.time() >= deadline:
             # The caller has given up: never start work it no longer waits for.
-            metrics.RPC_SERVED.labels(self.router.service, method_name, "expired").inc()
+            metrics.RPC_SERVED.labels(self.router.service, label, "expired").inc()
             await message.ack()
             return
         route = self.router.routes.get(method_name)
@@ -545,6 +679,7 @@ class RpcServer:
         try:
             if route is None:
                 raise NotFound(f"unknown method {method_name!r}", details={"method": method_name})
+            request_body, signed_body = _split_body(message.body, headers)
             ctx = CallContext(
                 method=method_name,
                 principal=_principal_from(headers),
@@ -552,17 +687,28 @@ class RpcServer:
                 deadline=deadline,
                 idempotency_key=_str_header(headers, HEADER_IDEMPOTENCY),
                 proof=_str_header(headers, HEADER_PROOF),
+                signed_body=signed_body,
+                caller=self.runtime.settings.identity_of(message.user_id),
                 runtime=self.runtime,
             )
-            body = await self._dispatch(route, message.body, ctx)
+            body = await self._dispatch(route, request_body, ctx)
             await self._reply(message, body, "ok")
         except RpcError as exc:
+            if message.redelivered and exc.code is ErrorCode.unauthenticated:
+                # Redelivered after a replica stopped mid-request: the user's signature
+                # may already be spent downstream (the keyvault serves each proof once),
+                # or have gone stale. Still refused, but as retryable: the client sends
+                # the request again with a fresh signature (an idempotent write, once).
+                exc = Unavailable(
+                    "the request was interrupted (a replica stopped); send it again with a "
+                    "fresh signature"
+                )
             outcome = exc.code.value
             await self._reply_error(message, exc)
         except ValidationError as exc:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 # Not even JSON: keep it for inspection in the dead-letter queue.
-                metrics.RPC_SERVED.labels(self.router.service, method_name, "dead_lettered").inc()
+                metrics.RPC_SERVED.labels(self.router.service, label, "dead_lettered").inc()
                 await self._reply_error(message, BadRequest("request body is not JSON"))
                 await self._dead_letter(message, "request body is not JSON")
                 return
@@ -582,13 +728,31 @@ class RpcServer:
             log.exception("rpc.handler_failed", method=method_name)
             await self._reply_error(message, InternalError("internal error"))
         await message.ack()
-        metrics.RPC_SERVED.labels(self.router.service, method_name, outcome).inc()
-        metrics.RPC_SECONDS.labels(self.router.service, method_name).observe(
+        metrics.RPC_SERVED.labels(self.router.service, label, outcome).inc()
+        metrics.RPC_SECONDS.labels(self.router.service, label).observe(
             time.perf_counter() - started
         )
 
     async def _dispatch(self, route: _Route[Any, Any], body: bytes, ctx: CallContext) -> bytes:
         method = route.method
+        if not method.may_call(ctx.caller):
+            await _audit_refusal(self.runtime, "bus.call_refused", ctx, f"{ctx.caller or '?'}")
+            raise Forbidden(
+                f"{ctx.caller or 'this caller'} may not call {method.name}",
+                details={"caller": ctx.caller},
+            )
+        # A call for a user: the user's signature first, so a caller without one learns
+        # nothing (not even what a valid request looks like).
+        claim = self._claim(method, ctx) if method.for_user else None
+        try:
+            operation = await self._signed_operation(ctx) if method.for_user else None
+            # One pass in pydantic-core: parsing and validating together (no json.loads).
+            request = method.request.model_validate_json(body)
+            if operation is not None:
+                await self._authorise(method, request, operation, ctx, claim)
+        finally:
+            if claim is not None and not claim.done():
+                claim.cancel()
         if method.roles is not None and (
             ctx.principal is None or ctx.principal.role not in method.roles
         ):
@@ -596,8 +760,6 @@ class RpcServer:
                 f"{method.name} is not allowed for this role",
                 details={"role": ctx.principal.role if ctx.principal else None},
             )
-        # One pass in pydantic-core: parsing and validating together (no json.loads).
-        request = method.request.model_validate_json(body)
         current_call.set(ctx)  # this task serves only this request
         structlog.contextvars.bind_contextvars(
             method=method.name,
@@ -611,3 +773,65 @@ class RpcServer:
             return await run_idempotent(route.handler, request, ctx, keep_reply=method.keep_reply)
         result = await route.handler(request, ctx)
         return cast(BaseModel, result).model_dump_json().encode()
+
+    def _claim(self, method: RpcMethod[Any, Any], ctx: CallContext) -> asyncio.Task[bool] | None:
+        """Where the runtime keeps a ledger (the keyvault): claim the proof's single use at
+        once, while its signature is being checked (the claim is a round trip to Redis);
+        a refused signature then costs the claimant nothing, since only someone who saw
+        the proof knows its nonce."""
+        ledger = self.runtime.ledger
+        if ledger is None or ctx.proof is None:
+            return None
+        try:
+            signature = parse_proof(RequestProof.model_validate_json(ctx.proof))
+        except (ValueError, SignatureError):
+            return None  # refused by the signature check anyway
+        once = f"{signature.key_id}:{signature.nonce}:{method.name}"
+        if method.per_replica:
+            # Served by each replica in turn for one request (sealing every replica): once
+            # per replica, whichever queue it comes by. Everything else (rotation, decrypt,
+            # blind indexes, MACs) once across replicas.
+            once += f"@{self.instance}"
+        return asyncio.ensure_future(ledger.claim(once))
+
+    async def _signed_operation(self, ctx: CallContext) -> Operation:
+        """The operation the forwarded proof was made for, its signature verified."""
+        runtime = self.runtime
+        try:
+            if runtime.accounts is None:
+                raise Unauthenticated(f"{self.router.service} cannot check signatures")
+            return await verify_operation(
+                ctx.proof, ctx.signed_body, runtime.accounts, runtime.settings
+            )
+        except Unauthenticated as exc:
+            await _audit_refusal(runtime, "bus.signature_refused", ctx, exc.message)
+            raise
+
+    async def _authorise(
+        self,
+        method: RpcMethod[Any, Any],
+        request: BaseModel,
+        operation: Operation,
+        ctx: CallContext,
+        claim: asyncio.Task[bool] | None,
+    ) -> None:
+        """The user's own signature for this very operation, before any handler runs: the
+        principal comes from the signing account; a proof is used at most once where the
+        runtime keeps a ledger (the keyvault: `claim`), and a write's proof once by its
+        idempotency record."""
+        runtime = self.runtime
+        try:
+            authorise(method, request, operation, ctx.caller)
+            principal = operation.principal
+            if ctx.principal is not None and (
+                principal is None or principal.account_id != ctx.principal.account_id
+            ):
+                raise Unauthenticated("the acting principal is not the account that signed")
+            if runtime.ledger is not None and (claim is None or not await claim):
+                raise Unauthenticated(
+                    "request signature refused: this signed request was already used"
+                )
+        except Unauthenticated as exc:
+            await _audit_refusal(runtime, "bus.signature_refused", ctx, exc.message)
+            raise
+        ctx.principal, ctx.operation = principal, operation

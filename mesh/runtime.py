@@ -15,15 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
+from contracts.auth import ACCOUNT_CHANGED, AccountChanged
 from contracts.base import EventType
+from contracts.common import CONSUMES, IDENTITIES
+from mesh import amqp, retention
+from mesh.accounts import RemoteAccounts
 from mesh.db import Database, ensure_database
-from mesh.events import EventConsumer, EventHandler, EventPublisher
+from mesh.events import EventConsumer, EventHandler, EventPublisher, ReceivedEvent
 from mesh.logging import get_logger
 from mesh.migrations import apply_migrations
 from mesh.outbox import OutboxRelay
+from mesh.proofs import AccountSource, ProofLedger
 from mesh.rpc import RpcClient, RpcRouter, RpcServer
 from mesh.settings import Settings
 
@@ -38,6 +42,8 @@ class ConsumerSpec:
     events: Sequence[EventType[Any]]
     handler: Callable[[Runtime], EventHandler]
     durable: bool = True
+    prefetch: int = 32
+    """Events handled at once (a handler that batches, e.g. the audit chain, wants many)."""
 
 
 @dataclass
@@ -57,6 +63,16 @@ class Runtime:
     instance: str = field(default_factory=lambda: secrets.token_hex(3))
     """This process's replica id, e.g. `records-4242-a1b2c3` (set at start)."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    identity: str = ""
+    """The broker identity this process connects as (a service, `gateway`, `operator`)."""
+    accounts: AccountSource | None = None
+    """Where signers' accounts are looked up to verify forwarded signatures."""
+    ledger: ProofLedger | None = None
+    """If set (the keyvault), every signed request it serves is accepted once only."""
+
+    @property
+    def broker_user(self) -> str:
+        return self.settings.broker_user(self.identity or self.name)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run a background loop for as long as the runtime runs (cancelled on stop)."""
@@ -74,14 +90,19 @@ class Runtime:
         on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
         on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None,
         use_database: bool = True,
+        identity: str | None = None,
     ) -> Runtime:
-        """Connect, migrate, then begin serving (RPC last, once everything is ready)."""
-        connection = await aio_pika.connect_robust(
-            settings.amqp_url.get_secret_value(), client_properties={"connection_name": name}
+        """Connect as `identity` (default: `name`), migrate, then begin serving (RPC last,
+        once everything is ready)."""
+        identity = identity or name
+        # Any node of the cluster (`amqp_nodes`), and the next one after losing it.
+        connection = await amqp.connect(settings.amqp_urls_for(identity), name=name)
+        user_id = settings.broker_user(identity)
+        rpc = RpcClient(
+            connection, settings.rpc_deadline_s, user_id=user_id, user_of=settings.broker_user
         )
-        rpc = RpcClient(connection, settings.rpc_deadline_s)
         await rpc.start()
-        publisher = EventPublisher(connection)
+        publisher = EventPublisher(connection, user_id=user_id)
         await publisher.start()
         runtime = cls(
             name,
@@ -91,6 +112,7 @@ class Runtime:
             publisher,
             on_shutdown=on_shutdown,
             instance=f"{name}-{os.getpid()}-{secrets.token_hex(3)}",
+            identity=identity,
         )
         try:
             if use_database:
@@ -102,16 +124,23 @@ class Runtime:
                 runtime.db = await Database.connect(settings, database)
             if on_startup is not None:
                 await on_startup(runtime)
-            for spec in consumers:
-                consumer = EventConsumer(
-                    connection, spec.group, spec.events, spec.handler(runtime), durable=spec.durable
-                )
-                await consumer.start()
-                runtime.consumers.append(consumer)
+            for hook in router.startup if router is not None else ():
+                await hook(runtime)
+            specs = list(consumers)
+            if router is not None and any(r.method.for_user for r in router.routes.values()):
+                if runtime.accounts is None:
+                    runtime.accounts = RemoteAccounts(rpc)
+                if identity not in IDENTITIES or ACCOUNT_CHANGED in CONSUMES.get(identity, ()):
+                    specs.append(
+                        ConsumerSpec(f"{identity}-accounts", [ACCOUNT_CHANGED], _forget, False)
+                    )
+            for spec in specs:
+                await runtime.join(spec)
             if runtime.db is not None:
                 # After this process's own consumer queues exist, so it can hear itself.
                 runtime.relay = OutboxRelay(runtime.db, publisher, poll_s=settings.outbox_poll_s)
                 runtime.relay.start()
+                runtime.spawn(retention.run(runtime.db, settings), "retention")
             if router is not None:
                 runtime.server = RpcServer(runtime, router, settings.rpc_prefetch)
                 await runtime.server.start()
@@ -119,6 +148,30 @@ class Runtime:
             await runtime.stop()
             raise
         return runtime
+
+    async def join(self, spec: ConsumerSpec) -> EventConsumer:
+        """Start consuming one group's events (publishers checked against the contracts)."""
+
+        async def refused(routing_key: str, publisher: str | None) -> None:
+            from mesh import audit  # mesh.audit needs this module
+
+            detail = f"{routing_key} from {publisher or 'an unknown publisher'}"
+            source = self.identity or self.name
+            await audit.record_refusal(self, source, "bus.event_refused", detail)
+
+        consumer = EventConsumer(
+            self.connection,
+            spec.group,
+            spec.events,
+            spec.handler(self),
+            prefetch=spec.prefetch,
+            durable=spec.durable,
+            identity_of=self.settings.identity_of,
+            on_refused=refused,
+        )
+        await consumer.start()
+        self.consumers.append(consumer)
+        return consumer
 
     async def stop(self) -> None:
         """Stop consuming, finish in-flight work, flush the outbox, then disconnect."""
@@ -147,3 +200,13 @@ class Runtime:
         """Tell the outbox relay a transaction with events just committed."""
         if self.relay is not None:
             self.relay.notify()
+
+
+def _forget(runtime: Runtime) -> EventHandler:
+    """An account changed (role, status, key): look it up afresh next time."""
+
+    async def handle(event: ReceivedEvent[AccountChanged]) -> None:
+        if runtime.accounts is not None:
+            runtime.accounts.forget(event.payload.account_id)
+
+    return handle

@@ -1,29 +1,40 @@
 """Test fixtures: real RabbitMQ, MariaDB and Redis, isolated per test session.
 
-Each session gets its own RabbitMQ vhost, database-name prefix and Redis key prefix, and
-removes them at the end. Service addresses come from `MEDIHAVEN_*` variables (defaults:
-the local services); `MEDIHAVEN_TEST_VHOST=0` skips the vhost (e.g. a broker where
-`rabbitmqctl` is not at hand), using unique names in the default vhost instead.
+Each session gets its own RabbitMQ vhost and broker users (one per identity of the mesh,
+plus a few for test fixtures, with passwords generated into a temporary folder), its own
+database-name prefix and Redis key prefix, and removes them at the end. Service addresses
+come from `MEDIHAVEN_*` variables (defaults: the local services); the broker users and
+vhosts are made with `rabbitmqctl import_definitions`, so the tests need `rabbitmqctl`
+on the broker's host.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 import pytest_asyncio
 
+from contracts.common import IDENTITIES
+from mesh import broker
 from mesh.db import drop_databases
 from mesh.logging import configure_logging
 from mesh.settings import Settings
 
+pytest_plugins = ["tests.ci_skips"]
 RUN_ID = secrets.token_hex(3)
+USER_PREFIX = f"mhtest-{RUN_ID}-"
+TEST_IDENTITIES = ("testsvc", "testclient", "benchecho", "observer", "outsider")
+"""Broker users of test fixtures (unconfined on the test vhosts, unknown to contracts)."""
+ALL_IDENTITIES = (*IDENTITIES, *TEST_IDENTITIES)
+SECRETS = Path(tempfile.mkdtemp(prefix="medihaven-test-amqp-"))
 
 
 def _with_vhost(amqp_url: str, vhost: str) -> str:
@@ -31,28 +42,27 @@ def _with_vhost(amqp_url: str, vhost: str) -> str:
     return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-def _use_vhosts() -> bool:
-    return os.environ.get("MEDIHAVEN_TEST_VHOST") != "0" and shutil.which("rabbitmqctl") is not None
-
-
 def create_vhost(name: str) -> None:
-    _rabbitmqctl("add_vhost", name)
-    _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    """The vhost, and every identity's user with its permissions there (one import)."""
+    if shutil.which("rabbitmqctl") is None:
+        raise RuntimeError("the tests make their broker users with rabbitmqctl; it is missing")
+    broker.provision(session_settings(name), SECRETS, ALL_IDENTITIES)
 
 
 def delete_vhost(name: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def broker_users() -> Iterator[None]:
+    """Remove the session's broker users and their passwords at the end."""
+    yield
+    broker.delete_users(session_settings(None), ALL_IDENTITIES)
+    shutil.rmtree(SECRETS, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def vhost() -> Iterator[str | None]:
-    if not _use_vhosts():
-        yield None
-        return
+def vhost() -> Iterator[str]:
     name = f"medihaven-test-{RUN_ID}"
     create_vhost(name)
     yield name
@@ -60,24 +70,29 @@ def vhost() -> Iterator[str | None]:
 
 
 def session_settings(vhost: str | None, tag: str = "") -> Settings:
-    """Settings isolated by vhost, database prefix and Redis prefix (tag: a sub-namespace)."""
+    """Settings isolated by vhost, broker users, database prefix and Redis prefix (tag: a
+    sub-namespace)."""
     base = Settings()
     amqp = base.amqp_url.get_secret_value()
     return base.model_copy(
         update={
             "amqp_url": type(base.amqp_url)(_with_vhost(amqp, vhost) if vhost else amqp),
+            "amqp_user_prefix": USER_PREFIX,
+            "amqp_secrets_dir": SECRETS,
             "db_prefix": f"mhtest_{RUN_ID}_{tag}",
             "redis_prefix": f"mhtest:{RUN_ID}:{tag}",
             "rpc_deadline_s": 5.0,
             "outbox_poll_s": 0.1,
+            "care_cache_s": 1.0,  # a care relationship's end is seen within a second
             "shutdown_grace_s": 5.0,
             "log_format": "console",
+            "attendance_required": False,  # tests/attendance turns it on
         }
     )
 
 
 @pytest.fixture(scope="session")
-def settings(vhost: str | None) -> Settings:
+def settings(vhost: str) -> Settings:
     configure_logging("tests", Settings(log_format="console"))
     return session_settings(vhost)
 
@@ -88,14 +103,11 @@ def isolated_settings(tag: str) -> Iterator[Settings]:
     not meet the session's, e.g. a keyvault with its own seal state. Databases are dropped
     with the session's (same prefix root)."""
     name = f"medihaven-test-{RUN_ID}-{tag}"
-    use_vhost = _use_vhosts()
-    if use_vhost:
-        create_vhost(name)
+    create_vhost(name)
     try:
-        yield session_settings(name if use_vhost else None, tag=f"{tag}_")
+        yield session_settings(name, tag=f"{tag}_")
     finally:
-        if use_vhost:
-            delete_vhost(name)
+        delete_vhost(name)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,14 +31,18 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
     env.update(
         {
             "MEDIHAVEN_AMQP_URL": settings.amqp_url.get_secret_value(),
+            "MEDIHAVEN_AMQP_NODES": settings.amqp_nodes,
+            "MEDIHAVEN_AMQP_USER_PREFIX": settings.amqp_user_prefix,
+            "MEDIHAVEN_AMQP_SECRETS_DIR": str(settings.amqp_secrets_dir or ""),
             "MEDIHAVEN_DB_HOST": settings.db_host,
             "MEDIHAVEN_DB_PORT": str(settings.db_port),
             "MEDIHAVEN_DB_USER": settings.db_user,
             "MEDIHAVEN_DB_PASSWORD": settings.db_password.get_secret_value(),
             "MEDIHAVEN_DB_PREFIX": settings.db_prefix,
-            "MEDIHAVEN_REDIS_URL": settings.redis_url,
+            "MEDIHAVEN_REDIS_URL": settings.redis_url.get_secret_value(),
             "MEDIHAVEN_REDIS_PREFIX": settings.redis_prefix,
             "MEDIHAVEN_LOG_FORMAT": "json",
+            "MEDIHAVEN_ATTENDANCE_REQUIRED": str(settings.attendance_enforced).lower(),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -99,12 +103,25 @@ def running(
     modules: Sequence[str], settings: Settings, log_dir: Path, **env: str
 ) -> Iterator[dict[str, Process]]:
     """Start the modules, wait until each is ready, stop them all afterwards."""
+    with started(modules, settings, log_dir, env) as procs:
+        yield procs
+
+
+@contextmanager
+def started(
+    modules: Sequence[str],
+    settings: Settings,
+    log_dir: Path,
+    env: Mapping[str, str],
+    ready_timeout_s: float = 30.0,
+) -> Iterator[dict[str, Process]]:
+    """`running`, with the environment as a mapping and a readiness bound of one's own."""
     procs: dict[str, Process] = {}
     try:
         for module in modules:
             procs[module] = Process(module, settings, log_dir, **env)
         for proc in procs.values():
-            proc.wait_ready()
+            proc.wait_ready(ready_timeout_s)
         yield procs
     finally:
         for proc in procs.values():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from contracts.asyncapi import collect, document
-from contracts.common import SERVICES
+from contracts.asyncapi import document
+from contracts.common import SERVICES, collect
 
 ROOT = Path(__file__).resolve().parents[1]
 

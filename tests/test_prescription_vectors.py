@@ -1,6 +1,7 @@
-"""Canonical prescription bytes: vectors shared with the browser's TypeScript suite.
+"""Canonical prescription bytes: vectors shared with the browser's TypeScript suite (and
+the signature fingerprint a printed prescription and `medihaven rx verify` show).
 
-The web app signs e-prescriptions itself (`frontend/src/prescription.ts`); the records
+The web app signs e-prescriptions itself (`frontend/src/physician/prescription.ts`); the records
 service verifies them over `contracts.records.canonical_prescription`. Both suites check the
 same file, `tests/vectors/prescription_vectors.json`: the exact canonical text of each
 prescription and its Ed25519 signature under a fixed test seed (Ed25519 is deterministic).
@@ -17,7 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cli.sdk import sign_prescription
+from cli.sdk import sign_prescription, signature_fingerprint
 from contracts.records import PrescribeRequest, canonical_prescription
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "prescription_vectors.json"
@@ -71,6 +72,35 @@ CASES: list[dict[str, Any]] = [
             },
         },
     },
+    {
+        "name": "signed despite safety alerts, with the reason",
+        "request": {
+            "prescription_id": "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a",
+            "patient_id": "1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d",
+            "encounter_id": "9e8d7c6b-5a49-4b3c-8d2e-1f0a9b8c7d6e",
+            "created_at": "2026-06-15T14:05:09.000001Z",
+            "medication": {
+                "drug_name": "Amoxicillin",
+                "strength": "500 mg",
+                "dosage_form": "capsule",
+                "dose": "1 capsule",
+                "route": "oral",
+                "frequency": "three times daily",
+                "duration_days": 7,
+                "quantity": 21,
+                "refills": 0,
+                "instructions": "",
+                "medicine_id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e70",
+                "free_text": False,
+            },
+            "alerts": [
+                "allergy:8a7b6c5d-4e3f-4a2b-9c1d-0e1f2a3b4c5d",
+                "interaction:2b3c4d5e-6f70-4a1b-8c2d-3e4f5a6b7c8e",
+            ],
+            "override_reason": "Penicillin allergy refuted by skin test (2025-11-02).\n"
+            "Méthotrexate paused — INR checked.",
+        },
+    },
 ]
 
 
@@ -86,6 +116,7 @@ def make_vectors() -> dict[str, Any]:
                 "core": {"prescriber_id": PRESCRIBER, **case["request"]},
                 "canonical": canonical_prescription(core).decode("utf-8"),
                 "signature": signed["signature"],
+                "fingerprint": signature_fingerprint(signed["signature"]),
             }
         )
     return {

@@ -1,13 +1,15 @@
-"""Keyvault status and unsealing (unauthenticated: shares are sealed boxes), seal, rotate."""
+"""Keyvault status and unsealing (unauthenticated: shares are sealed boxes), and sealing
+every replica with one signed request (rotation is declared in `contracts.keyvault`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from contracts import keyvault as kv
-from gateway.deps import forward, relay, runtime, security, signed
+from gateway.deps import forward, runtime, security, signed
 from gateway.errors import ApiError
+from gateway.routing import signed_request
 from gateway.security import Caller
 from mesh.errors import NoRoute
 
@@ -52,16 +54,13 @@ async def unseal(body: Unseal, request: Request) -> kv.StatusReply:
 
 @router.post("/seal", response_model=Replicas)
 async def seal(request: Request, who: Caller = Depends(signed())) -> Replicas:
-    """Seal every replica (each wipes its keys)."""
+    """Seal every replica (each wipes its keys; one signature serves each replica once).
+    A replica already sealed stays as it is (it holds no keys to check a signature with)."""
+    signed = signed_request(kv.SEAL, who)
     sealed = [
-        await forward(request, who, kv.SEAL, kv.SealRequest(), instance=s.instance)
+        await forward(request, who, kv.SEAL, signed, instance=s.instance)
+        if s.state is kv.VaultState.unsealed
+        else s
         for s in await _statuses(request)
     ]
     return Replicas(replicas=sealed)
-
-
-@router.post("/rotate", response_model=kv.RotateReply)
-async def rotate(
-    body: kv.RotateRequest, request: Request, who: Caller = Depends(signed())
-) -> Response:
-    return await relay(request, who, kv.ROTATE, body)

@@ -1,5 +1,6 @@
-"""The audit service process: consumes `audit.#` into the hash chain, MACs its head at
-intervals, and answers administrators' queries."""
+"""The audit service process: consumes `audit.#` into the hash chain (many events per
+transaction), MACs its head at intervals, verifies new entries in the background, walks
+the whole chain when asked, and answers administrators' queries."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from mesh.errors import RpcError
 from mesh.logging import get_logger
 from mesh.runtime import ConsumerSpec, Runtime
 from mesh.service import create_service_app
-from services.audit.handlers import checkpoint, consumer, router
+from services.audit import ingest, verify
+from services.audit.handlers import checkpoint
+from services.audit.rewrap import router  # handlers + the online rewrap (mesh.rewrap)
 
 log = get_logger("audit")
 CHECKPOINT_INTERVAL_S = 5.0
 
-CONSUMERS = [ConsumerSpec("audit", [AUDIT_RECORDED], consumer)]
+CONSUMERS = [ConsumerSpec("audit", [AUDIT_RECORDED], ingest.consumer, prefetch=ingest.PREFETCH)]
 
 
 async def checkpoints(runtime: Runtime) -> None:
@@ -30,6 +33,7 @@ async def checkpoints(runtime: Runtime) -> None:
 
 async def start(runtime: Runtime) -> None:
     runtime.spawn(checkpoints(runtime), "audit-checkpoints")
+    runtime.spawn(verify.background(runtime), "audit-verification")
 
 
 app = create_service_app(

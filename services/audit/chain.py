@@ -1,8 +1,12 @@
 """The hash chain: how an entry is encoded and hashed (pure, no I/O).
 
-hash(n) = SHA-256( "medihaven.audit.v1" ‖ hash(n-1) ‖ lp(seq) ‖ lp(field) … ) over every
-stored field in a fixed order, each length-prefixed (None distinct from ""), so no two
-different entries encode alike. The first entry chains to 32 zero bytes.
+hash(n) = SHA-256( label ‖ hash(n-1) ‖ lp(seq) ‖ lp(field) … ) over every stored field in
+a fixed order, each length-prefixed (None distinct from ""), so no two different entries
+encode alike. The first entry chains to 32 zero bytes. Entries that carry their
+broker-validated publisher use the label "medihaven.audit.v2" and end with lp(publisher);
+the oldest entries keep "medihaven.audit.v1" without it. An entry naming several patients
+(one read of a list) uses "medihaven.audit.v3": lp(publisher), lp(count), then lp(id) of
+each patient in order.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from contracts.keyvault import MacRow
 
 GENESIS = bytes(32)
 LABEL = b"medihaven.audit.v1"
+LABEL_V2 = b"medihaven.audit.v2"
+LABEL_V3 = b"medihaven.audit.v3"
 HEAD_TABLE = "audit_chain_head"
 
 
@@ -51,10 +57,24 @@ def fields(event: AuditEvent) -> list[str | None]:
     ]
 
 
-def entry_hash(prev_hash: bytes, seq: int, event: AuditEvent) -> bytes:
-    digest = hashlib.sha256(LABEL + prev_hash + _lp(str(seq)))
+def _label(event: AuditEvent, publisher: str | None) -> bytes:
+    if event.patients:
+        return LABEL_V3
+    return LABEL if publisher is None else LABEL_V2
+
+
+def entry_hash(
+    prev_hash: bytes, seq: int, event: AuditEvent, publisher: str | None = None
+) -> bytes:
+    digest = hashlib.sha256(_label(event, publisher) + prev_hash + _lp(str(seq)))
     for value in fields(event):
         digest.update(_lp(value))
+    if publisher is not None or event.patients:
+        digest.update(_lp(publisher))
+    if event.patients:
+        digest.update(_lp(str(len(event.patients))))
+        for patient_id in event.patients:
+            digest.update(_lp(patient_id))
     return digest.digest()
 
 

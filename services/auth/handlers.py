@@ -1,22 +1,26 @@
-"""RPC handlers of the auth service: accounts, keys, registration tokens."""
+"""RPC handlers of the auth service: accounts, keys, registration tokens.
+
+The runtime has verified the user's signature for each operation (the signer's account
+is `ctx.operation.account`); rows are MAC'd by the keyvault only for that signed
+operation (`keyvault.mac_token`, `keyvault.mac_account`), so nothing here can mint an
+account or a token the signer did not ask for.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import secrets
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from pydantic import ValidationError
-
-from contracts import auth
+from contracts import auth, fhir
+from contracts import keyvault as kv
 from contracts.audit import AuditAction, AuditOutcome
-from contracts.auth import Account, AccountStatus, TokenState
+from contracts.auth import Account, AccountRecord, AccountStatus, TokenState, token_hash
 from contracts.base import Principal, Role
 from mesh import audit, outbox
+from mesh.accounts import MAX_ACCOUNT_ID
 from mesh.context import CallContext
 from mesh.errors import (
     Conflict,
@@ -26,11 +30,10 @@ from mesh.errors import (
     NotFound,
     Unauthenticated,
 )
-from mesh.httpsig import RequestProof, SignatureError, verify_proof
 from mesh.rpc import RpcRouter
 from mesh.runtime import Runtime
 from services.auth import store
-from services.auth.integrity import seal_rows, verified
+from services.auth.integrity import verified
 from services.auth.store import StoredAccount, StoredToken
 
 router = RpcRouter(auth.SERVICE)
@@ -47,10 +50,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _public_key_bytes(value: str) -> bytes:
     try:
         raw = base64.b64decode(value, validate=True)
@@ -59,27 +58,6 @@ def _public_key_bytes(value: str) -> bytes:
     if len(raw) != 32:
         raise InvalidRequest("public_key must be a 32-byte Ed25519 public key")
     return raw
-
-
-def _check_proof(ctx: CallContext, public_key: bytes, key_id: str) -> None:
-    """Verify the forwarded request signature here too (not only at the gateway)."""
-    if ctx.proof is None:
-        raise Unauthenticated("this operation needs the user's forwarded request signature")
-    try:
-        proof = RequestProof.model_validate_json(ctx.proof)
-        parsed = verify_proof(
-            proof,
-            public_key,
-            now=time.time(),
-            window_s=_runtime(ctx).settings.signature_window_s,
-            skew_s=_runtime(ctx).settings.signature_skew_s,
-        )
-    except ValidationError:
-        raise Unauthenticated("the forwarded request signature is malformed") from None
-    except SignatureError as exc:
-        raise Unauthenticated(f"request signature refused: {exc.message}") from None
-    if parsed.key_id != key_id:
-        raise Unauthenticated("the request was signed for another key id")
 
 
 def token_state(token: StoredToken, now: datetime) -> TokenState:
@@ -129,36 +107,18 @@ async def _audit(
     await audit.record(_runtime(ctx), event, conn=ctx.tx)
 
 
-async def _caller(ctx: CallContext) -> StoredAccount:
-    """The acting account, verified: its row MAC, active, its role, and its own signature.
-
-    A principal forged on the bus (any role in the headers) without the account's own fresh
-    signature gets nothing from an administrative operation.
-    """
-    principal = ctx.principal
-    assert principal is not None
-    runtime = _runtime(ctx)
-    stored = await store.get_account(runtime.db, principal.account_id)
-    rows = await verified(runtime, [stored] if stored else [])
-    if not rows:
-        raise Unauthenticated("the acting account does not exist")
-    account = rows[0].account
-    if account.status is not AccountStatus.active:
-        raise Unauthenticated("the acting account is disabled")
-    if account.role is not principal.role:
-        raise Unauthenticated("the acting principal's role does not match its account")
-    _check_proof(ctx, _public_key_bytes(account.public_key), account.account_id)
-    return rows[0]
+def _signer(ctx: CallContext) -> Account:
+    """The account that signed this operation (verified by the runtime, row MAC checked)."""
+    assert ctx.operation is not None and ctx.operation.account is not None
+    return ctx.operation.account
 
 
-async def _new_token(
-    ctx: CallContext, role: Role, hours: int, issued_by: str | None
-) -> auth.IssuedToken:
+def _token_row(role: Role, hours: int, issued_by: str | None) -> tuple[str, StoredToken]:
     token = secrets.token_urlsafe(32)  # 256 bits
     now = _now()
     row = StoredToken(
         token_id=str(uuid.uuid4()),
-        token_hash=_hash_token(token),
+        token_hash=token_hash(token),
         role=role,
         expires_at=now + timedelta(hours=hours),
         issued_by=issued_by,
@@ -168,8 +128,10 @@ async def _new_token(
         used_at=None,
         mac="",
     )
-    (tag,) = await seal_rows(_runtime(ctx), [row])
-    row = row.with_(mac=tag)
+    return token, row
+
+
+async def _store_new_token(ctx: CallContext, token: str, row: StoredToken) -> auth.IssuedToken:
     await store.insert_token(ctx.tx, row)
     await _audit(
         ctx,
@@ -178,29 +140,32 @@ async def _new_token(
         AuditOutcome.success,
         entity_type=store.TOKENS_TABLE,
         entity_id=row.token_id,
-        detail=f"role {role.value}, expires {row.expires_at.isoformat()}",
+        detail=f"role {row.role.value}, expires {row.expires_at.isoformat()}",
     )
     return auth.IssuedToken(
-        token_id=row.token_id, token=token, role=role, expires_at=row.expires_at
+        token_id=row.token_id, token=token, role=row.role, expires_at=row.expires_at
     )
 
 
 @router.handler(auth.BOOTSTRAP)
 async def bootstrap(req: auth.BootstrapRequest, ctx: CallContext) -> auth.IssuedToken:
-    """The first administrator's token; refused once any administrator exists."""
+    """The first administrator's token; refused once any administrator exists (here, and
+    by the keyvault, which MACs it only while it never registered an administrator)."""
     runtime = _runtime(ctx)
     if await verified(runtime, await store.administrators(ctx.tx)):
         raise Conflict("an administrator already exists: ask them for a registration token")
-    return await _new_token(ctx, Role.administrator, req.expires_hours, None)
+    token, row = _token_row(Role.administrator, req.expires_hours, None)
+    reply = await runtime.rpc.call(kv.MAC_BOOTSTRAP_TOKEN, kv.MacTokenRequest(token=row.row))
+    return await _store_new_token(ctx, token, row.with_(mac=reply.tags[0]))
 
 
 @router.handler(auth.REGISTER)
 async def register(req: auth.RegisterRequest, ctx: CallContext) -> auth.Account:
-    """A new staff member: token + identity + public key, signed by that key."""
+    """A new staff member: token + identity + public key, signed by that key (checked by
+    the runtime, and by the keyvault, which alone can MAC the new row)."""
     runtime = _runtime(ctx)
-    public_key = _public_key_bytes(req.public_key)
-    _check_proof(ctx, public_key, auth.REGISTRATION_KEY_ID)
-    token = await store.lock_token_by_hash(ctx.tx, _hash_token(req.token))
+    _public_key_bytes(req.public_key)
+    token = await store.lock_token_by_hash(ctx.tx, token_hash(req.token))
     valid = await verified(runtime, [token] if token else [])
     if not valid or token_state(valid[0], _now()) is not TokenState.pending:
         raise Unauthenticated(REFUSED_REGISTRATION)
@@ -219,10 +184,14 @@ async def register(req: auth.RegisterRequest, ctx: CallContext) -> auth.Account:
         created_at=now,
         updated_at=now,
     )
-    used = token.with_(used_by=account.account_id, used_at=now)
-    account_tag, token_tag = await seal_rows(runtime, [StoredAccount(account, ""), used])
-    await store.insert_account(ctx.tx, StoredAccount(account, account_tag))
-    await store.update_token(ctx.tx, used.with_(mac=token_tag))
+    sealed = await runtime.rpc.call(
+        kv.MAC_ACCOUNT,
+        kv.MacAccountRequest(account=account, token=token.row, token_mac=token.mac),
+    )
+    if sealed.token is None or sealed.token_mac is None:
+        raise IntegrityError("the keyvault did not seal the used token")
+    await store.insert_account(ctx.tx, StoredAccount(account, sealed.account_mac))
+    await store.update_token(ctx.tx, StoredToken.of(sealed.token, sealed.token_mac))
     await _audit(
         ctx,
         "auth.registered",
@@ -248,19 +217,24 @@ async def resolve_key(req: auth.ResolveKeyRequest, ctx: CallContext) -> auth.Acc
 
 
 @router.handler(auth.ME)
-async def me(req: auth.MeRequest, ctx: CallContext) -> auth.Account:
-    return (await _caller(ctx)).account
+async def me(req: auth.MeRequest, ctx: CallContext) -> auth.Me:
+    settings = _runtime(ctx).settings
+    return auth.Me(
+        **_signer(ctx).model_dump(),
+        clinic_time_zone=settings.clinic_timezone,
+        clinic_region=settings.clinic_region,
+    )
 
 
 @router.handler(auth.ISSUE_TOKEN)
 async def issue_token(req: auth.IssueTokenRequest, ctx: CallContext) -> auth.IssuedToken:
-    admin = await _caller(ctx)
-    return await _new_token(ctx, req.role, req.expires_hours, admin.account.account_id)
+    token, row = _token_row(req.role, req.expires_hours, _signer(ctx).account_id)
+    reply = await _runtime(ctx).rpc.call(kv.MAC_TOKEN, kv.MacTokenRequest(token=row.row))
+    return await _store_new_token(ctx, token, row.with_(mac=reply.tags[0]))
 
 
 @router.handler(auth.LIST_TOKENS)
 async def list_tokens(req: auth.ListTokensRequest, ctx: CallContext) -> auth.TokenList:
-    await _caller(ctx)
     runtime = _runtime(ctx)
     assert runtime.db is not None
     tokens = [token_info(t) for t in await verified(runtime, await store.list_tokens(runtime.db))]
@@ -271,7 +245,6 @@ async def list_tokens(req: auth.ListTokensRequest, ctx: CallContext) -> auth.Tok
 
 @router.handler(auth.REVOKE_TOKEN)
 async def revoke_token(req: auth.RevokeTokenRequest, ctx: CallContext) -> auth.TokenInfo:
-    await _caller(ctx)
     runtime = _runtime(ctx)
     token = await store.lock_token(ctx.tx, req.token_id)
     valid = await verified(runtime, [token] if token else [])
@@ -281,8 +254,11 @@ async def revoke_token(req: auth.RevokeTokenRequest, ctx: CallContext) -> auth.T
     if state is not TokenState.pending:
         raise Conflict(f"the token is already {state.value}")
     revoked = valid[0].with_(revoked_at=_now())
-    (tag,) = await seal_rows(runtime, [revoked])
-    revoked = revoked.with_(mac=tag)
+    reply = await runtime.rpc.call(
+        kv.MAC_TOKEN,
+        kv.MacTokenRequest(token=revoked.row, previous=valid[0].row, previous_mac=valid[0].mac),
+    )
+    revoked = revoked.with_(mac=reply.tags[0])
     await store.update_token(ctx.tx, revoked)
     await _audit(
         ctx,
@@ -297,7 +273,6 @@ async def revoke_token(req: auth.RevokeTokenRequest, ctx: CallContext) -> auth.T
 
 @router.handler(auth.LIST_STAFF)
 async def list_staff(req: auth.ListStaffRequest, ctx: CallContext) -> auth.StaffList:
-    await _caller(ctx)
     runtime = _runtime(ctx)
     assert runtime.db is not None
     rows = await verified(runtime, await store.list_accounts(runtime.db, req.role))
@@ -311,8 +286,13 @@ async def _change_account(ctx: CallContext, account_id: str, **changes: object) 
     if not valid:
         raise NotFound("no such account")
     account = valid[0].account.model_copy(update={**changes, "updated_at": _now()})
-    (tag,) = await seal_rows(runtime, [StoredAccount(account, "")])
-    await store.update_account(ctx.tx, StoredAccount(account, tag))
+    reply = await runtime.rpc.call(
+        kv.MAC_ACCOUNT,
+        kv.MacAccountRequest(
+            account=account, previous=AccountRecord(account=valid[0].account, mac=valid[0].mac)
+        ),
+    )
+    await store.update_account(ctx.tx, StoredAccount(account, reply.account_mac))
     await outbox.add_event(
         ctx.tx, auth.ACCOUNT_CHANGED, auth.AccountChanged(account_id=account.account_id)
     )
@@ -321,8 +301,8 @@ async def _change_account(ctx: CallContext, account_id: str, **changes: object) 
 
 @router.handler(auth.SET_ACCOUNT_STATUS)
 async def set_account_status(req: auth.SetAccountStatusRequest, ctx: CallContext) -> auth.Account:
-    admin = await _caller(ctx)
-    if req.account_id == admin.account.account_id and req.status is AccountStatus.disabled:
+    admin = _signer(ctx)
+    if req.account_id == admin.account_id and req.status is AccountStatus.disabled:
         raise Forbidden("an administrator cannot disable their own account")
     account = await _change_account(ctx, req.account_id, status=req.status)
     await _audit(
@@ -339,9 +319,8 @@ async def set_account_status(req: auth.SetAccountStatusRequest, ctx: CallContext
 @router.handler(auth.ROTATE_KEY)
 async def rotate_key(req: auth.RotateKeyRequest, ctx: CallContext) -> auth.Account:
     """Replace one's own key; the request is signed by the old key."""
-    caller = await _caller(ctx)
     _public_key_bytes(req.new_public_key)
-    account = await _change_account(ctx, caller.account.account_id, public_key=req.new_public_key)
+    account = await _change_account(ctx, _signer(ctx).account_id, public_key=req.new_public_key)
     await _audit(
         ctx,
         "auth.key_rotated",
@@ -355,7 +334,6 @@ async def rotate_key(req: auth.RotateKeyRequest, ctx: CallContext) -> auth.Accou
 
 @router.handler(auth.DIRECTORY)
 async def directory(req: auth.DirectoryRequest, ctx: CallContext) -> auth.Directory:
-    await _caller(ctx)
     runtime = _runtime(ctx)
     assert runtime.db is not None
     rows = await verified(runtime, await store.list_accounts(runtime.db, req.role))
@@ -371,3 +349,38 @@ async def directory(req: auth.DirectoryRequest, ctx: CallContext) -> auth.Direct
             if r.account.status is AccountStatus.active
         ]
     )
+
+
+class LocalAccounts:
+    """Signers' accounts from auth's own table, row MAC verified (the runtime's source)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def get(self, account_id: str) -> AccountRecord | None:
+        runtime = self._runtime
+        if runtime.db is None or not 0 < len(account_id) <= MAX_ACCOUNT_ID:
+            return None
+        stored = await store.get_account(runtime.db, account_id)
+        rows = await verified(runtime, [stored] if stored else [])
+        return AccountRecord(account=rows[0].account, mac=rows[0].mac) if rows else None
+
+    def forget(self, account_id: str) -> None:
+        """Nothing to forget: every lookup reads the table."""
+
+
+async def use_local_accounts(runtime: Runtime) -> None:
+    runtime.accounts = LocalAccounts(runtime)
+
+
+@router.handler(fhir.PRACTITIONER_SEARCH)
+async def fhir_practitioners(req: fhir.PractitionerSearch, ctx: CallContext) -> auth.Directory:
+    """FHIR Practitioners: the active physicians of the staff directory."""
+    return await directory(auth.DirectoryRequest(role=Role.physician), ctx)
+
+
+@router.handler(fhir.PRACTITIONER_READ)
+async def fhir_practitioner(req: fhir.PractitionerRead, ctx: CallContext) -> auth.Directory:
+    """That active physician's directory entry (an empty directory: not one)."""
+    found = await directory(auth.DirectoryRequest(role=Role.physician), ctx)
+    return auth.Directory(staff=[s for s in found.staff if s.account_id == req.practitioner_id])

@@ -17,6 +17,7 @@ from typing import TypeVar
 from contracts import keyvault as kv
 from contracts.audit import AuditAction, AuditOutcome
 from contracts.auth import SERVICE, account_mac_row
+from contracts.rows import MacRow
 from mesh import audit
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
@@ -27,16 +28,10 @@ log = get_logger("auth.integrity")
 T = TypeVar("T", StoredAccount, StoredToken)
 
 
-def mac_row(item: StoredAccount | StoredToken) -> kv.MacRow:
+def mac_row(item: StoredAccount | StoredToken) -> MacRow:
     if isinstance(item, StoredAccount):
         return account_mac_row(item.account)
     return token_mac_row(item)
-
-
-async def seal_rows(runtime: Runtime, items: Sequence[StoredAccount | StoredToken]) -> list[str]:
-    """MAC tags for rows about to be written."""
-    reply = await runtime.rpc.call(kv.MAC, kv.MacRequest(rows=[mac_row(i) for i in items]))
-    return reply.tags
 
 
 class VerifiedRows:
@@ -54,7 +49,7 @@ class VerifiedRows:
         self._seen: OrderedDict[bytes, float] = OrderedDict()
 
     @staticmethod
-    def fingerprint(row: kv.MacRow, tag: str) -> bytes:
+    def fingerprint(row: MacRow, tag: str) -> bytes:
         return hashlib.sha256(row.model_dump_json().encode() + b"\0" + tag.encode()).digest()
 
     def known(self, fingerprint: bytes) -> bool:

@@ -6,13 +6,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.auth import Account, AccountStatus
+from contracts import auth
+from contracts.auth import TOKENS_TABLE, Account, AccountStatus, TokenRow
 from contracts.base import Role
-from contracts.keyvault import MacRow
+from contracts.rows import MacRow
 from mesh import db
 from mesh.db import Database
 
-TOKENS_TABLE = "registration_tokens"
+__all__ = ["TOKENS_TABLE"]
 
 ACCOUNT_COLUMNS = (
     "account_id, username, display_name, role, status, public_key, specialty, "
@@ -37,11 +38,6 @@ def naive(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-def _iso(value: datetime | None) -> str | None:
-    stamp = utc(value)
-    return stamp.isoformat(timespec="microseconds") if stamp else None
-
-
 @dataclass(frozen=True)
 class StoredAccount:
     account: Account
@@ -64,23 +60,29 @@ class StoredToken:
     def with_(self, **changes: Any) -> StoredToken:
         return replace(self, **changes)
 
+    @property
+    def row(self) -> TokenRow:
+        """The row as the keyvault sees it (every column but the MAC)."""
+        return TokenRow(
+            token_id=self.token_id,
+            token_hash=self.token_hash,
+            role=self.role,
+            expires_at=self.expires_at,
+            issued_by=self.issued_by,
+            created_at=self.created_at,
+            revoked_at=self.revoked_at,
+            used_by=self.used_by,
+            used_at=self.used_at,
+        )
+
+    @classmethod
+    def of(cls, row: TokenRow, mac: str) -> StoredToken:
+        return cls(**row.model_dump(), mac=mac)
+
 
 def token_mac_row(token: StoredToken) -> MacRow:
     """The canonical MAC input of a registration-token row (every column but the MAC)."""
-    return MacRow(
-        table=TOKENS_TABLE,
-        pk=token.token_id,
-        columns=[
-            ("token_hash", token.token_hash),
-            ("role", token.role.value),
-            ("expires_at", _iso(token.expires_at)),
-            ("issued_by", token.issued_by),
-            ("created_at", _iso(token.created_at)),
-            ("revoked_at", _iso(token.revoked_at)),
-            ("used_by", token.used_by),
-            ("used_at", _iso(token.used_at)),
-        ],
-    )
+    return auth.token_mac_row(token.row)
 
 
 def _account(row: tuple[Any, ...]) -> StoredAccount:

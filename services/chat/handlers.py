@@ -1,7 +1,8 @@
 """RPC handlers of the chat service.
 
-Text (messages, group names) is keyvault ciphertext at rest; every read decrypts in one
-keyvault batch, which the keyvault serves only on the reader's own fresh signature.
+Text (messages, group names) is keyvault ciphertext at rest, bound to its conversation;
+every read decrypts in one keyvault batch, which the keyvault serves only for the reader's
+own signed request, once, within what that request names (a conversation, a page).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 
 from contracts import chat
 from contracts import keyvault as kv
-from contracts.auth import RESOLVE_KEY, AccountStatus, ResolveKeyRequest
+from contracts.auth import AccountStatus
 from contracts.base import Principal
 from mesh import outbox
 from mesh.context import CallContext
@@ -22,8 +23,8 @@ from services.chat import store
 
 router = RpcRouter(chat.SERVICE)
 
-MESSAGES_TABLE = "messages"
-CONVERSATIONS_TABLE = "conversations"
+MESSAGES_TABLE = chat.MESSAGES_TABLE
+CONVERSATIONS_TABLE = chat.CONVERSATIONS_TABLE
 
 
 def _runtime(ctx: CallContext) -> Runtime:
@@ -38,19 +39,18 @@ def _me(ctx: CallContext) -> Principal:
 
 async def _require_active_staff(runtime: Runtime, account_ids: list[str]) -> None:
     for account_id in account_ids:
-        try:
-            record = await runtime.rpc.call(RESOLVE_KEY, ResolveKeyRequest(account_id=account_id))
-        except NotFound:
-            raise NotFound(
-                f"no staff member {account_id!r}", details={"account_id": account_id}
-            ) from None
+        record = await runtime.accounts.get(account_id) if runtime.accounts else None
+        if record is None:
+            raise NotFound(f"no staff member {account_id!r}", details={"account_id": account_id})
         if record.account.status is not AccountStatus.active:
             raise InvalidRequest(f"staff member {account_id!r} is disabled")
 
 
 async def _member_conversation(ctx: CallContext, conversation_id: str) -> store.ConversationRow:
-    """The conversation, if it exists and the caller is a member (404 / 403 otherwise)."""
-    conversation = await store.get_conversation(_runtime(ctx).db, conversation_id)
+    """The conversation, if it exists and the caller is a member (404 / 403 otherwise).
+    A write reads it through its own transaction (never a second pool connection)."""
+    target = ctx.tx if ctx.tx is not None else _runtime(ctx).db
+    conversation = await store.get_conversation(target, conversation_id)
     if conversation is None:
         raise NotFound("unknown conversation", details={"conversation_id": conversation_id})
     if _me(ctx).account_id not in conversation.member_ids:
@@ -63,6 +63,10 @@ async def _decrypt(runtime: Runtime, rows: list[kv.FieldRow]) -> list[dict[str, 
         return []
     reply = await runtime.rpc.call(kv.DECRYPT, kv.DecryptRequest(rows=rows))
     return reply.rows
+
+
+def _bound(conversation_id: str) -> dict[str, str]:
+    return {"conversation": conversation_id}
 
 
 def _conversation(row: store.ConversationRow, name: str | None) -> chat.Conversation:
@@ -109,7 +113,10 @@ async def create_group(req: chat.CreateGroupRequest, ctx: CallContext) -> chat.C
         kv.EncryptRequest(
             rows=[
                 kv.FieldRow(
-                    table=CONVERSATIONS_TABLE, row_id=conversation_id, fields={"name": req.name}
+                    table=CONVERSATIONS_TABLE,
+                    row_id=conversation_id,
+                    fields={"name": req.name},
+                    binding=_bound(conversation_id),
                 )
             ]
         ),
@@ -139,11 +146,12 @@ async def list_conversations(
                 table=CONVERSATIONS_TABLE,
                 row_id=r.conversation_id,
                 fields={"name": r.name_enc or ""},
+                binding=_bound(r.conversation_id),
             )
             for r in named
         ],
     )
-    name_of = {r.conversation_id: n["name"] for r, n in zip(named, names, strict=True)}
+    name_of = {r.conversation_id: n.get("name") for r, n in zip(named, names, strict=True)}
     summaries = []
     for row in rows:
         unread, last_id, last_at = counts.get(row.conversation_id, (0, None, None))
@@ -167,24 +175,30 @@ async def send(req: chat.SendRequest, ctx: CallContext) -> chat.Message:
     encrypted = await runtime.rpc.call(
         kv.ENCRYPT,
         kv.EncryptRequest(
-            rows=[kv.FieldRow(table=MESSAGES_TABLE, row_id=message_uuid, fields={"text": req.text})]
+            rows=[
+                kv.FieldRow(
+                    table=MESSAGES_TABLE,
+                    row_id=message_uuid,
+                    fields={"text": req.text},
+                    binding=_bound(conversation.conversation_id),
+                )
+            ]
         ),
     )
     sent_at = datetime.now(UTC)
     # Taken last, so the sequence row is locked only for the insert and the commit.
     message_id = await store.next_message_id(ctx.tx)
     me = _me(ctx).account_id
-    await store.insert_message(
-        ctx.tx,
-        store.MessageRow(
-            message_id,
-            message_uuid,
-            conversation.conversation_id,
-            me,
-            encrypted.rows[0]["text"],
-            sent_at,
-        ),
+    message = store.MessageRow(
+        message_id,
+        message_uuid,
+        conversation.conversation_id,
+        me,
+        encrypted.rows[0]["text"],
+        sent_at,
     )
+    await store.insert_message(ctx.tx, message)
+    await store.sent(ctx.tx, message)
     await outbox.add_event(
         ctx.tx,
         chat.MESSAGE_SENT,
@@ -209,17 +223,41 @@ async def send(req: chat.SendRequest, ctx: CallContext) -> chat.Message:
 async def history(req: chat.HistoryRequest, ctx: CallContext) -> chat.MessagePage:
     if req.after_id is not None and req.before_id is not None:
         raise InvalidRequest("give after_id or before_id, not both")
-    runtime = _runtime(ctx)
-    assert runtime.db is not None
     if req.conversation_id is not None:
         await _member_conversation(ctx, req.conversation_id)
+    return await _page(ctx, req.conversation_id, req.after_id, req.before_id, req.limit)
+
+
+@router.handler(chat.CATCH_UP)
+async def catch_up(req: chat.CatchUpRequest, ctx: CallContext) -> chat.MessagePage:
+    """What a reconnecting live channel missed, oldest first (one page); nothing for a
+    handshake that names no message (the gateway then does not ask)."""
+    if req.last_id is None:
+        return chat.MessagePage(messages=[])
+    return await _page(ctx, None, req.last_id, None, chat.CATCH_UP_PAGE)
+
+
+async def _page(
+    ctx: CallContext,
+    conversation_id: str | None,
+    after_id: int | None,
+    before_id: int | None,
+    limit: int,
+) -> chat.MessagePage:
+    runtime = _runtime(ctx)
+    assert runtime.db is not None
     rows = await store.messages(
-        runtime.db, _me(ctx).account_id, req.conversation_id, req.after_id, req.before_id, req.limit
+        runtime.db, _me(ctx).account_id, conversation_id, after_id, before_id, limit
     )
     texts = await _decrypt(
         runtime,
         [
-            kv.FieldRow(table=MESSAGES_TABLE, row_id=r.message_uuid, fields={"text": r.text_enc})
+            kv.FieldRow(
+                table=MESSAGES_TABLE,
+                row_id=r.message_uuid,
+                fields={"text": r.text_enc},
+                binding=_bound(r.conversation_id),
+            )
             for r in rows
         ],
     )
@@ -229,11 +267,11 @@ async def history(req: chat.HistoryRequest, ctx: CallContext) -> chat.MessagePag
             conversation_id=r.conversation_id,
             sender_id=r.sender_id,
             sent_at=r.sent_at,
-            text=t["text"],
+            text=t.get("text", "(this message does not decrypt)"),
         )
         for r, t in zip(rows, texts, strict=True)
     ]
-    cursor = rows[-1].message_id if len(rows) == req.limit else None
+    cursor = rows[-1].message_id if len(rows) == limit else None
     return chat.MessagePage(messages=messages, next_cursor=cursor)
 
 
@@ -242,7 +280,7 @@ async def mark_read(req: chat.MarkReadRequest, ctx: CallContext) -> chat.Receipt
     conversation = await _member_conversation(ctx, req.conversation_id)
     runtime = _runtime(ctx)
     assert runtime.db is not None
-    if req.up_to_message_id > await store.max_message_id(runtime.db, req.conversation_id):
+    if req.up_to_message_id > await store.max_message_id(ctx.tx, req.conversation_id):
         raise InvalidRequest("up_to_message_id is beyond the conversation's last message")
     me = _me(ctx).account_id
     read_up_to = await store.mark_read(ctx.tx, req.conversation_id, me, req.up_to_message_id)

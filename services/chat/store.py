@@ -99,19 +99,33 @@ async def conversations_of(database: Database, account_id: str) -> list[Conversa
 async def unread_and_last(
     database: Database, account_id: str
 ) -> dict[str, tuple[int, int | None, datetime | None]]:
-    """Per conversation of `account_id`: unread count, last message id and time."""
+    """Per conversation of `account_id`: unread count, last message id and time (kept up
+    to date by `sent` and `mark_read`: no message is read here)."""
     rows = await database.fetchall(
-        "SELECT m.conversation_id, "
-        "  SUM(msg.message_id > m.read_up_to AND msg.sender_id <> m.account_id), "
-        "  MAX(msg.message_id), MAX(msg.sent_at) "
-        "FROM conversation_members m "
-        "LEFT JOIN messages msg ON msg.conversation_id = m.conversation_id "
-        "WHERE m.account_id = %s GROUP BY m.conversation_id",
+        "SELECT m.conversation_id, m.unread, c.last_message_id, c.last_message_at "
+        "FROM conversation_members m JOIN conversations c USING (conversation_id) "
+        "WHERE m.account_id = %s",
         (account_id,),
     )
     return {
         str(r[0]): (int(r[1] or 0), int(r[2]) if r[2] is not None else None, r[3]) for r in rows
     }
+
+
+async def sent(conn: Any, message: MessageRow) -> None:
+    """A new last message, and one more unread for every other member."""
+    await db.execute(
+        conn,
+        "UPDATE conversations SET last_message_id = %s, last_message_at = %s "
+        "WHERE conversation_id = %s",
+        (message.message_id, message.sent_at, message.conversation_id),
+    )
+    await db.execute(
+        conn,
+        "UPDATE conversation_members SET unread = unread + 1 "
+        "WHERE conversation_id = %s AND account_id <> %s",
+        (message.conversation_id, message.sender_id),
+    )
 
 
 async def next_message_id(conn: Any) -> int:
@@ -190,7 +204,16 @@ async def mark_read(conn: Any, conversation_id: str, account_id: str, up_to: int
         "AND account_id = %s",
         (conversation_id, account_id),
     )
-    return int(row[0]) if row else 0
+    read_up_to = int(row[0]) if row else 0
+    # Unread: the others' messages after the marker (an index range, not the history).
+    await db.execute(
+        conn,
+        "UPDATE conversation_members SET unread = (SELECT COUNT(*) FROM messages "
+        "WHERE conversation_id = %s AND message_id > %s AND sender_id <> %s) "
+        "WHERE conversation_id = %s AND account_id = %s",
+        (conversation_id, read_up_to, account_id, conversation_id, account_id),
+    )
+    return read_up_to
 
 
 async def receipts(
@@ -204,8 +227,9 @@ async def receipts(
     return [(str(r[0]), int(r[1]), r[2]) for r in rows]
 
 
-async def max_message_id(database: Database, conversation_id: str) -> int:
-    row = await database.fetchone(
+async def max_message_id(target: Database | Any, conversation_id: str) -> int:
+    row = await db.fetchone(
+        target,
         "SELECT COALESCE(MAX(message_id), 0) FROM messages WHERE conversation_id = %s",
         (conversation_id,),
     )

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from contracts.auth import ACCOUNT_CHANGED, AccountChanged
 from contracts.keyvault import SERVICE
-from mesh.events import EventHandler, ReceivedEvent
 from mesh.logging import get_logger
-from mesh.runtime import ConsumerSpec, Runtime
+from mesh.redis import RedisLedger, create_redis
+from mesh.runtime import Runtime
 from mesh.service import create_service_app
+from services.keyvault import ciphers
 from services.keyvault.devmode import auto_unseal
 from services.keyvault.gate import AccountKeys
 from services.keyvault.handlers import router
@@ -26,10 +26,24 @@ MAINTENANCE_INTERVAL_S = 5.0
 
 async def start_vault(runtime: Runtime) -> None:
     assert runtime.db is not None
+    ciphers.use_phone_region(runtime.settings.clinic_region)
     vault = Vault(runtime.db, runtime.instance, block_size=runtime.settings.keyvault_block_size)
     await vault.load()
     runtime.state["vault"] = vault
-    runtime.state["accounts"] = AccountKeys()
+    runtime.accounts = AccountKeys(runtime.rpc, vault)
+    settings = runtime.settings
+    redis = create_redis(
+        settings,
+        settings.keyvault_redis_url,
+        sentinel_master=settings.keyvault_redis_sentinel_master,
+    )
+    runtime.state["redis"] = redis
+    runtime.ledger = RedisLedger(
+        redis,
+        f"{settings.redis_prefix}keyvault:proof:",
+        settings.signature_window_s + settings.signature_skew_s + 1,
+        acks=settings.keyvault_ledger_acks,
+    )
     if runtime.settings.dev_mode:
         await auto_unseal(vault)
     runtime.spawn(maintain(vault), "keyvault-maintenance")
@@ -49,25 +63,15 @@ async def stop_vault(runtime: Runtime) -> None:
     vault: Vault | None = runtime.state.get("vault")
     if vault is not None:
         await vault.seal()
+    redis = runtime.state.get("redis")
+    if redis is not None:
+        await redis.aclose()
 
-
-def forget_changed_accounts(runtime: Runtime) -> EventHandler:
-    async def handle(event: ReceivedEvent[AccountChanged]) -> None:
-        runtime.state["accounts"].forget(event.payload.account_id)
-
-    return handle
-
-
-CONSUMERS = [
-    # Non-durable: every keyvault replica must drop the account from its own cache.
-    ConsumerSpec("keyvault-accounts", [ACCOUNT_CHANGED], forget_changed_accounts, durable=False)
-]
 
 app = create_service_app(
     SERVICE,
     router,
     migrations=Path(__file__).with_name("migrations"),
-    consumers=CONSUMERS,
     on_startup=start_vault,
     on_shutdown=stop_vault,
 )

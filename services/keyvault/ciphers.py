@@ -6,9 +6,12 @@ lookup, nonce leasing in the database, and auditing.
 
 Formats (all integers big-endian, ``lp(x)`` = 4-byte length ‖ UTF-8 bytes):
 
-* field ciphertext: ``version(1)=1 ‖ key_id(4) ‖ nonce(12) ‖ ciphertext ‖ tag(16)``,
-  AAD = ``header ‖ lp(table) ‖ lp(column) ‖ lp(row_id)`` — a ciphertext moved to
-  another row, column or table no longer decrypts;
+* field ciphertext: ``version(1) ‖ key_id(4) ‖ nonce(12) ‖ ciphertext ‖ tag(16)``.
+  Version 2 (written now): AAD = ``header ‖ lp(table) ‖ lp(column) ‖ lp(row_id) ‖
+  count(4) ‖ (lp(name) ‖ lp(value))*`` over the row's binding (patient, physician,
+  conversation) sorted by name — a ciphertext moved to another row, column or table, or
+  claimed for another patient, no longer decrypts. Version 1 (still read): AAD =
+  ``header ‖ lp(table) ‖ lp(column) ‖ lp(row_id)``, no binding;
 * nonce: ``prefix(4) ‖ counter(8)``, counters leased in blocks (:class:`NonceBlock`);
 * wrapped key: ``version ‖ key_id ‖ nonce ‖ ct(32) ‖ tag``, AAD =
   ``header ‖ lp("wrap") ‖ lp(purpose)``;
@@ -40,8 +43,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final, Literal, NamedTuple, NoReturn
 
+import phonenumbers
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from doublemetaphone import doublemetaphone
 
 __all__ = [
     "BLIND_INDEX_BYTES",
@@ -49,6 +54,7 @@ __all__ = [
     "CHECK_KEY_ID",
     "COUNTER_LIMIT",
     "FIELD_VERSION",
+    "FIELD_VERSIONS",
     "HEADER_BYTES",
     "KEY_BYTES",
     "MAC_VERSION",
@@ -70,6 +76,7 @@ __all__ = [
     "NonceBlockExhausted",
     "ParsedCiphertext",
     "SecretKey",
+    "WrapPurpose",
     "blind_index",
     "blind_index_compound",
     "canonical_row",
@@ -96,7 +103,8 @@ NONCE_BYTES: Final = 12
 NONCE_PREFIX_BYTES: Final = 4
 TAG_BYTES: Final = 16
 HEADER_BYTES: Final = 1 + 4 + NONCE_BYTES
-FIELD_VERSION: Final = 1
+FIELD_VERSION: Final = 2
+FIELD_VERSIONS: Final = frozenset({1, 2})
 WRAP_VERSION: Final = 1
 MAC_VERSION: Final = 1
 MAX_KEY_ID: Final = 2**32 - 1
@@ -294,11 +302,14 @@ def _as_bytes(value: bytes | bytearray | memoryview, what: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class FieldContext:
-    """Where a field ciphertext lives; bound into its AAD so it cannot be moved."""
+    """Where a field ciphertext lives, and whose it is; bound into its AAD so it cannot be
+    moved, nor claimed for another patient (version 2)."""
 
     table: str
     column: str
     row_id: str
+    binding: tuple[tuple[str, str], ...] = ()
+    """(name, value) pairs sorted by name, e.g. (("patient", "…"),)."""
 
     def __post_init__(self) -> None:
         for name in ("table", "column", "row_id"):
@@ -307,10 +318,22 @@ class FieldContext:
                 raise TypeError(f"FieldContext.{name} must be a string")
             if not value:
                 raise ValueError(f"FieldContext.{name} must not be empty")
+        names = [name for name, _ in self.binding]
+        if names != sorted(set(names)):
+            raise ValueError("FieldContext.binding must be sorted by name, each name once")
+        for name, value in self.binding:
+            if not isinstance(name, str) or not isinstance(value, str) or not name or not value:
+                raise ValueError("FieldContext.binding holds non-empty strings")
 
-    def encode(self) -> bytes:
-        """The unambiguous (length-prefixed) encoding of table, column and row id."""
-        return _lp_str(self.table) + _lp_str(self.column) + _lp_str(self.row_id)
+    def encode(self, version: int = FIELD_VERSION) -> bytes:
+        """The unambiguous (length-prefixed) encoding bound into the AAD."""
+        base = _lp_str(self.table) + _lp_str(self.column) + _lp_str(self.row_id)
+        if version == 1:
+            return base
+        parts = [base, len(self.binding).to_bytes(4, "big")]
+        for name, value in self.binding:
+            parts.append(_lp_str(name) + _lp_str(value))
+        return b"".join(parts)
 
     def __str__(self) -> str:
         return f"{self.table}/{self.column}/{self.row_id}"
@@ -358,7 +381,9 @@ def encrypt_fields(
 
 
 def parse_field(blob: bytes) -> ParsedCiphertext:
-    """Split a field ciphertext, e.g. to find which data key decrypts it."""
+    """Split a field ciphertext (version 1 or 2), e.g. to find which data key decrypts it."""
+    if isinstance(blob, bytes | bytearray | memoryview) and len(blob) and blob[0] == 1:
+        return _parse(blob, 1, "field ciphertext", None)
     return _parse(blob, FIELD_VERSION, "field ciphertext", None)
 
 
@@ -383,7 +408,7 @@ def decrypt_field(
         )
     header = bytes(blob[:HEADER_BYTES])
     try:
-        return aead.decrypt(parsed.nonce, parsed.body, header + context.encode())
+        return aead.decrypt(parsed.nonce, parsed.body, header + context.encode(parsed.version))
     except InvalidTag:
         raise DecryptionError(
             f"ciphertext does not decrypt for {context} (key {parsed.key_id}): "
@@ -468,7 +493,14 @@ class NonceBlock:
 # --------------------------------------------------------------------------- key wrapping
 
 KeyPurpose = Literal["data", "integrity", "blind_index"]
-WRAP_PURPOSES: Final[frozenset[str]] = frozenset({"data", "integrity", "blind_index"})
+WrapPurpose = Literal["data", "integrity", "blind_index", "root", "handover"]
+"""What a wrapped key is for: a data, integrity or blind-index key (under the root key);
+the root key under the unseal key the shares rebuild (``root``, key id 0); a new root key
+under the old one, handed to another replica after a rotation (``handover``, key id =
+the new generation)."""
+WRAP_PURPOSES: Final[frozenset[str]] = frozenset(
+    {"data", "integrity", "blind_index", "root", "handover"}
+)
 _WRAPPED_BYTES: Final = HEADER_BYTES + KEY_BYTES + TAG_BYTES
 
 
@@ -491,7 +523,7 @@ def _random_nonce(nonce: bytes | None) -> bytes:
 def wrap_key(
     root_aead: ChaCha20Poly1305,
     key_id: int,
-    purpose: KeyPurpose,
+    purpose: WrapPurpose,
     key_bytes: KeyInput,
     nonce: bytes | None = None,
 ) -> bytes:
@@ -515,7 +547,7 @@ def parse_wrapped_key(wrapped: bytes) -> ParsedCiphertext:
 def unwrap_key(
     root_aead: ChaCha20Poly1305,
     key_id: int,
-    purpose: KeyPurpose,
+    purpose: WrapPurpose,
     wrapped: bytes,
 ) -> bytearray:
     """Decrypt a wrapped key, refusing it unless made for this key id and purpose.
@@ -733,7 +765,31 @@ def _normalise_dob(value: str) -> str:
     return text
 
 
+_phone_region = "DE"
+
+
+def use_phone_region(region: str) -> None:
+    """The clinic's region (ISO 3166-1 alpha-2): national numbers are read as numbers of
+    it (setting `clinic_region`; changing it later changes the tokens of national
+    numbers, so it is set once)."""
+    global _phone_region
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"{region!r} is not a region phone numbers are known for")
+    _phone_region = region
+
+
 def _normalise_phone(value: str) -> str:
+    digits = _normalise_phone_digits(value)
+    try:
+        number = phonenumbers.parse(unicodedata.normalize("NFKC", value), _phone_region)
+    except phonenumbers.NumberParseException:
+        return digits
+    if not phonenumbers.is_possible_number(number):
+        return digits
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+def _normalise_phone_digits(value: str) -> str:
     text = unicodedata.normalize("NFKC", value).strip()
     if _PHONE.fullmatch(text) is None:
         raise ValueError("phone number may contain only digits, spaces and + ( ) . - /")
@@ -765,11 +821,38 @@ def _normalise_email(value: str) -> str:
     return text
 
 
+def sounds(name: str) -> tuple[str, str]:
+    """The Double Metaphone codes (primary, alternate) of a name, normalised as names are;
+    ``Schmidt``, ``Schmitt`` and ``Schmid`` share theirs. Names without letters a code can
+    be made of sound like themselves (their normalised form)."""
+    normalised = _normalise_name(name)
+    primary, alternate = doublemetaphone(normalised)
+    if not primary:
+        return normalised, normalised
+    return primary, alternate or primary
+
+
+SOUND_FIELDS: Final = frozenset({"family_sound", "family_sound_alt", "given_sound"})
+"""Fields of a name's sound. For blind indexes both codes of the family name hash under
+the one label ``family_sound``, so a primary code matches another name's alternate; in a
+signed search's match check two names sound alike if they share a code."""
+_LABELS: Final = {"family_sound_alt": "family_sound"}
+
+
+def sound_alike(left: str, right: str) -> bool:
+    """Do two names share a Double Metaphone code?"""
+    return bool(set(sounds(left)) & set(sounds(right)))
+
+
 _NORMALISERS: Final[dict[str, Callable[[str], str]]] = {
     "family_name": _normalise_name,
     "given_name": _normalise_name,
+    "family_sound": lambda name: sounds(name)[0],
+    "family_sound_alt": lambda name: sounds(name)[1],
+    "given_sound": lambda name: sounds(name)[0],
     "date_of_birth": _normalise_dob,
     "phone": _normalise_phone,
+    "phone_digits": _normalise_phone_digits,
     "mrn": _normalise_mrn,
     "email": _normalise_email,
 }
@@ -787,11 +870,17 @@ def normalise(field: str, value: str) -> str:
       ``Smith Jones``); whitespace collapsed and trimmed. Spaces still count:
       ``Van Dijk`` ≠ ``Vandijk``.
     * ``date_of_birth``: ``YYYY-MM-DD`` only, and a real calendar date.
-    * ``phone``: digits only, separators ``space ( ) . - /`` allowed, letters refused;
-      a leading ``+`` or ``00`` introduces the country code, whose digits are kept
-      (``+44 20 7946 0958`` = ``0044 20 7946 0958`` = ``442079460958``), and the
-      ``(0)`` of ``+44 (0)20 …`` is dropped. No country is guessed for a national
-      number: ``020 7946 0958`` stays ``02079460958``. 4 to 15 digits.
+    * ``phone``: E.164 digits (``phonenumbers``), a national number read as one of the
+      clinic's region (``use_phone_region``): with region DE, ``030 1234567`` =
+      ``+49 30 1234567`` = ``0049 30 1234567`` = ``49301234567``; ``+44 (0)20 7946 0958``
+      = ``442079460958``. A number that is not a possible one keeps ``phone_digits``.
+    * ``phone_digits`` (tokens stored before numbers were read by region): digits only,
+      separators ``space ( ) . - /`` allowed, letters refused; a leading ``+`` or ``00``
+      introduces the country code, whose digits are kept, and the ``(0)`` of
+      ``+44 (0)20 …`` is dropped; no country is guessed for a national number
+      (``020 7946 0958`` stays ``02079460958``). 4 to 15 digits.
+    * ``family_sound``, ``family_sound_alt``: the primary and the alternate Double
+      Metaphone code of the normalised family name (``sounds``).
     * ``mrn`` (medical record number): spaces and hyphens removed, upper-cased,
       then only ``A-Z0-9``.
     * ``email``: trimmed and lower-cased (local part included), one ``@``.
@@ -823,7 +912,7 @@ def blind_index(key: KeyInput, field: str, value: str) -> str:
     """
     material = _key_material(key, "blind-index key")
     normalised = normalise(field, value)
-    message = field.encode("ascii") + b"\x00" + normalised.encode("utf-8")
+    message = _LABELS.get(field, field).encode("ascii") + b"\x00" + normalised.encode("utf-8")
     return hmac_sha256(material, message)[:BLIND_INDEX_BYTES].hex()
 
 
@@ -841,5 +930,6 @@ def blind_index_compound(key: KeyInput, items: Sequence[tuple[str, str]]) -> str
         raise ValueError("a compound blind index cannot repeat a field")
     material = _key_material(key, "blind-index key")
     values = [normalise(name, value).encode("utf-8") for name, value in items]
-    message = "+".join(fields).encode("ascii") + b"\x00" + b"\x00".join(values)
+    labels = [_LABELS.get(name, name) for name in fields]
+    message = "+".join(labels).encode("ascii") + b"\x00" + b"\x00".join(values)
     return hmac_sha256(material, message)[:BLIND_INDEX_BYTES].hex()

@@ -1,27 +1,32 @@
-"""Who may act, on which patient, and proof that the caller is who the headers say.
+"""Who may act, on which patient.
 
-Roles come from the contract and are checked by the runtime before a handler runs. A
-principal in a message's headers is only as good as whoever put it there, so nothing
-here trusts it alone: reads and searches go through the keyvault's signature gate
-(DECRYPT, BLIND_INDEX), and writes that encrypt only (which the keyvault serves to any
-service) check the caller's forwarded request signature here, against the caller's
-registered key as auth serves it (`RESOLVE_KEY` with the row MAC verified).
+Roles come from the contract, and the acting principal from the user's own signature:
+the runtime verifies the forwarded proof before any handler runs (`mesh.proofs`), so a
+principal in a message's headers counts for nothing here. What is left is the per-patient
+rule, checked by every handler once it knows the patient.
 """
 
 from __future__ import annotations
 
-from contracts import records as rec
-from contracts.auth import RESOLVE_KEY, AccountRecord, ResolveKeyRequest
 from contracts.base import Principal, Role
-from mesh.callers import require_signed_by
 from mesh.context import CallContext
-from mesh.errors import Forbidden, NotFound
+from mesh.db import Database
+from mesh.errors import Forbidden
 from mesh.runtime import Runtime
 
 
 def runtime_of(ctx: CallContext) -> Runtime:
     assert ctx.runtime is not None and ctx.runtime.db is not None
     return ctx.runtime
+
+
+def lookups(runtime: Runtime) -> Database:
+    """The pool for short reads that need no transaction (care relationships, the catalog,
+    what other services ask): never the pool a write's transaction holds a connection of,
+    and never inside that transaction's snapshot (`store.lock_patient`)."""
+    pool = runtime.state.get("lookup_db") or runtime.db
+    assert pool is not None
+    return pool
 
 
 def principal_of(ctx: CallContext) -> Principal:
@@ -34,12 +39,13 @@ async def check_patient_access(ctx: CallContext, patient_id: str, *, clinical: b
     patient a request concerns, before any patient data is decrypted, returned or written
     (it may run alongside reads of the patient's ciphertext rows, which reveal nothing).
 
-    Receptionists see demographics only (the role table); a physician reads a patient's
-    clinical data only with a care relationship (`care.decide`); recording a new
-    encounter is allowed without one, since that encounter then establishes it.
+    Receptionists see demographics only (the role table); a physician reads or writes a
+    patient's clinical data only with a care relationship (`care.decide`): an appointment,
+    an encounter they recorded before, or break-glass. Recording an encounter needs one
+    too: an encounter would otherwise grant its author the very access it needs.
     """
     me = principal_of(ctx)
-    if me.role is not Role.physician or not clinical or ctx.method == rec.ADD_ENCOUNTER.name:
+    if me.role is not Role.physician or not clinical:
         return
     from services.records.care import decide
 
@@ -51,17 +57,3 @@ async def check_patient_access(ctx: CallContext, patient_id: str, *, clinical: b
             "break-glass, giving a reason",
             details={"patient_id": patient_id, "break_glass": True},
         )
-
-
-async def resolve_account(runtime: Runtime, account_id: str) -> AccountRecord | None:
-    """The account as auth stores it, its row MAC verified (None if there is none)."""
-    try:
-        return await runtime.rpc.call(RESOLVE_KEY, ResolveKeyRequest(account_id=account_id))
-    except NotFound:
-        return None
-
-
-async def require_signed(ctx: CallContext) -> AccountRecord:
-    """The caller's account, if the forwarded proof is fresh and made by its active key."""
-    runtime = runtime_of(ctx)
-    return await require_signed_by(ctx, lambda account_id: resolve_account(runtime, account_id))

@@ -15,17 +15,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contracts import keyvault as kv
 from contracts import records as rec
 from contracts import scheduling as sched
 from contracts.audit import AuditAction, AuditOutcome
 from mesh import audit, db, outbox
 from mesh.context import CallContext
-from mesh.errors import NotFound, RpcError
+from mesh.errors import NotFound, RpcError, Unavailable, unreachable
 from mesh.logging import get_logger
 from mesh.rpc import RpcRouter, RpcServer
 from mesh.runtime import Runtime
-from services.records.access import principal_of, runtime_of
+from services.records import vault
+from services.records.access import lookups, principal_of, runtime_of
 from services.records.vault import Batch
 
 log = get_logger("records.care")
@@ -36,24 +36,35 @@ def _naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-async def decide(runtime: Runtime, physician_id: str, patient_id: str) -> rec.MayReadReply:
-    assert runtime.db is not None
+async def decide(
+    runtime: Runtime, physician_id: str, patient_id: str, *, break_glass_only: bool = False
+) -> rec.MayReadReply:
+    """Read from the lookup pool (`access.lookups`), inside a write too: a care
+    relationship is committed state, not part of the write. `break_glass_only`: only an
+    open break-glass grant counts (what opens a chart off duty)."""
+    target = lookups(runtime)
     now = datetime.now(UTC)
-    recorded = await db.fetchone(
-        runtime.db,
-        "SELECT 1 FROM encounter_versions WHERE patient_id = %s AND recorded_by = %s LIMIT 1",
-        (patient_id, physician_id),
+    recorded = (
+        None
+        if break_glass_only
+        else await db.fetchone(
+            target,
+            "SELECT 1 FROM encounter_versions WHERE patient_id = %s AND recorded_by = %s LIMIT 1",
+            (patient_id, physician_id),
+        )
     )
     if recorded is not None:
         return rec.MayReadReply(allowed=True, basis=rec.CareBasis.encounter)
     grant = await db.fetchone(
-        runtime.db,
+        target,
         "SELECT 1 FROM break_glass WHERE physician_id = %s AND patient_id = %s "
         "AND expires_at > %s LIMIT 1",
         (physician_id, patient_id, _naive(now)),
     )
     if grant is not None:
         return rec.MayReadReply(allowed=True, basis=rec.CareBasis.break_glass)
+    if break_glass_only:
+        return rec.MayReadReply(allowed=False)
     settings = runtime.settings
     try:
         relation = await runtime.rpc.call(
@@ -65,8 +76,13 @@ async def decide(runtime: Runtime, physician_id: str, patient_id: str) -> rec.Ma
                 after_days=settings.care_window_after_days,
             ),
         )
-    except RpcError as exc:  # scheduling unreachable: no appointment can be shown (closed)
+    except RpcError as exc:  # closed either way; a 503 when scheduling cannot be asked
         log.warning("records.care_check_unavailable", error=exc.message)
+        if unreachable(exc):
+            raise Unavailable(
+                "the appointment book cannot be checked just now, so access to this "
+                "patient's clinical record cannot be confirmed; try again in a moment"
+            ) from None
         return rec.MayReadReply(allowed=False)
     if relation.exists:
         return rec.MayReadReply(allowed=True, basis=rec.CareBasis.appointment)
@@ -80,11 +96,24 @@ access_router = RpcRouter(rec.ACCESS_SERVICE)
 
 @access_router.handler(rec.MAY_READ)
 async def may_read(req: rec.MayReadRequest, ctx: CallContext) -> rec.MayReadReply:
-    return await decide(runtime_of(ctx), req.physician_id, req.patient_id)
+    """Asked by the keyvault while records' own writes may hold every connection of
+    records' pool (waiting for that very keyvault call): answered from the lookup pool."""
+    return await decide(
+        runtime_of(ctx), req.physician_id, req.patient_id, break_glass_only=req.break_glass_only
+    )
+
+
+LOOKUP_POOL_SIZE = 4
 
 
 async def start_access_server(runtime: Runtime) -> None:
-    """Serve `recordsaccess.may_read` on its own queue and channel (see ACCESS_SERVICE)."""
+    """Serve `recordsaccess.may_read` on its own queue and channel (see ACCESS_SERVICE).
+    What records answers other services (this, `records.patient_ref`) is read from a pool
+    of its own (`lookup_db`): records' writes may hold every connection of the main pool
+    while they wait for those very services, which would then wait for records."""
+    assert runtime.db is not None
+    settings = runtime.settings.model_copy(update={"db_pool_size": LOOKUP_POOL_SIZE})
+    runtime.state["lookup_db"] = await db.Database.connect(settings, runtime.db.name)
     server = RpcServer(runtime, access_router, runtime.settings.rpc_prefetch)
     await server.start()
     runtime.state["access_server"] = server
@@ -94,6 +123,9 @@ async def stop_access_server(runtime: Runtime) -> None:
     server: RpcServer | None = runtime.state.pop("access_server", None)
     if server is not None:
         await server.stop(runtime.settings.shutdown_grace_s)
+    pool: db.Database | None = runtime.state.pop("lookup_db", None)
+    if pool is not None:
+        await pool.close()
 
 
 # ---------------------------------------------------------------- break-glass
@@ -110,8 +142,8 @@ async def break_glass(req: rec.BreakGlassRequest, ctx: CallContext) -> rec.Break
     now = datetime.now(UTC)
     expires = now + timedelta(hours=runtime.settings.break_glass_hours)
     batch = Batch()
-    batch.add(TABLE, grant_id, {"reason": req.reason})
-    reply = await runtime.rpc.call(kv.ENCRYPT, kv.EncryptRequest(rows=batch.rows))
+    batch.add(TABLE, grant_id, {"reason": req.reason}, patient=req.patient_id)
+    (cipher,) = await vault.encrypt(runtime, batch)
     await db.execute(
         ctx.tx,
         "INSERT INTO break_glass (grant_id, physician_id, patient_id, reason_enc, opened_at, "
@@ -120,7 +152,7 @@ async def break_glass(req: rec.BreakGlassRequest, ctx: CallContext) -> rec.Break
             grant_id,
             me.account_id,
             req.patient_id,
-            reply.rows[0]["reason"],
+            cipher["reason"],
             _naive(now),
             _naive(expires),
         ),
@@ -164,9 +196,11 @@ async def _grants(runtime: Runtime, rows: list[tuple[Any, ...]]) -> list[rec.Bre
         return []
     batch = Batch()
     for row in rows:
-        batch.add(TABLE, str(row[0]), {"reason": row[5]})
-    # Reasons are not tied to one patient's chart: decrypted for the reviewing administrator.
-    plain = (await runtime.rpc.call(kv.DECRYPT, kv.DecryptRequest(rows=batch.rows))).rows
+        batch.add(TABLE, str(row[0]), {"reason": row[5]}, patient=str(row[1]))
+    # Reasons are decrypted for the reviewing administrator (the report's grant: reasons
+    # only, at most the page the administrator signed for).
+    decrypted = await vault.decrypt(runtime, batch)
+    plain = [p if "reason" in p else {"reason": "(does not decrypt)"} for p in decrypted.rows]
     return [
         rec.BreakGlassGrant(
             grant_id=str(r[0]),

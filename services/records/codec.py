@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 from datetime import date
 
+from pydantic import BaseModel, TypeAdapter
+
 from contracts import records as rec
-from services.records.store import EncounterRow, PatientRow, PrescriptionRow
+from services.records.store import EncounterRow, PatientRow, PatientTokens, PrescriptionRow
 from services.records.vault import Terms
 
 PATIENTS = "patients"
@@ -56,15 +58,44 @@ def mrn_terms(mrn: str) -> Terms:
     return [("mrn", mrn)]
 
 
+def sound_terms(family_name: str, born: date) -> list[Terms]:
+    """The family name's sound (both Double Metaphone codes, the keyvault makes them) with
+    the birth date: one query per code."""
+    return [
+        [("family_sound", family_name), ("date_of_birth", born.isoformat())],
+        [("family_sound_alt", family_name), ("date_of_birth", born.isoformat())],
+    ]
+
+
+def phone_search_terms(phone: str) -> list[Terms]:
+    """A phone number as stored now (read with the clinic's region) and as stored before."""
+    return [[("phone", phone)], [("phone_digits", phone)]]
+
+
 def demographics_queries(d: rec.Demographics) -> list[Terms]:
-    """Blind-index queries stored with a patient: identity, name + birth date, phone."""
+    """Blind-index queries stored with a patient: identity, name + birth date, the two
+    sounds of the family name, phone (see `demographics_tokens`)."""
     queries = [
         identity_terms(d.family_name, d.given_name, d.date_of_birth),
         name_dob_terms(d.family_name, d.date_of_birth),
+        *sound_terms(d.family_name, d.date_of_birth),
     ]
     if d.phone is not None:
         queries.append(phone_terms(d.phone))
     return queries
+
+
+def demographics_tokens(
+    d: rec.Demographics, tokens: list[str], mrn: str | None = None
+) -> PatientTokens:
+    """The tokens of `demographics_queries(d)`, in its order, as stored."""
+    return PatientTokens(
+        identity=tokens[0],
+        name_dob=tokens[1],
+        sounds=frozenset(tokens[2:4]),
+        phone=tokens[4] if d.phone is not None else None,
+        mrn=mrn,
+    )
 
 
 def patient_brief_fields(row: PatientRow) -> dict[str, str | None]:
@@ -138,13 +169,14 @@ def encounter_stored_fields(row: EncounterRow) -> dict[str, str | None]:
 
 
 def encounter(row: EncounterRow, plain: dict[str, str]) -> rec.Encounter:
-    content = rec.EncounterContent.model_validate(
-        {
-            **json.loads(plain["note"]),
-            "occurred_at": row.occurred_at,
-            "allergies": json.loads(plain["allergies"]),
-        }
+    # One pass in pydantic-core over the stored JSON documents (no json.loads).
+    note = plain["note"]
+    document = (
+        f'{{"occurred_at":"{row.occurred_at.isoformat()}",'
+        f'"allergies":{plain["allergies"]}{"," if note.strip() != "{}" else ""}'
+        f"{note.strip()[1:]}"
     )
+    content = rec.EncounterContent.model_validate_json(document)
     return rec.Encounter(
         encounter_id=row.encounter_id,
         patient_id=row.patient_id,
@@ -158,20 +190,24 @@ def encounter(row: EncounterRow, plain: dict[str, str]) -> rec.Encounter:
     )
 
 
+_ALLERGIES = TypeAdapter(list[rec.Allergy])
+_ENTRIES = TypeAdapter(list[rec.AllergyEntry])
+
+
 def allergies(text: str) -> list[rec.Allergy]:
-    return [rec.Allergy.model_validate(a) for a in json.loads(text)]
+    """The allergies recorded on an encounter version."""
+    return _ALLERGIES.validate_json(text)
 
 
-def current_allergies(lists_newest_first: list[list[rec.Allergy]]) -> list[rec.Allergy]:
-    """The latest entry per substance (case-insensitive) over every encounter; active only."""
-    latest: dict[str, rec.Allergy] = {}
-    for entries in lists_newest_first:
-        for allergy in entries:
-            latest.setdefault(allergy.substance.casefold(), allergy)
-    return sorted(
-        (a for a in latest.values() if a.status is rec.AllergyStatus.active),
-        key=lambda a: a.substance.casefold(),
-    )
+# --------------------------------------------------------------------------- allergy lists
+
+
+def allergy_list_text(entries: list[rec.AllergyEntry]) -> str:
+    return _ENTRIES.dump_json(entries).decode()
+
+
+def allergy_entries(text: str) -> list[rec.AllergyEntry]:
+    return _ENTRIES.validate_json(text)
 
 
 # --------------------------------------------------------------------------- prescriptions
@@ -181,10 +217,26 @@ def prescription_stored_fields(row: PrescriptionRow) -> dict[str, str | None]:
     return {
         "medication": row.medication_enc,
         "cancellation_reason": row.cancellation_reason_enc,
+        "safety": row.safety_enc,
     }
 
 
+class Safety(BaseModel):
+    """What a prescription signed despite alerts keeps of them (column `safety`)."""
+
+    alerts: list[str]
+    override_reason: str
+
+
+def safety_text(alerts: list[str], override_reason: str) -> str | None:
+    if not alerts:
+        return None
+    return Safety(alerts=alerts, override_reason=override_reason).model_dump_json()
+
+
 def prescription(row: PrescriptionRow, plain: dict[str, str]) -> rec.Prescription:
+    stored = plain.get("safety")
+    safety = Safety.model_validate_json(stored) if stored else Safety(alerts=[], override_reason="")
     return rec.Prescription(
         prescription_id=row.prescription_id,
         patient_id=row.patient_id,
@@ -192,6 +244,8 @@ def prescription(row: PrescriptionRow, plain: dict[str, str]) -> rec.Prescriptio
         encounter_id=row.encounter_id,
         created_at=row.created_at,
         medication=rec.Medication.model_validate_json(plain["medication"]),
+        alerts=safety.alerts,
+        override_reason=safety.override_reason,
         signature=row.signature,
         signer_public_key=row.signer_public_key,
         status=rec.PrescriptionStatus(row.status),

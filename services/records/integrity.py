@@ -1,4 +1,5 @@
-"""The prescriptions table's row MAC: which columns, in which order, and what a failure does.
+"""Row MACs of the records tables that decide care (prescriptions, allergy lists): which
+columns, in which order, and what a failure does.
 
 The MAC covers the row as stored (ciphertexts included), so it is checked without
 decrypting anything and in parallel with the decryption. A row that fails is never
@@ -17,11 +18,12 @@ from contracts.records import SERVICE
 from mesh import audit
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
-from services.records.store import PrescriptionRow
+from services.records.store import AllergyListRow, PrescriptionRow
 
 log = get_logger("records.integrity")
 
 PRESCRIPTIONS = "prescriptions"
+ALLERGY_LISTS = "allergy_lists"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -45,25 +47,46 @@ def prescription_mac_row(row: PrescriptionRow) -> kv.MacRow:
             ("status_changed_at", _iso(row.status_changed_at)),
             ("status_changed_by", row.status_changed_by),
             ("cancellation_reason_enc", row.cancellation_reason_enc),
+            # Only on rows that have it, so the MACs of older rows still verify.
+            *([("safety_enc", row.safety_enc)] if row.safety_enc is not None else []),
         ],
     )
 
 
+def allergy_list_mac_row(row: AllergyListRow) -> kv.MacRow:
+    """Every column but `mac`: an edited severity or status, or a list moved to another
+    patient, fails the check."""
+    return kv.MacRow(
+        table=ALLERGY_LISTS,
+        pk=row.patient_id,
+        columns=[
+            ("allergies_enc", row.allergies_enc),
+            ("version", str(row.version)),
+            ("updated_by", row.updated_by),
+            ("updated_at", _iso(row.updated_at)),
+        ],
+    )
+
+
+async def rejected(runtime: Runtime, table: str, pk: str, patient_id: str | None, why: str) -> None:
+    """Audit one row that is not served: it fails its MAC, or does not decrypt."""
+    log.error("records.integrity_failure", table=table, pk=pk)
+    await audit.record(
+        runtime,
+        audit.make_event(
+            SERVICE,
+            "integrity.row_rejected",
+            AuditAction.read,
+            AuditOutcome.failure,
+            patient_id=patient_id,
+            entity_type=table,
+            entity_id=pk,
+            detail=f"{table} row {pk} {why}: edited outside Medihaven",
+        ),
+    )
+
+
 async def record_failures(runtime: Runtime, rows: Sequence[PrescriptionRow]) -> None:
-    """Audit every row that failed its MAC (an edit outside Medihaven)."""
+    """Audit every prescription row that failed its MAC (an edit outside Medihaven)."""
     for row in rows:
-        log.error("records.integrity_failure", table=PRESCRIPTIONS, pk=row.prescription_id)
-        await audit.record(
-            runtime,
-            audit.make_event(
-                SERVICE,
-                "integrity.row_rejected",
-                AuditAction.read,
-                AuditOutcome.failure,
-                patient_id=row.patient_id,
-                entity_type=PRESCRIPTIONS,
-                entity_id=row.prescription_id,
-                detail=f"{PRESCRIPTIONS} row {row.prescription_id} fails its MAC: edited "
-                "outside Medihaven",
-            ),
-        )
+        await rejected(runtime, PRESCRIPTIONS, row.prescription_id, row.patient_id, "fails its MAC")

@@ -1,17 +1,19 @@
 """The records service's keyvault calls: one batch per kind of operation per request.
 
 A request collects every field of every row it needs into one `Batch` and makes one
-DECRYPT (or ENCRYPT) call with it, never one call per field. DECRYPT and BLIND_INDEX are
-served only on the acting user's forwarded request signature (the keyvault checks it),
-so reads always make their DECRYPT call, even with nothing to decrypt: that call is
-what proves the caller signed the request.
+DECRYPT (or ENCRYPT) call with it, never one call per field. Every row names the patient
+it belongs to: the keyvault binds that into each ciphertext, and decrypts a row only for
+a signed request whose grant names that patient (`contracts.grants`). DECRYPT and
+BLIND_INDEX serve each signed request once, so a request makes each at most once; a row
+that does not decrypt (moved or edited) comes back in `failed` without spoiling the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from contracts import fhirexport as fx
 from contracts import keyvault as kv
 from mesh.runtime import Runtime
 
@@ -21,14 +23,38 @@ Terms = Sequence[tuple[str, str]]
 
 @dataclass
 class Batch:
-    """Fields of many rows for one keyvault call; `add` returns the row's index in it."""
+    """Fields of many rows for one keyvault call (`add` returns the row's index in it) and,
+    for a DECRYPT, row MACs to check in the same call (`check` returns the MAC's index)."""
 
     rows: list[kv.FieldRow] = field(default_factory=list)
+    mac_rows: list[kv.MacRow] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
-    def add(self, table: str, row_id: str, fields: dict[str, str | None]) -> int:
+    def add(
+        self, table: str, row_id: str, fields: Mapping[str, str | None], *, patient: str
+    ) -> int:
         present = {k: v for k, v in fields.items() if v is not None}
-        self.rows.append(kv.FieldRow(table=table, row_id=row_id, fields=present))
+        self.rows.append(
+            kv.FieldRow(table=table, row_id=row_id, fields=present, binding={"patient": patient})
+        )
         return len(self.rows) - 1
+
+    def check(self, row: kv.MacRow, tag: str) -> int:
+        self.mac_rows.append(row)
+        self.tags.append(tag)
+        return len(self.mac_rows) - 1
+
+    def copy(self) -> Batch:
+        return Batch(list(self.rows), list(self.mac_rows), list(self.tags))
+
+
+@dataclass(frozen=True)
+class Decrypted:
+    """Plaintext per row of a batch ({} for the rows in `failed`: they do not decrypt)."""
+
+    rows: list[dict[str, str]]
+    failed: frozenset[int]
+    mac_valid: list[bool]
 
 
 async def encrypt(runtime: Runtime, batch: Batch) -> list[dict[str, str]]:
@@ -39,30 +65,42 @@ async def encrypt(runtime: Runtime, batch: Batch) -> list[dict[str, str]]:
 
 
 async def decrypt(
-    runtime: Runtime, batch: Batch, patient_id: str | None = None
-) -> list[dict[str, str]]:
-    """Plaintext of every row of `batch`; always asks (the signature check), see above."""
-    reply = await runtime.rpc.call(
-        kv.DECRYPT, kv.DecryptRequest(rows=batch.rows, patient_id=patient_id)
-    )
-    return reply.rows
-
-
-async def decrypt_verified(
     runtime: Runtime,
     batch: Batch,
-    patient_id: str | None,
-    mac_rows: Sequence[kv.MacRow],
-    tags: Sequence[str],
-) -> tuple[list[dict[str, str]], list[bool]]:
-    """`decrypt`, with the MACs of `mac_rows` checked in the same keyvault call."""
+    *,
+    countersigned: kv.Countersigned | None = None,
+    export_page: tuple[str, str] | None = None,
+) -> Decrypted:
+    """Plaintext of every row of `batch`, with its MACs checked in the same keyvault call
+    (none made when there is nothing to decrypt or check). `countersigned`: the other
+    signed operation a `countersigned` grant needs (a bulk export's kick-off).
+    `export_page`: (job id, page's first patient) of an approved bulk export, decrypted
+    under its keyvault session instead of a user's signature."""
+    if not batch.rows and not batch.mac_rows:
+        return Decrypted([], frozenset(), [])
+    if export_page is not None:
+        job_id, first = export_page
+        page = await runtime.rpc.call(
+            fx.EXPORT_DECRYPT,
+            fx.ExportDecryptRequest(
+                job_id=job_id,
+                page_first=first,
+                rows=batch.rows,
+                mac_rows=batch.mac_rows,
+                mac_tags=batch.tags,
+            ),
+        )
+        return Decrypted(page.rows, frozenset(page.failed), page.mac_valid)
     reply = await runtime.rpc.call(
         kv.DECRYPT,
         kv.DecryptRequest(
-            rows=batch.rows, patient_id=patient_id, mac_rows=list(mac_rows), mac_tags=list(tags)
+            rows=batch.rows,
+            mac_rows=batch.mac_rows,
+            mac_tags=batch.tags,
+            countersigned=countersigned,
         ),
     )
-    return reply.rows, reply.mac_valid
+    return Decrypted(reply.rows, frozenset(reply.failed), reply.mac_valid)
 
 
 async def blind_index(runtime: Runtime, queries: Sequence[Terms]) -> list[str]:

@@ -1,10 +1,9 @@
 """Who may act, and on whose calendar; whether the patient and physician exist.
 
-Roles are checked by the runtime before a handler runs (from the contract). A principal
-in a message's headers is only as good as whoever put it there, so the caller's
-forwarded request signature is checked too: here against the caller's registered key
-(writes, and reads that decrypt nothing), or by the keyvault before it decrypts. A
-forged booking on the bus is refused even though booking decrypts nothing.
+Roles are checked by the runtime before a handler runs (from the contract), and the
+acting principal is the account that signed the request (the runtime verifies the
+forwarded signature, `mesh.proofs`): a booking forged on the bus is refused before any
+handler runs, although booking decrypts nothing.
 """
 
 from __future__ import annotations
@@ -12,11 +11,9 @@ from __future__ import annotations
 from contracts.auth import AccountRecord, AccountStatus
 from contracts.base import Principal, Role
 from contracts.records import PATIENT_REF, PatientRefRequest
-from mesh.callers import require_signed_by
 from mesh.context import CallContext
-from mesh.errors import Forbidden, InvalidRequest, NotFound, RpcError
+from mesh.errors import Forbidden, NotFound, invalid_field
 from mesh.runtime import Runtime
-from services.scheduling.accounts import accounts_of
 
 
 def runtime_of(ctx: CallContext) -> Runtime:
@@ -40,30 +37,28 @@ def calendar_owner(ctx: CallContext, physician_id: str | None) -> str:
             )
         return me.account_id
     if physician_id is None:
-        raise _invalid("physician_id", "physician_id is required", "missing")
+        raise invalid_field("physician_id", "physician_id is required", "missing")
     return physician_id
 
 
 async def _account(runtime: Runtime, account_id: str) -> AccountRecord | None:
-    return await accounts_of(runtime).get(runtime, account_id)
-
-
-async def require_signed(ctx: CallContext) -> Principal:
-    """The caller, if the forwarded proof is fresh and made by the caller's own active key."""
-    runtime = runtime_of(ctx)
-    await require_signed_by(ctx, lambda account_id: _account(runtime, account_id))
-    return principal_of(ctx)
+    """The account as auth stores it (row MAC verified), cached by the runtime."""
+    return await runtime.accounts.get(account_id) if runtime.accounts else None
 
 
 async def require_physician(runtime: Runtime, physician_id: str) -> None:
     """An active physician account (as auth knows it, row MAC verified), else 422."""
     record = await _account(runtime, physician_id)
     if record is None:
-        raise _invalid("physician_id", f"unknown physician {physician_id!r}", "unknown_physician")
+        raise invalid_field(
+            "physician_id", f"unknown physician {physician_id!r}", "unknown_physician"
+        )
     if record.account.role is not Role.physician:
-        raise _invalid("physician_id", f"{physician_id!r} is not a physician", "not_a_physician")
+        raise invalid_field(
+            "physician_id", f"{physician_id!r} is not a physician", "not_a_physician"
+        )
     if record.account.status is not AccountStatus.active:
-        raise _invalid("physician_id", f"physician {physician_id!r} is disabled", "disabled")
+        raise invalid_field("physician_id", f"physician {physician_id!r} is disabled", "disabled")
 
 
 async def require_patient(runtime: Runtime, patient_id: str) -> None:
@@ -73,8 +68,10 @@ async def require_patient(runtime: Runtime, patient_id: str) -> None:
     except NotFound:
         ref = None
     if ref is None or not ref.exists:
-        raise _invalid("patient_id", f"unknown patient {patient_id!r}", "unknown_patient")
+        raise invalid_field("patient_id", f"unknown patient {patient_id!r}", "unknown_patient")
 
 
-def _invalid(loc: str, msg: str, kind: str) -> RpcError:
-    return InvalidRequest(msg, details=[{"loc": [loc], "msg": msg, "type": kind}])
+async def physician_name(runtime: Runtime, physician_id: str) -> str:
+    """How refusals name the physician ("Dr Berg"): the account's display name."""
+    record = await _account(runtime, physician_id)
+    return record.account.display_name if record is not None else "The physician"

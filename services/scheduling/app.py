@@ -6,9 +6,6 @@ from pathlib import Path
 
 from contracts.scheduling import SERVICE
 from mesh.service import create_service_app
-from services.scheduling.accounts import CONSUMERS
-from services.scheduling.handlers import router
+from services.scheduling.rewrap import router  # handlers + the online rewrap (mesh.rewrap)
 
-app = create_service_app(
-    SERVICE, router, migrations=Path(__file__).with_name("migrations"), consumers=CONSUMERS
-)
+app = create_service_app(SERVICE, router, migrations=Path(__file__).with_name("migrations"))

@@ -1,12 +1,19 @@
-"""Wall-clock working hours turned into UTC instants, and the free time between bookings.
+"""Wall-clock working time turned into UTC instants, and the free time between bookings.
 
 Pure functions (no I/O), so the DST rules are tested on their own. Everything compared
-is a UTC instant; wall times exist only at the edges (working hours, calendar days).
+is a UTC instant; wall times exist only at the edges (working hours, breaks, calendar
+days).
+
+One joined plan answers both "which slots are free" and "may this be booked": a
+physician's `Plan` (hours, breaks, days off, absences) becomes working time with
+`available`, merged across days (Saturday 20:00-24:00 and Sunday 00:00-04:00 are one
+stretch), and `bookable` and `free_slots` both read that same working time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,6 +22,34 @@ from contracts.scheduling import CalendarSpan
 Interval = tuple[datetime, datetime]
 WeeklyHours = Mapping[int, Sequence[tuple[int, int]]]
 """weekday (0 = Monday) -> [(start minute, end minute)] in wall-clock minutes."""
+
+
+@dataclass(frozen=True)
+class AbsenceSpan:
+    """Whole days of the clinic's calendar (`first_day`..`last_day`), or UTC instants."""
+
+    first_day: date | None = None
+    last_day: date | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    kind: str = "other"
+
+    def interval(self, tz: ZoneInfo) -> Interval:
+        if self.first_day is not None and self.last_day is not None:
+            return day_bounds(self.first_day, self.last_day, tz)
+        assert self.start is not None and self.end is not None
+        return self.start, self.end
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A physician's working time as stored: what `available` joins."""
+
+    weekly: WeeklyHours
+    breaks: WeeklyHours = field(default_factory=dict)
+    days_off: frozenset[date] = frozenset()
+    absences: tuple[AbsenceSpan, ...] = ()
+
 
 SLOT_ALIGN = timedelta(minutes=5)
 
@@ -61,25 +96,104 @@ def merge(intervals: Iterable[Interval]) -> list[Interval]:
     return merged
 
 
-def working_periods(
-    weekly: WeeklyHours, days_off: set[date], first: date, last: date, tz: ZoneInfo
-) -> list[Interval]:
-    """Working time from `first` to `last` (inclusive days), as merged UTC intervals."""
+def without_breaks(
+    periods: Iterable[tuple[int, int]], breaks: Iterable[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Wall-clock periods of one weekday minus that weekday's breaks (in minutes)."""
+    result = sorted(periods)
+    for b_start, b_end in breaks:
+        cut: list[tuple[int, int]] = []
+        for start, end in result:
+            if b_end <= start or b_start >= end:
+                cut.append((start, end))
+                continue
+            if start < b_start:
+                cut.append((start, b_start))
+            if b_end < end:
+                cut.append((b_end, end))
+        result = cut
+    return result
+
+
+def subtract(periods: Sequence[Interval], holes: Iterable[Interval]) -> list[Interval]:
+    """Sorted, merged `periods` minus every interval in `holes`."""
+    result = list(periods)
+    for h_start, h_end in merge(holes):
+        cut: list[Interval] = []
+        for start, end in result:
+            if h_end <= start or h_start >= end:
+                cut.append((start, end))
+                continue
+            if start < h_start:
+                cut.append((start, h_start))
+            if h_end < end:
+                cut.append((h_end, end))
+        result = cut
+    return result
+
+
+def available(plan: Plan, first: date, last: date, tz: ZoneInfo) -> list[Interval]:
+    """Working time from `first` to `last` (inclusive days) as merged UTC intervals: the
+    weekly hours of every day that is not off, without its breaks, without absences.
+
+    Touching periods are joined, across midnight too, so an interval may run past the
+    end of `last` only as far as the days given contain work: ask for the day after as
+    well to see work that goes on past midnight.
+    """
     periods: list[Interval] = []
     day = first
     while day <= last:
-        if day not in days_off:
-            for start, end in weekly.get(day.weekday(), ()):
+        if day not in plan.days_off:
+            weekday = day.weekday()
+            wall = without_breaks(plan.weekly.get(weekday, ()), plan.breaks.get(weekday, ()))
+            for start, end in wall:
                 utc_start, utc_end = wall_to_utc(day, start, tz), wall_to_utc(day, end, tz)
                 if utc_end > utc_start:  # a period wholly inside a DST gap is empty
                     periods.append((utc_start, utc_end))
         day += timedelta(days=1)
-    return merge(periods)
+    return subtract(merge(periods), (a.interval(tz) for a in plan.absences))
+
+
+def working_periods(
+    weekly: WeeklyHours, days_off: set[date], first: date, last: date, tz: ZoneInfo
+) -> list[Interval]:
+    """Weekly hours without days off (no breaks, no absences): see `available`."""
+    return available(Plan(weekly, days_off=frozenset(days_off)), first, last, tz)
 
 
 def fits(start: datetime, end: datetime, periods: Sequence[Interval]) -> bool:
     """Whether [start, end) lies inside one working period."""
     return any(p_start <= start and end <= p_end for p_start, p_end in periods)
+
+
+def booking_days(start: datetime, end: datetime, tz: ZoneInfo) -> tuple[date, date]:
+    """The local days whose working time can hold [start, end): its first and its last
+    (a period of the day before ends at midnight, at the latest)."""
+    return local_day(start, tz), local_day(end, tz)
+
+
+def bookable(plan: Plan, start: datetime, end: datetime, tz: ZoneInfo) -> bool:
+    """The booking rule: [start, end) lies within one stretch of joined working time."""
+    first, last = booking_days(start, end, tz)
+    return fits(start, end, available(plan, first, last, tz))
+
+
+def free_slots(
+    plan: Plan,
+    busy: Iterable[Interval],
+    first: date,
+    last: date,
+    tz: ZoneInfo,
+    not_before: datetime,
+    duration: timedelta,
+    limit: int,
+) -> tuple[list[Interval], bool]:
+    """Slots that start on `first`..`last` (local days), in the same joined working time
+    as `bookable` (with the day after `last`, for slots that run past midnight)."""
+    periods = available(plan, first, last + timedelta(days=1), tz)
+    begin, stop = day_bounds(first, last, tz)
+    windows = free_windows(periods, busy, max(not_before, begin))
+    return slots(windows, duration, limit, starts_before=stop)
 
 
 def free_windows(
@@ -102,9 +216,13 @@ def free_windows(
 
 
 def slots(
-    windows: Sequence[Interval], duration: timedelta, limit: int
+    windows: Sequence[Interval],
+    duration: timedelta,
+    limit: int,
+    starts_before: datetime | None = None,
 ) -> tuple[list[Interval], bool]:
-    """Back-to-back slots of `duration` in each window, starting on a 5-minute boundary.
+    """Back-to-back slots of `duration` in each window, starting on a 5-minute boundary
+    (and before `starts_before`, if given).
 
     Returns the first `limit` slots and whether there were more.
     """
@@ -112,6 +230,8 @@ def slots(
     for w_start, w_end in windows:
         start = _align_up(w_start)
         while start + duration <= w_end:
+            if starts_before is not None and start >= starts_before:
+                return found, False
             if len(found) == limit:
                 return found, True
             found.append((start, start + duration))

@@ -20,7 +20,7 @@ from mesh.errors import Conflict, Forbidden, IntegrityError, NotFound, Unauthent
 from mesh.events import ReceivedEvent
 from mesh.runtime import ConsumerSpec, Runtime
 from services.auth import handlers
-from tests.auth.support import Identity, Member, identity, proof, public_key_of
+from tests.auth.support import Identity, Member, identity, proof, public_key_of, signed
 
 AUDITS: list[AuditEvent] = []
 
@@ -54,7 +54,13 @@ def rid() -> str:
 async def test_full_flow_bootstrap_register_issue_and_me(world: Identity) -> None:
     admin = await world.admin()
     assert admin.account.role is Role.administrator
+    assert world.operator is not None
     with pytest.raises(Conflict):
+        await world.operator.rpc.call(
+            auth.BOOTSTRAP, auth.BootstrapRequest(), idempotency_key=rid()
+        )
+    # bootstrap is the operator's: not even the gateway may ask for it
+    with pytest.raises(Forbidden):
         await world.client.rpc.call(auth.BOOTSTRAP, auth.BootstrapRequest(), idempotency_key=rid())
     members: dict[Role, Member] = {}
     for role in (Role.physician, Role.receptionist):
@@ -128,12 +134,24 @@ async def test_registration_needs_proof_of_possession(world: Identity) -> None:
         display_name="P",
         public_key=public_key_of(mine),
     )
-    for bad in (None, proof(other, auth.REGISTRATION_KEY_ID), proof(mine, "someone")):
+    # Each attempt is of this very request (its target and body), so what is refused is
+    # the signer: no proof, another key than the one registered, a keyid other than
+    # "register", or a proof of some other request by the rightful key.
+    attempts: list[tuple[str | None, bytes]] = [
+        (None, b""),
+        signed(other, auth.REGISTRATION_KEY_ID, auth.REGISTER, request),
+        signed(mine, "someone", auth.REGISTER, request),
+        (proof(mine, auth.REGISTRATION_KEY_ID), b"{}"),
+    ]
+    for bad, body in attempts:
         with pytest.raises(Unauthenticated):
-            await world.client.rpc.call(auth.REGISTER, request, proof=bad, idempotency_key=rid())
+            await world.client.rpc.call(
+                auth.REGISTER, request, proof=bad, signed_body=body, idempotency_key=rid()
+            )
     # the token is still usable by its rightful holder
+    good, body = signed(mine, auth.REGISTRATION_KEY_ID, auth.REGISTER, request)
     await world.client.rpc.call(
-        auth.REGISTER, request, proof=proof(mine, auth.REGISTRATION_KEY_ID), idempotency_key=rid()
+        auth.REGISTER, request, proof=good, signed_body=body, idempotency_key=rid()
     )
 
 
@@ -159,14 +177,18 @@ async def test_forged_principals_on_the_bus_are_refused(world: Identity) -> None
             await world.as_(clerk, method, request)
     # claiming the administrator role in the headers, without the administrator's signature
     forged = Principal(account_id=admin.account.account_id, role=Role.administrator)
-    with pytest.raises(Unauthenticated):
-        await world.client.rpc.call(
-            auth.ISSUE_TOKEN,
-            auth.IssueTokenRequest(role=Role.administrator),
-            principal=forged,
-            proof=clerk.proof(),
-            idempotency_key=rid(),
-        )
+    issue = auth.IssueTokenRequest(role=Role.administrator)
+    clerk_proof, clerk_body = signed(clerk.key, clerk.account.account_id, auth.ISSUE_TOKEN, issue)
+    for bad, body in ((clerk_proof, clerk_body), (clerk.proof(), b"{}")):
+        with pytest.raises(Unauthenticated):
+            await world.client.rpc.call(
+                auth.ISSUE_TOKEN,
+                issue,
+                principal=forged,
+                proof=bad,
+                signed_body=body,
+                idempotency_key=rid(),
+            )
     with pytest.raises(Unauthenticated):
         await world.client.rpc.call(
             auth.ISSUE_TOKEN,
@@ -175,9 +197,22 @@ async def test_forged_principals_on_the_bus_are_refused(world: Identity) -> None
             idempotency_key=rid(),
         )
     clerk_as_admin = Principal(account_id=clerk.account.account_id, role=Role.administrator)
-    with pytest.raises(Unauthenticated):
+    with pytest.raises(Unauthenticated):  # a proof of some other request
         await world.client.rpc.call(
             auth.LIST_STAFF, auth.ListStaffRequest(), principal=clerk_as_admin, proof=clerk.proof()
+        )
+    # the clerk's own proof of this very request: the role is the signing account's, not
+    # the header's
+    own, body = signed(
+        clerk.key, clerk.account.account_id, auth.LIST_STAFF, auth.ListStaffRequest()
+    )
+    with pytest.raises(Forbidden):
+        await world.client.rpc.call(
+            auth.LIST_STAFF,
+            auth.ListStaffRequest(),
+            principal=clerk_as_admin,
+            proof=own,
+            signed_body=body,
         )
 
 
@@ -294,8 +329,11 @@ async def test_database_tampering_is_refused_and_audited(world: Identity) -> Non
             auth.RESOLVE_KEY, auth.ResolveKeyRequest(account_id=doc_a.account.account_id)
         )
     # a bootstrap is not re-opened by a forged administrator either
+    assert world.operator is not None
     with pytest.raises(Conflict):
-        await world.client.rpc.call(auth.BOOTSTRAP, auth.BootstrapRequest(), idempotency_key=rid())
+        await world.operator.rpc.call(
+            auth.BOOTSTRAP, auth.BootstrapRequest(), idempotency_key=rid()
+        )
     # and unknown accounts are simply unknown
     with pytest.raises(NotFound):
         await world.client.rpc.call(auth.RESOLVE_KEY, auth.ResolveKeyRequest(account_id=rid()))

@@ -12,11 +12,12 @@ import pytest_asyncio
 
 from contracts import chat
 from contracts.base import Principal, Role
-from mesh.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
+from mesh.errors import Forbidden, InvalidRequest, NotFound, RpcError, Unauthenticated
 from mesh.events import ReceivedEvent
 from mesh.runtime import ConsumerSpec, Runtime
 from services.chat.handlers import router
 from tests.support.clinic import Clinic, StaffMember, clinic
+from tests.support.raw import gateway_reasons, is_4xx, signed_raw
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "chat" / "migrations"
 NOTIFIED: list[chat.MessageSent] = []
@@ -214,18 +215,26 @@ async def test_bad_input_gets_clear_4xx(world: tuple[Clinic, Runtime]) -> None:
         ann,
         idempotency_key=key(),
     )
-    with pytest.raises(InvalidRequest) as err:
+    # Too long a text, sent raw with ann's signature of it: not a valid request of the
+    # route, so the gateway answers 422 naming the text, and the service refuses it.
+    raw = (
+        chat.SendRequest.model_construct(conversation_id=conv.conversation_id, text="x" * 5000)
+        .model_dump_json()
+        .encode()
+    )
+    assert "text" in (gateway_reasons(chat.SEND, raw) or "")
+    proof, body = signed_raw(ann, chat.SEND, raw)
+    with pytest.raises(RpcError) as err:
         await c.client.rpc.call_raw(
             chat.SEND.queue,
             chat.SEND.name,
-            chat.SendRequest.model_construct(conversation_id=conv.conversation_id, text="x" * 5000)
-            .model_dump_json()
-            .encode(),
+            raw,
             principal=ann.principal,
-            proof=ann.proof(),
+            proof=proof,
+            signed_body=body,
             idempotency_key=key(),
         )
-    assert "text" in str(err.value.details)
+    assert is_4xx(err.value.code), err.value
     with pytest.raises(NotFound):
         await c.call(
             chat.SEND,
@@ -256,8 +265,8 @@ async def test_bad_input_gets_clear_4xx(world: tuple[Clinic, Runtime]) -> None:
         )
     with pytest.raises(InvalidRequest):
         await c.call(chat.HISTORY, chat.HistoryRequest(after_id=1, before_id=5), ann)
-    # Without a role (a forged, principal-less request on the bus): refused.
-    with pytest.raises(Forbidden):
+    # Without a principal or a signature (a forged request on the bus): refused.
+    with pytest.raises(Unauthenticated):
         await c.client.rpc.call(chat.HISTORY, chat.HistoryRequest())
     # A forged principal without the member's signature cannot read the text.
     await c.call(
@@ -273,3 +282,77 @@ async def test_bad_input_gets_clear_4xx(world: tuple[Clinic, Runtime]) -> None:
             principal=Principal(account_id=bob.account_id, role=Role.receptionist),
             proof=ann.proof(),
         )
+
+
+async def test_a_forged_sender_without_a_proof_sends_nothing(
+    world: tuple[Clinic, Runtime],
+) -> None:
+    """Someone on the bus as the gateway puts a member in the headers of chat.send, with
+    no signature of theirs: refused before any handler, and nothing is sent."""
+    c, _ = world
+    ann, bob, _eve = await staff3(c, "e")
+    conv = await c.call(
+        chat.OPEN_DIRECT,
+        chat.OpenDirectRequest(other_account_id=bob.account_id),
+        ann,
+        idempotency_key=key(),
+    )
+    forged = chat.SendRequest(conversation_id=conv.conversation_id, text="wire me the codes")
+    for principal in (ann.principal, bob.principal):
+        with pytest.raises(Unauthenticated):
+            await c.client.rpc.call(chat.SEND, forged, principal=principal, idempotency_key=key())
+    # The same message with ann's own signature of it goes through (so only the proof
+    # was missing), and it is the only one there.
+    await c.call(chat.SEND, forged, ann, idempotency_key=key())
+    page = await c.call(
+        chat.HISTORY, chat.HistoryRequest(conversation_id=conv.conversation_id), bob
+    )
+    assert [m.text for m in page.messages] == ["wire me the codes"]
+
+
+async def test_every_write_at_four_times_the_pool_size_completes(
+    world: tuple[Clinic, Runtime],
+) -> None:
+    """Sends and read marks, 4x the database pool at once: no write waits for a second
+    pool connection while it holds one (it used to hang for good at 16 sends)."""
+    c, service = world
+    ann, bob, _ = await staff3(c, "pool")
+    direct = await c.call(
+        chat.OPEN_DIRECT,
+        chat.OpenDirectRequest(other_account_id=bob.account_id),
+        ann,
+        idempotency_key=key(),
+    )
+    many = 4 * service.settings.db_pool_size
+    sends = [
+        c.call(
+            chat.SEND,
+            chat.SendRequest(conversation_id=direct.conversation_id, text=f"ping {i}"),
+            ann if i % 2 else bob,
+            idempotency_key=key(),
+        )
+        for i in range(many)
+    ]
+    sent = await asyncio.wait_for(asyncio.gather(*sends), timeout=60)
+    last = max(m.message_id for m in sent)
+    marks = [
+        c.call(
+            chat.MARK_READ,
+            chat.MarkReadRequest(conversation_id=direct.conversation_id, up_to_message_id=last),
+            reader,
+            idempotency_key=key(),
+        )
+        for reader in [ann, bob] * (many // 2)
+    ]
+    receipts = await asyncio.wait_for(asyncio.gather(*marks), timeout=60)
+    assert {r.read_up_to for r in receipts} == {last}
+    groups = [
+        c.call(
+            chat.CREATE_GROUP,
+            chat.CreateGroupRequest(name=f"ward {i}", member_ids=[bob.account_id]),
+            ann,
+            idempotency_key=key(),
+        )
+        for i in range(many)
+    ]
+    assert len(await asyncio.wait_for(asyncio.gather(*groups), timeout=60)) == many

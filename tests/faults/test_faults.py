@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +21,7 @@ from mesh.db import Database
 from services.keyvault.sealedbox import seal_share
 from tests.gateway.support import Mesh, mesh
 from tests.processes import Process, running
+from tests.support.polling import until_sync
 
 RETRYABLE = {502, 503, 504}
 
@@ -54,15 +55,6 @@ def patients_in_database(world: Mesh) -> int:
             await database.close()
 
     return asyncio.run(count())
-
-
-def until(predicate: Callable[[], bool], timeout: float, step: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_killing_a_records_replica_under_load_loses_nothing_and_writes_once(
@@ -101,7 +93,7 @@ def test_killing_a_records_replica_under_load_loses_nothing_and_writes_once(
     threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
     for thread in threads:
         thread.start()
-    assert until(lambda: len(created) >= 15, 60)
+    assert until_sync(lambda: len(created) >= 15, 60)
     second.stop(signal.SIGKILL)  # one of the two replicas dies mid-load
     for thread in threads:
         thread.join(120)
@@ -164,7 +156,7 @@ def test_mariadb_restart_fails_cleanly_and_recovers(world: Mesh) -> None:
     assert desk.client.request("GET", "/api/v1/me").status_code == 200
     try:
         run("start-stop-daemon", "--stop", "--retry", "30", "--exec", "/usr/sbin/mariadbd")
-        assert until(lambda: not mariadb_up(), 30)
+        assert until_sync(lambda: not mariadb_up(), 30)
         codes = {desk.client.request("GET", "/api/v1/patients", None).status_code for _ in range(5)}
         assert codes <= RETRYABLE, codes  # a clean 503, never a 500
     finally:
@@ -176,9 +168,9 @@ def test_mariadb_restart_fails_cleanly_and_recovers(world: Mesh) -> None:
             "--exec",
             "/usr/sbin/mariadbd",
         )
-        assert until(mariadb_up, 60)
+        assert until_sync(mariadb_up, 60)
     # the services recover on their own (no restart)
-    assert until(lambda: desk.client.request("GET", "/api/v1/patients").status_code == 200, 60)
+    assert until_sync(lambda: desk.client.request("GET", "/api/v1/patients").status_code == 200, 60)
 
 
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
@@ -196,7 +188,7 @@ def test_rabbitmq_restart_reconnects_and_loses_no_audit_event(world: Mesh) -> No
     def healthy() -> bool:
         return admin.client.request("GET", "/api/v1/me").status_code == 200
 
-    assert until(healthy, 90, 1.0), "the mesh did not reconnect"
+    assert until_sync(healthy, 90, 1.0), "the mesh did not reconnect"
     after = admin.client.post("/api/v1/tokens", {"role": "physician"})["token_id"]
 
     def audited() -> bool:
@@ -204,5 +196,5 @@ def test_rabbitmq_restart_reconnects_and_loses_no_audit_event(world: Mesh) -> No
         ids = {e["event"]["entity_id"] for e in page["entries"]}
         return {before, after} <= ids
 
-    assert until(audited, 60, 0.5), "an audit event was lost"
+    assert until_sync(audited, 60, 0.5), "an audit event was lost"
     assert admin.client.get("/api/v1/audit/verify")["ok"]

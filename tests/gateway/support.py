@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cli import keys
-from cli.sdk import MedihavenClient, register
+from cli.sdk import MedihavenClient, register, sign_prescription
 from contracts import auth
+from contracts.base import OPERATOR
 from mesh.rpc import RpcClient
 from mesh.settings import Settings
 from tests.conftest import isolated_settings
 from tests.keyvault.support import initialise, unseal
 from tests.mesh.fixtures import client_runtime
-from tests.processes import Process, running
+from tests.processes import Process, started
 
 T = TypeVar("T")
 SERVICES = ["services.keyvault", "services.auth", "services.chat", "services.audit"]
@@ -52,7 +54,7 @@ class Mesh:
         """Run an operator action on the bus (e.g. bootstrap) from a sync test."""
 
         async def main() -> T:
-            async with client_runtime(self.settings, "gwtest-operator") as client:
+            async with client_runtime(self.settings, "gwtest-operator", OPERATOR) as client:
                 return await action(client.rpc)
 
         return asyncio.run(main())
@@ -97,23 +99,80 @@ def mesh(
 ) -> Iterator[Mesh]:
     """The services and a gateway (with `gateway_env` settings) in a namespace of their own,
     the keyvault initialised and unsealed."""
-    with isolated_settings(tag) as settings:
-        with running(services, settings, log_dir) as procs:
+    with isolated_settings(tag) as settings, mesh_on(settings, log_dir, services, gateway_env) as m:
+        yield m
 
-            async def setup() -> list[str]:
-                async with client_runtime(settings, "gwtest-setup") as client:
-                    init = await initialise(client.rpc)
-                    await unseal(client.rpc, init.shares)
-                    return init.shares
 
-            shares = asyncio.run(setup())
-            # Tests register many staff from one address: a roomy anonymous bucket here
-            # (test_token_bucket... checks the small one on a gateway of its own).
-            env = {"MEDIHAVEN_RATE_ANONYMOUS_CAPACITY": "10000", **gateway_env}
-            with running(["gateway"], settings, log_dir, **env) as gateway:
-                world = Mesh(settings, procs, gateway["gateway"], shares, log_dir)
-                try:
-                    yield world
-                finally:
-                    for proc in world.extra_gateways:
-                        proc.stop()
+@contextmanager
+def mesh_on(
+    settings: Settings,
+    log_dir: Path,
+    services: Sequence[str] = SERVICES,
+    gateway_env: Mapping[str, str] | None = None,
+    ready_timeout_s: float = 30.0,
+) -> Iterator[Mesh]:
+    """`mesh` in a namespace the caller made (e.g. on a broker cluster of its own)."""
+    with started(services, settings, log_dir, {}, ready_timeout_s) as procs:
+
+        async def setup() -> list[str]:
+            async with client_runtime(settings, "gwtest-setup", OPERATOR) as client:
+                init = await initialise(client.rpc)
+                await unseal(client.rpc, init.shares)
+                return init.shares
+
+        shares = asyncio.run(setup())
+        # Tests register many staff from one address: a roomy anonymous bucket here
+        # (test_token_bucket... checks the small one on a gateway of its own).
+        env = {"MEDIHAVEN_RATE_ANONYMOUS_CAPACITY": "10000", **(gateway_env or {})}
+        with started(["gateway"], settings, log_dir, env, ready_timeout_s) as gateway:
+            world = Mesh(settings, procs, gateway["gateway"], shares, log_dir)
+            try:
+                yield world
+            finally:
+                for proc in world.extra_gateways:
+                    proc.stop()
+
+
+SALBUTAMOL = {
+    "name": "Salbutamol",
+    "active_ingredient": "salbutamol",
+    "strength": "100 micrograms",
+    "dosage_form": "inhaler",
+    "route": "inhalation",
+    "type": "bronchodilator",
+}
+
+
+def prescribe_from_catalog(
+    admin: Staff, doctor: Staff, patient_id: str, encounter_id: str, **medication: Any
+) -> dict[str, Any]:
+    """An administrator adds salbutamol to the catalog; the physician prescribes it from
+    there (details copied at signing, `medication` added), signed with their own key."""
+    admin.client.post("/api/v1/catalog/medicines", {"details": SALBUTAMOL})
+    (entry,) = doctor.client.get("/api/v1/catalog/medicines", prefix="salb")["medicines"]
+    details = entry["details"]
+    body = sign_prescription(
+        doctor.client.private_key,
+        doctor.account_id,
+        {
+            "prescription_id": str(uuid.uuid4()),
+            "patient_id": patient_id,
+            "encounter_id": encounter_id,
+            "created_at": datetime.now(UTC).isoformat(),
+            "medication": {
+                "drug_name": details["name"],
+                "strength": details["strength"],
+                "dosage_form": details["dosage_form"],
+                "dose": "2 puffs",
+                "route": details["route"],
+                "frequency": "as needed",
+                "duration_days": 30,
+                "quantity": 1,
+                "refills": 1,
+                **medication,
+                "medicine_id": entry["medicine_id"],
+            },
+        },
+    )
+    prescribed: dict[str, Any] = doctor.client.post("/api/v1/prescriptions", body)
+    return prescribed

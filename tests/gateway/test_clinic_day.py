@@ -4,6 +4,8 @@ and reads the summary; an administrator sees no patient data; bad input is a 4xx
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,16 +13,40 @@ from pathlib import Path
 
 import pytest
 
-from cli.sdk import sign_prescription
-from tests.gateway.support import Mesh, mesh
+from tests.gateway.support import Mesh, Staff, mesh, prescribe_from_catalog
 from tests.processes import running
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     logs = tmp_path_factory.mktemp("daylogs")
-    with mesh("gwday", logs) as m, running(["services.records"], m.settings, logs):
+    with (
+        mesh("gwday", logs) as m,
+        running(["services.records", "services.scheduling"], m.settings, logs),
+    ):
         yield m
+
+
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+def book(desk: Staff, doctor: Staff, patient_id: str) -> None:
+    """The desk books the patient with the physician (which is what opens the chart)."""
+    desk.client.put(
+        f"/api/v1/physicians/{doctor.account_id}/working-hours",
+        {"weekly": [{"weekday": d, "start": "00:00", "end": "24:00"} for d in WEEKDAYS]},
+    )
+    start = (datetime.now(UTC) + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    desk.client.post(
+        "/api/v1/appointments",
+        {
+            "patient_id": patient_id,
+            "physician_id": doctor.account_id,
+            "start": start.isoformat(),
+            "end": (start + timedelta(minutes=30)).isoformat(),
+            "reason": "wheezing at night",
+        },
+    )
 
 
 PATIENT = {
@@ -50,6 +76,10 @@ def test_a_clinic_day(world: Mesh) -> None:
     assert (
         desk.client.get(f"/api/v1/patients/{patient_id}")["demographics"]["given_name"] == "Amara"
     )
+    # without a care relationship the physician sees no chart and records nothing
+    assert doctor.client.request("GET", f"/api/v1/patients/{patient_id}/summary").status_code == 403
+    # the desk books the patient with the physician: the chart opens to them
+    book(desk, doctor, patient_id)
     # the physician records an encounter and prescribes
     encounter = doctor.client.post(
         f"/api/v1/patients/{patient_id}/encounters",
@@ -57,51 +87,14 @@ def test_a_clinic_day(world: Mesh) -> None:
             "content": {
                 "occurred_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
                 "chief_complaint": "Wheezing at night",
-                "diagnoses": [{"code": "J45.909"}],
+                "diagnoses": [{"code": "J45.9"}],
                 "vital_signs": {"heart_rate": {"value": 88}},
                 "allergies": [{"substance": "Penicillin", "severity": "moderate"}],
             }
         },
     )
     # the physician prescribes from the catalog (details copied at signing)
-    admin.client.post(
-        "/api/v1/catalog/medicines",
-        {
-            "details": {
-                "name": "Salbutamol",
-                "active_ingredient": "salbutamol",
-                "strength": "100 micrograms",
-                "dosage_form": "inhaler",
-                "route": "inhalation",
-                "type": "bronchodilator",
-            }
-        },
-    )
-    (entry,) = doctor.client.get("/api/v1/catalog/medicines", prefix="salb")["medicines"]
-    details = entry["details"]
-    body = sign_prescription(
-        doctor.client.private_key,
-        doctor.account_id,
-        {
-            "prescription_id": str(uuid.uuid4()),
-            "patient_id": patient_id,
-            "encounter_id": encounter["encounter_id"],
-            "created_at": datetime.now(UTC).isoformat(),
-            "medication": {
-                "drug_name": details["name"],
-                "strength": details["strength"],
-                "dosage_form": details["dosage_form"],
-                "dose": "2 puffs",
-                "route": details["route"],
-                "frequency": "as needed",
-                "duration_days": 30,
-                "quantity": 1,
-                "refills": 1,
-                "medicine_id": entry["medicine_id"],
-            },
-        },
-    )
-    rx = doctor.client.post("/api/v1/prescriptions", body)
+    rx = prescribe_from_catalog(admin, doctor, patient_id, encounter["encounter_id"])
     assert rx["status"] == "active"
     check = doctor.client.get(f"/api/v1/prescriptions/{rx['prescription_id']}/verify")
     assert check["valid"] and check["mac_valid"] and check["signature_valid"]
@@ -220,6 +213,22 @@ def test_the_desk_and_the_physician_on_the_command_line(world: Mesh, tmp_path: P
     )
     patient_id = out.split()[-1]
     assert patient_id in run(desk, "patient", "search", "--family", "menon", "--dob", "1975-11-02")
+    doctor_id = json.loads(run(doctor, "me"))["account_id"]
+    run(desk, "schedule", "hours", doctor_id, "--period", "mon-sun=00:00-24:00")
+    start = (datetime.now(UTC) + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    run(
+        desk,
+        "schedule",
+        "book",
+        "--patient",
+        patient_id,
+        "--physician",
+        doctor_id,
+        "--start",
+        start.isoformat(),
+        "--reason",
+        "chest pain",
+    )
     out = run(
         doctor,
         "encounter",
@@ -255,11 +264,30 @@ def test_the_desk_and_the_physician_on_the_command_line(world: Mesh, tmp_path: P
         "25",
     )
     rx_id = out.split()[1]
-    assert "valid" in run(doctor, "rx", "verify", rx_id)
+    verified = run(doctor, "rx", "verify", rx_id)
+    assert "valid" in verified
+    # The fingerprint a printed prescription shows (shared vectors pin its form).
+    assert re.search(r"signature fingerprint: ([0-9a-f]{4} ){15}[0-9a-f]{4}\n", verified)
     assert "Nitroglycerin" in run(doctor, "rx", "list", patient_id)
+    # A nitrate with a PDE-5 inhibitor: stopped with the alert, prescribed with a reason.
+    sildenafil = [
+        *("rx", "write", patient_id, encounter_id, "--drug", "Sildenafil", "--strength"),
+        *("50 mg", "--dose", "1 tablet", "--frequency", "as needed", "--days", "30"),
+        *("--quantity", "4"),
+    ]
+    stopped = runner.invoke(app, sildenafil, env=doctor)
+    assert stopped.exit_code == 1, stopped.output
+    assert "ALERT (high): Interaction with Nitroglycerin" in stopped.output
+    assert "hypotension" in stopped.output and "--override" in stopped.output
+    out = run(doctor, *sildenafil, "--override", "Cardiology agreed; nitrate stopped today.")
+    assert "is active" in out
     assert "Chest pain on exertion" in run(doctor, "patient", "summary", patient_id)
     denied = runner.invoke(app, ["patient", "summary", patient_id], env=desk)
     assert denied.exit_code == 1 and "403" in denied.output
+    # The administrator verifies the audit chain: since the last mark, then all of it.
+    auditor = person("administrator", "admin-cli")
+    assert re.search(r"ok: entries \d+\.\.\d+ verified", run(auditor, "audit", "verify"))
+    assert "ok: the whole chain" in run(auditor, "audit", "verify", "--full")
 
 
 async def test_break_glass_through_the_gateway_notifies_administrators(world: Mesh) -> None:

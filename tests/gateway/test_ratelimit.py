@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
-from gateway.ratelimit import Bucket, RateLimiter
+from gateway.ratelimit import Bucket, RateLimiter, nonce_key
 from mesh.redis import create_redis
 from mesh.settings import Settings
 
@@ -64,3 +65,16 @@ async def test_buckets_in_order_and_the_first_empty_one_ends_the_check(
     other = await rl.check(both, nonce_key="")
     assert [d.allowed for d in other.decisions] == [False]
     assert [d.allowed for d in (await rl.check([(GENERAL, "other")])).decisions] == [True]
+
+
+def test_one_accounts_keys_share_a_redis_cluster_slot() -> None:
+    """The script is multi-key: on Redis Cluster its keys must hash to one slot, which the
+    `{account}` hash tag in the nonce and every bucket key gives (without a nonce too)."""
+    rl = RateLimiter(Redis(), "medihaven:")  # never connects: only the key names
+    account = "6f1c2a9e-0b7d-4c55-9a51-3f2e8d7c1b00"
+    nonce = nonce_key("medihaven:", account, "n-1")
+    both = [(GENERAL, account), (PATIENT, account)]
+    for keys in (rl.keys(both, nonce), rl.keys(both), rl.keys([(GENERAL, account)])):
+        assert len({key_slot(key.encode()) for key in keys}) == 1, keys
+    other = rl.keys([(GENERAL, "another-account")])
+    assert key_slot(other[0].encode()) != key_slot(rl.keys(both)[0].encode())

@@ -10,11 +10,12 @@ from pathlib import Path
 from nacl.public import PrivateKey
 
 from contracts import keyvault as kv
+from contracts.base import OPERATOR
 from contracts.keyvault import SERVICE
 from mesh.rpc import RpcClient
 from mesh.runtime import ConsumerSpec, Runtime
 from mesh.settings import Settings
-from services.keyvault.app import CONSUMERS, start_vault, stop_vault
+from services.keyvault.app import start_vault, stop_vault
 from services.keyvault.handlers import router
 from services.keyvault.sealedbox import open_share, public_key_b64, seal_share
 from services.keyvault.vault import Vault
@@ -32,10 +33,20 @@ async def keyvault_runtime(
         settings.model_copy(update={"dev_mode": False}),
         router=router,
         migrations=MIGRATIONS,
-        consumers=CONSUMERS if consumers is None else consumers,
+        consumers=consumers or [],
         on_startup=start_vault,
         on_shutdown=stop_vault,
     )
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+@asynccontextmanager
+async def operator(settings: Settings) -> AsyncIterator[Runtime]:
+    """The operator's tool on the bus (keyvault init, unseal, status; auth bootstrap)."""
+    runtime = await Runtime.start("operator-tool", settings, use_database=False, identity=OPERATOR)
     try:
         yield runtime
     finally:
@@ -84,11 +95,11 @@ async def unseal(rpc: RpcClient, shares: list[str], instance: str | None = None)
 @asynccontextmanager
 async def unsealed_keyvault(settings: Settings) -> AsyncIterator[tuple[Runtime, Initialised]]:
     """An initialised, unsealed keyvault replica for tests of services that need one."""
-    async with keyvault_runtime(settings) as runtime:
+    async with keyvault_runtime(settings) as runtime, operator(settings) as tool:
         vault = vault_of(runtime)
         if vault.meta is None:
-            init = await initialise(runtime.rpc)
+            init = await initialise(tool.rpc)
         else:
             raise RuntimeError("this namespace's keyvault is already initialised")
-        await unseal(runtime.rpc, init.shares, instance=runtime.instance)
+        await unseal(tool.rpc, init.shares, instance=runtime.instance)
         yield runtime, init

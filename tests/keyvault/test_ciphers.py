@@ -81,22 +81,48 @@ def test_field_layout() -> None:
     nonce = nonce_for(PREFIX, 0x0102)
     blob = encrypt_field(AEAD, 0xDEADBEEF, nonce, b"abc", CTX)
     assert len(blob) == 1 + 4 + 12 + 3 + 16
-    assert blob[0] == 1
+    assert blob[0] == 2
     assert blob[1:5] == bytes.fromhex("deadbeef")
     assert blob[5:17] == nonce
     parsed = parse_field(blob)
-    assert parsed == (1, 0xDEADBEEF, nonce, blob[17:])
-    assert (parsed.version, parsed.key_id, parsed.nonce) == (1, 0xDEADBEEF, nonce)
+    assert parsed == (2, 0xDEADBEEF, nonce, blob[17:])
+    assert (parsed.version, parsed.key_id, parsed.nonce) == (2, 0xDEADBEEF, nonce)
 
 
-def test_field_aad_is_header_plus_length_prefixed_context() -> None:
-    """Pin the AAD so other implementations (and migrations) can rely on it."""
+def _lp(text: str) -> bytes:
+    return len(text.encode()).to_bytes(4, "big") + text.encode()
+
+
+def test_field_aad_is_header_plus_length_prefixed_context_and_binding() -> None:
+    """Pin the AAD (version 2) so other implementations (and migrations) can rely on it."""
     nonce = nonce_for(PREFIX, 5)
-    blob = encrypt_field(AEAD, 9, nonce, b"x", CTX)
-    aad = blob[:HEADER_BYTES]
-    for part in (CTX.table, CTX.column, CTX.row_id):
-        aad += len(part.encode()).to_bytes(4, "big") + part.encode()
+    bound = FieldContext(CTX.table, CTX.column, CTX.row_id, (("patient", "p-1"),))
+    blob = encrypt_field(AEAD, 9, nonce, b"x", bound)
+    aad = blob[:HEADER_BYTES] + _lp(CTX.table) + _lp(CTX.column) + _lp(CTX.row_id)
+    aad += (1).to_bytes(4, "big") + _lp("patient") + _lp("p-1")
     assert AEAD.decrypt(nonce, blob[HEADER_BYTES:], aad) == b"x"
+
+
+def test_version_1_still_decrypts_and_ignores_the_claimed_binding() -> None:
+    """Ciphertext written before patient binding (version 1) reads as it always did."""
+    nonce = nonce_for(PREFIX, 6)
+    header = bytes([1]) + (9).to_bytes(4, "big") + nonce
+    aad = header + _lp(CTX.table) + _lp(CTX.column) + _lp(CTX.row_id)
+    blob = header + AEAD.encrypt(nonce, b"old", aad)
+    assert parse_field(blob).version == 1
+    assert decrypt_field(AEAD, blob, CTX) == b"old"
+    claimed = FieldContext(CTX.table, CTX.column, CTX.row_id, (("patient", "anyone"),))
+    assert decrypt_field(AEAD, blob, claimed) == b"old"
+
+
+def test_a_row_claimed_for_another_patient_does_not_decrypt() -> None:
+    mine = FieldContext(CTX.table, CTX.column, CTX.row_id, (("patient", "patient-a"),))
+    theirs = FieldContext(CTX.table, CTX.column, CTX.row_id, (("patient", "patient-b"),))
+    blob = encrypt_field(AEAD, 9, nonce_for(PREFIX, 7), b"chart of A", mine)
+    assert decrypt_field(AEAD, blob, mine) == b"chart of A"
+    for wrong in (theirs, CTX):
+        with pytest.raises(DecryptionError):
+            decrypt_field(AEAD, blob, wrong)
 
 
 def test_field_plaintext_is_not_in_the_blob() -> None:
@@ -154,7 +180,7 @@ def test_appended_bytes_fail() -> None:
         decrypt_field(AEAD, _field() + b"\x00", CTX)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_wrong_version_fails(version: int) -> None:
     blob = bytes([version]) + _field()[1:]
     with pytest.raises(CiphertextFormatError, match=f"unsupported version {version}"):
@@ -323,7 +349,7 @@ def test_wrap_refuses_bad_inputs() -> None:
     with pytest.raises(ValueError, match="purpose"):
         wrap_key(AEAD, 1, "check", KEY)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="purpose"):
-        unwrap_key(AEAD, 1, "root", b"")  # type: ignore[arg-type]
+        unwrap_key(AEAD, 1, "session", b"")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="32 bytes"):
         wrap_key(AEAD, 1, "data", KEY[:16])
     with pytest.raises(ValueError, match="nonce"):
@@ -630,9 +656,10 @@ def test_empty_names_refused(raw: str) -> None:
         ("+44 (0)20 7946 0958", "442079460958"),
         ("0044 20 7946 0958", "442079460958"),
         ("+44-20-7946-0958", "442079460958"),
-        ("020 7946 0958", "02079460958"),
-        ("(555) 123-4567", "5551234567"),
-        ("555.123.4567", "5551234567"),
+        # National numbers are read as numbers of the clinic's region (DE by default).
+        ("030 1234567", "49301234567"),
+        ("0049 30 1234567", "49301234567"),
+        ("(030) 123-4567", "49301234567"),
         ("+1 555 123 4567", "15551234567"),
         ("+49/30/1234567", "49301234567"),
         (_fullwidth("+44 20 7946 0958"), "442079460958"),
@@ -641,6 +668,70 @@ def test_empty_names_refused(raw: str) -> None:
 )
 def test_phone_normalisation(raw: str, expected: str) -> None:
     assert normalise("phone", raw) == expected
+
+
+def test_national_numbers_follow_the_clinic_region() -> None:
+    from services.keyvault import ciphers
+
+    assert normalise("phone", "020 7946 0958") == "492079460958"
+    ciphers.use_phone_region("GB")
+    try:
+        assert normalise("phone", "020 7946 0958") == "442079460958"
+        assert normalise("phone", "+44 20 7946 0958") == "442079460958"
+    finally:
+        ciphers.use_phone_region("DE")
+    with pytest.raises(ValueError, match="region"):
+        ciphers.use_phone_region("XX")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("020 7946 0958", "02079460958"),
+        ("(555) 123-4567", "5551234567"),
+        ("+44 (0)20 7946 0958", "442079460958"),
+        ("0044 20 7946 0958", "442079460958"),
+    ],
+)
+def test_phone_digits_as_stored_before_regions(raw: str, expected: str) -> None:
+    """Tokens stored before numbers were read by region: searches still make these."""
+    assert normalise("phone_digits", raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "alike"),
+    [
+        ("Schmidt", "Schmitt", True),
+        ("Schmid", "Schmidt", True),
+        ("Smith", "Schmidt", True),  # Smith's alternate code is Schmidt's primary
+        ("Meyer", "Maier", True),
+        ("Müller", "Mueller", True),
+        ("O'Brien", "OBrien", True),
+        ("Schmidt", "Becker", False),
+        ("Anna", "Hanna", False),
+    ],
+)
+def test_names_that_sound_alike(left: str, right: str, alike: bool) -> None:
+    from services.keyvault import ciphers
+
+    assert ciphers.sound_alike(left, right) is alike
+
+
+def test_both_sound_codes_hash_under_one_label() -> None:
+    """A patient's alternate-code token equals another name's primary-code token."""
+    from services.keyvault import ciphers
+
+    key = bytes(32)
+    smith_alt = ciphers.blind_index_compound(
+        key, [("family_sound_alt", "Smith"), ("date_of_birth", "1980-01-02")]
+    )
+    schmidt = ciphers.blind_index_compound(
+        key, [("family_sound", "Schmidt"), ("date_of_birth", "1980-01-02")]
+    )
+    other_day = ciphers.blind_index_compound(
+        key, [("family_sound", "Schmidt"), ("date_of_birth", "1980-01-03")]
+    )
+    assert smith_alt == schmidt != other_day
 
 
 @pytest.mark.parametrize(

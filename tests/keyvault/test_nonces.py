@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from contracts import keyvault as kv
+from contracts.base import OPERATOR
 from mesh.db import Database
 from mesh.errors import RpcError
 from mesh.settings import Settings
@@ -65,16 +66,23 @@ async def test_no_nonce_reuse_across_replicas_and_a_crash(
     second = start_replica(settings, tmp_path)
     procs = [first, second]
     try:
-        async with client_runtime(settings) as client:
-            init = await initialise(client.rpc)
-            await unseal_all(client.rpc, init.shares, 2)
+        # The operator initialises and unseals; records (the owner of the `patients`
+        # table) is the one who may have its rows encrypted.
+        async with (
+            client_runtime(settings, "nonce-operator", OPERATOR) as operator,
+            client_runtime(settings, "nonce-records", "records") as client,
+        ):
+            init = await initialise(operator.rpc)
+            await unseal_all(operator.rpc, init.shares, 2)
             ciphertexts: list[str] = []
             batches = TOTAL_FIELDS // (BATCH_ROWS * FIELDS_PER_ROW)
             done = 0
 
             async def encrypt_batch(n: int) -> None:
                 rows = [
-                    kv.FieldRow(table="t", row_id=f"{n}-{i}", fields={"a": "alpha", "b": "beta"})
+                    kv.FieldRow(
+                        table="patients", row_id=f"{n}-{i}", fields={"a": "alpha", "b": "beta"}
+                    )
                     for i in range(BATCH_ROWS)
                 ]
                 for _ in range(20):  # a batch lost with the killed replica is retried
@@ -107,7 +115,7 @@ async def test_no_nonce_reuse_across_replicas_and_a_crash(
             first.stop(signal.SIGKILL)
             replacement = await asyncio.to_thread(start_replica, settings, tmp_path)
             procs.append(replacement)
-            await unseal_all(client.rpc, init.shares, 2)
+            await unseal_all(operator.rpc, init.shares, 2)
             replacement_ready.set()
             await workers
     finally:

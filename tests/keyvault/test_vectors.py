@@ -1,9 +1,11 @@
-"""Project Wycheproof vectors through the exact primitives the keyvault relies on.
+"""Project Wycheproof vectors through the exact primitives the mesh relies on.
 
 ChaCha20-Poly1305 via ``cryptography`` (field ciphertexts, key wrapping, MAC tags),
-HMAC-SHA-256 via :func:`services.keyvault.ciphers.hmac_sha256` (blind indexes), and
-X25519 via PyNaCl's ``crypto_scalarmult`` (sealed-box transport of unseal shares).
-Each vector is its own test id, e.g. ``test_chacha20_poly1305[tc42-invalid]``.
+HMAC-SHA-256 via :func:`services.keyvault.ciphers.hmac_sha256` (blind indexes), X25519
+via PyNaCl's ``crypto_scalarmult`` (sealed-box transport of unseal shares), and Ed25519
+via :func:`mesh.ed25519.verify` (every request signature and prescription). Each vector
+is its own test id, e.g. ``test_chacha20_poly1305[tc42-invalid]``. The vectors are in the
+repository (tests/vectors/wycheproof/): a missing file fails, never skips.
 """
 
 from __future__ import annotations
@@ -19,21 +21,18 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from nacl.bindings import crypto_scalarmult
 from nacl.exceptions import CryptoError
 
+from mesh.ed25519 import verify
 from services.keyvault.ciphers import FieldContext, SecretKey, encrypt_field, hmac_sha256
 from services.keyvault.sealedbox import SealedShareError, seal_share
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "wycheproof"
 
 Vector = dict[str, Any]
 
 
-def _load(name: str) -> tuple[dict[str, Any] | None, list[Any]]:
-    """The file's JSON and one pytest param per vector, or one skipped param if absent."""
-    path = VECTORS / name
-    if not path.is_file():
-        reason = f"Wycheproof vectors not found: {path} (expected in ../shared/vectors/)"
-        return None, [pytest.param({}, {}, marks=pytest.mark.skip(reason=reason), id="absent")]
-    data = json.loads(path.read_text(encoding="utf-8"))
+def _load(name: str) -> tuple[dict[str, Any], list[Any]]:
+    """The file's JSON and one pytest param per vector (a missing file fails at import)."""
+    data = json.loads((VECTORS / name).read_text(encoding="utf-8"))
     params = [
         pytest.param(group, test, id=f"tc{test['tcId']}-{test['result']}")
         for group in data["testGroups"]
@@ -45,6 +44,7 @@ def _load(name: str) -> tuple[dict[str, Any] | None, list[Any]]:
 CHACHA, CHACHA_PARAMS = _load("chacha20_poly1305_test.json")
 HMAC, HMAC_PARAMS = _load("hmac_sha256_test.json")
 X25519, X25519_PARAMS = _load("x25519_test.json")
+ED25519, ED25519_PARAMS = _load("ed25519_test.json")
 
 
 @pytest.mark.parametrize(
@@ -53,15 +53,12 @@ X25519, X25519_PARAMS = _load("x25519_test.json")
         (CHACHA, CHACHA_PARAMS, "CHACHA20-POLY1305"),
         (HMAC, HMAC_PARAMS, "HMACSHA256"),
         (X25519, X25519_PARAMS, "XDH"),
+        (ED25519, ED25519_PARAMS, "EDDSA"),
     ],
-    ids=["chacha20_poly1305", "hmac_sha256", "x25519"],
+    ids=["chacha20_poly1305", "hmac_sha256", "x25519", "ed25519"],
 )
-def test_vector_files_are_complete(
-    data: dict[str, Any] | None, params: list[Any], algorithm: str
-) -> None:
+def test_vector_files_are_complete(data: dict[str, Any], params: list[Any], algorithm: str) -> None:
     """A truncated or swapped file must not silently shrink the suite."""
-    if data is None:
-        pytest.skip(f"Wycheproof vectors not found in {VECTORS}")
     assert data["algorithm"] == algorithm
     assert len(params) == data["numberOfTests"]
 
@@ -138,3 +135,12 @@ def test_x25519(group: Vector, test: Vector) -> None:
         return
 
     assert crypto_scalarmult(private, public) == shared, f"tc{test['tcId']} ({test['comment']})"
+
+
+@pytest.mark.parametrize(("group", "test"), ED25519_PARAMS)
+def test_ed25519(group: Vector, test: Vector) -> None:
+    """Valid signatures verify; every invalid one (malleable, non-canonical, small-order
+    key, wrong length) is refused, never raising."""
+    key = bytes.fromhex(group["publicKey"]["pk"])
+    verified = verify(key, bytes.fromhex(test["sig"]), bytes.fromhex(test["msg"]))
+    assert verified is (test["result"] == "valid"), test["comment"]

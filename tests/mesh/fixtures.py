@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -10,10 +11,12 @@ from pathlib import Path
 
 from pydantic import Field
 
+from contracts.audit import AUDIT_RECORDED, AuditEvent
 from contracts.base import EventType, Model, Role, RpcMethod
 from mesh import db, outbox
 from mesh.context import CallContext
 from mesh.errors import Conflict
+from mesh.events import ReceivedEvent
 from mesh.rpc import RpcRouter
 from mesh.runtime import ConsumerSpec, Runtime
 from mesh.settings import Settings
@@ -113,8 +116,40 @@ async def running_service(
 
 
 @asynccontextmanager
-async def client_runtime(settings: Settings, name: str = "testclient") -> AsyncIterator[Runtime]:
-    runtime = await Runtime.start(name, settings, use_database=False)
+async def client_runtime(
+    settings: Settings, name: str = "testclient", identity: str = "testclient"
+) -> AsyncIterator[Runtime]:
+    """A process with no service of its own, connected as `identity` (e.g. the operator)."""
+    runtime = await Runtime.start(name, settings, use_database=False, identity=identity)
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+@asynccontextmanager
+async def audit_trail(settings: Settings) -> AsyncIterator[list[AuditEvent]]:
+    """The audit events published while it is open, as the audit service would receive
+    them (an observer's own queue, publishers checked against the contracts)."""
+    seen: list[AuditEvent] = []
+
+    async def handle(event: ReceivedEvent[AuditEvent]) -> None:
+        seen.append(event.payload)
+
+    async with client_runtime(settings, "audit-observer", identity="observer") as observer:
+        group = f"observer-audit-{uuid.uuid4().hex[:8]}"
+        await observer.join(ConsumerSpec(group, [AUDIT_RECORDED], lambda _: handle, False))
+        yield seen
+
+
+@asynccontextmanager
+async def audit_publisher(
+    settings: Settings, *, use_database: bool = False
+) -> AsyncIterator[Runtime]:
+    """A process publishing as `records` (an audit publisher), with a database if asked."""
+    runtime = await Runtime.start(
+        "auditpub", settings, use_database=use_database, identity="records"
+    )
     try:
         yield runtime
     finally:

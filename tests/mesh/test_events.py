@@ -23,6 +23,7 @@ from tests.mesh.fixtures import (
     client_runtime,
     running_service,
 )
+from tests.support.polling import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,15 +38,6 @@ def recorder(seen: list[tuple[str, str]], group: str):  # type: ignore[no-untype
     return make
 
 
-async def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
 async def test_event_reaches_two_independent_consumer_groups(settings: Settings) -> None:
     seen: list[tuple[str, str]] = []
     tag = uuid.uuid4().hex[:6]
@@ -56,7 +48,7 @@ async def test_event_reaches_two_independent_consumer_groups(settings: Settings)
         client_runtime(settings) as client,
     ):
         await client.rpc.call(WRITE_NOTE, NoteRequest(note=f"n-{tag}"), idempotency_key=tag)
-        await wait_for(lambda: len(seen) >= 2)
+        await until(lambda: len(seen) >= 2)
         await asyncio.sleep(0.3)  # nothing more arrives
         assert sorted(seen) == sorted((g, f"n-{tag}") for g in groups)
 
@@ -74,7 +66,7 @@ async def test_two_replicas_of_a_group_compete(settings: Settings) -> None:
             await client.rpc.call(
                 WRITE_NOTE, NoteRequest(note=str(i)), idempotency_key=f"{group}{i}"
             )
-        await wait_for(lambda: len(seen) >= 20)
+        await until(lambda: len(seen) >= 20)
         await asyncio.sleep(0.3)
         assert sorted(n for _, n in seen) == sorted(str(i) for i in range(20))
 
@@ -120,17 +112,18 @@ async def test_outbox_survives_a_crash_between_commit_and_publish(settings: Sett
     def effect(runtime: Runtime):  # type: ignore[no-untyped-def]
         async def handle(event: ReceivedEvent[NoteWritten]) -> None:
             assert runtime.db is not None
-            async with process_once(runtime.db, f"effect-{tag}", event.message_id) as conn:
-                if conn is None:
-                    return
+
+            async def apply(conn: object) -> None:
                 counts[event.payload.note] += 1
                 seen.append(("effect", event.payload.note))
+
+            await process_once(runtime.db, f"effect-{tag}", event.message_id, apply)
 
         return handle
 
     spec = [ConsumerSpec(f"effect-{tag}", [NOTE_WRITTEN], effect)]
     async with running_service(settings, consumers=spec) as svc:
-        await wait_for(lambda: counts[note] >= 1)
+        await until(lambda: counts[note] >= 1)
         # The relay crashed after publishing but before marking the row sent: it sends
         # the row again, and the idempotent consumer still applies it once.
         assert svc.db is not None
@@ -167,6 +160,6 @@ async def test_outbox_event_is_not_published_when_the_write_rolls_back(settings:
             await db.execute(conn, "INSERT INTO notes (note) VALUES ('committed')")
             await outbox.add_event(conn, NOTE_WRITTEN, NoteWritten(note_id=2, note=f"ok-{tag}"))
         svc.written()
-        await wait_for(lambda: len(seen) >= 1)
+        await until(lambda: len(seen) >= 1)
         await asyncio.sleep(0.3)
         assert seen == [("rb", f"ok-{tag}")]

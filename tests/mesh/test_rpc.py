@@ -14,6 +14,7 @@ from contracts.common import PingReply, PingRequest, ping
 from contracts.errors import ErrorCode
 from mesh.errors import Conflict, Forbidden, InvalidRequest, NoRoute, RpcTimeout
 from mesh.settings import Settings
+from tests.conftest import isolated_settings
 from tests.mesh.fixtures import (
     ECHO,
     FAIL,
@@ -121,6 +122,25 @@ async def test_unparseable_body_is_dead_lettered(settings: Settings) -> None:
         await message.ack()
         await channel.close()
         assert (await client.rpc.call(ECHO, EchoRequest(text="alive"))).text == "alive"
+
+
+async def test_an_old_classic_dead_letter_queue_is_kept_and_still_used() -> None:
+    """A broker that has `rpc.<service>.dlq` as the classic queue of earlier versions
+    refuses its redeclaration as a quorum queue (406): the service starts anyway and keeps
+    using the old one (and says how to replace it)."""
+    with isolated_settings("classicdlq") as settings:
+        async with client_runtime(settings) as client:
+            channel = await client.connection.channel()
+            name = dead_letter_queue(rpc_queue(SERVICE))
+            await channel.declare_queue(name, durable=True)  # classic, as before
+            async with running_service(settings):
+                with pytest.raises(Exception) as err:
+                    await client.rpc.call_raw(rpc_queue(SERVICE), ECHO.name, b"\xff not json")
+                assert getattr(err.value, "code", None) is ErrorCode.bad_request
+                dlq = await channel.declare_queue(name, durable=True)  # still classic
+                assert (await _get_with_retry(dlq)).body == b"\xff not json"
+                assert (await client.rpc.call(ECHO, EchoRequest(text="alive"))).text == "alive"
+            await channel.close()
 
 
 async def _get_with_retry(

@@ -73,7 +73,7 @@ def content(**overrides: Any) -> rec.EncounterContent:
         "examination": "Expiratory wheeze, both lungs.",
         "assessment": "Poorly controlled asthma",
         "plan": "Step up inhaled therapy; review in four weeks.",
-        "diagnoses": [rec.Diagnosis(code="J45.909", description="Asthma, unspecified")],
+        "diagnoses": [rec.Diagnosis(code="J45.9", description="Asthma, unspecified")],
         "vital_signs": rec.VitalSigns(
             blood_pressure=rec.BloodPressure(systolic=128, diastolic=82),
             heart_rate=rec.HeartRate(value=88),
@@ -114,20 +114,30 @@ def sign(doctor: StaffMember, core: rec.PrescriptionCore) -> str:
     return base64.b64encode(doctor.key.sign(rec.canonical_prescription(core))).decode()
 
 
+OVERRIDE = "Reviewed with the patient: the benefit outweighs the risk."
+
+
 def signed_request(
     doctor: StaffMember,
     patient_id: str,
     encounter_id: str,
     *,
     created_at: datetime | None = None,
+    alerts: list[str] | None = None,
+    override_reason: str | None = None,
     **med: Any,
 ) -> rec.PrescribeRequest:
+    """A prescription as the client signs it; with `alerts`, overridden (with a reason)."""
     request = rec.PrescribeRequest(
         prescription_id=key(),
         patient_id=patient_id,
         encounter_id=encounter_id,
         created_at=created_at or datetime.now(UTC),
         medication=medication(**med),
+        alerts=alerts or [],
+        override_reason=override_reason
+        if override_reason is not None
+        else (OVERRIDE if alerts else ""),
         signature="A" * 86 + "==",
     )
     signature = sign(doctor, request.core(doctor.account_id))
@@ -136,7 +146,7 @@ def signed_request(
 
 def event(type_: str, patient_id: str) -> Callable[[AuditEvent], bool]:
     """Matches the audit events of one type about one patient."""
-    return lambda a: a.type == type_ and a.patient_id == patient_id
+    return lambda a: a.type == type_ and a.concerns(patient_id)
 
 
 @dataclass
@@ -171,7 +181,7 @@ def count_keyvault(vault: Vault) -> KeyvaultCounter:
     counter = KeyvaultCounter()
     decrypt, blind = vault.decrypt, vault.blind_indexes
 
-    async def counting_decrypt(rows: Any) -> list[dict[str, str]]:
+    async def counting_decrypt(rows: Any) -> tuple[list[dict[str, str]], list[int]]:
         counter.decrypt_calls += 1
         counter.decrypted_rows += len(rows)
         counter.decrypted_tables.extend(r.table for r in rows)
@@ -196,6 +206,9 @@ class World:
     appointments: set[tuple[str, str]] = field(default_factory=set)
     """(physician, patient) pairs the stand-in scheduling has an appointment for;
     `ALL` relates everyone (the default of most tests, which are not about access)."""
+    scheduling: Runtime | None = None
+    """The stand-in scheduling service (on the bus as scheduling's broker identity: the
+    caller of `records.patient_ref`)."""
 
     async def member(self, name: str, role: Role) -> StaffMember:
         if name not in self.staff:
@@ -237,13 +250,22 @@ class World:
             doctor or await self.doctor(),
         )
 
+    async def check(
+        self, patient_id: str, doctor: StaffMember | None = None, **med: Any
+    ) -> rec.SafetyCheck:
+        """The prescribing check of `medication(**med)` for the patient."""
+        request = rec.CheckPrescriptionRequest(patient_id=patient_id, medication=medication(**med))
+        return await self.call(rec.CHECK_PRESCRIPTION, request, doctor or await self.doctor())
+
     async def prescribe(
         self, patient_id: str, encounter_id: str, doctor: StaffMember | None = None, **med: Any
     ) -> rec.PrescriptionWritten:
+        """As the web app does: check, then sign, overriding whatever the check found
+        (tests about the alerts themselves: tests/records/test_safety.py)."""
         doctor = doctor or await self.doctor()
-        return await self.call(
-            rec.PRESCRIBE, signed_request(doctor, patient_id, encounter_id, **med), doctor
-        )
+        found = await self.check(patient_id, doctor, **med)
+        request = signed_request(doctor, patient_id, encounter_id, alerts=found.codes, **med)
+        return await self.call(rec.PRESCRIBE, request, doctor)
 
     async def audited(
         self, match: Callable[[AuditEvent], bool], timeout_s: float = 3.0
@@ -283,9 +305,12 @@ async def world(tag: str) -> AsyncIterator[World]:
             on_shutdown=stop_access_server,
         )
         counter.watch(service)
+        c.services.append(service)
         try:
             appointments.add(ALL)
-            yield World(c, service, audits, counter, appointments=appointments)
+            yield World(
+                c, service, audits, counter, appointments=appointments, scheduling=scheduling
+            )
         finally:
             await service.stop()
             await scheduling.stop()

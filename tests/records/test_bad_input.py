@@ -2,7 +2,10 @@
 
 Requests go as raw JSON over the bus, as a broken or hostile client's would arrive:
 impossible or future dates, naive times, malformed ICD-10 codes, implausible vital signs
-and unknown units, over-long text, unknown ids, wrong types, missing and extra fields.
+and unknown units, over-long text, unknown ids, wrong types, missing and extra fields;
+each signed by the caller as the HTTP request it stands for (`tests.support.raw`). What
+is not a valid request of its route at all is refused before any handler (the gateway's
+422 gives the reasons, the service a 4xx); the handlers' own refusals give theirs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from contracts.errors import ErrorCode
 from mesh.errors import RpcError
 from tests.records.support import World, content, demographics, key, signed_request, world
 from tests.support.clinic import StaffMember
+from tests.support.raw import gateway_reasons, is_4xx, signed_raw
 
 V, N, C, B = ErrorCode.validation, ErrorCode.not_found, ErrorCode.conflict, ErrorCode.bad_request
 UNKNOWN = "00000000-0000-4000-8000-00000000dead"
@@ -36,17 +40,48 @@ async def w() -> AsyncIterator[World]:
 async def refusal(
     w: World, method: RpcMethod[Any, Any], body: Any, caller: StaffMember
 ) -> RpcError:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    """`body` sent raw on the bus, with the caller's signature of the HTTP request it
+    stands for (as the client would have sent it)."""
+    raw = raw_of(body)
+    proof, signed_body = signed_raw(caller, method, raw)
     with pytest.raises(RpcError) as err:
         await w.clinic.client.rpc.call_raw(
             method.queue,
             method.name,
             raw,
             principal=caller.principal,
-            proof=caller.proof(),
+            proof=proof,
+            signed_body=signed_body,
             idempotency_key=key() if method.write else None,
         )
     return err.value
+
+
+def raw_of(body: Any) -> bytes:
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
+def judge(
+    name: str, method: RpcMethod[Any, Any], body: Any, error: RpcError, code: ErrorCode, text: str
+) -> list[str]:
+    """What is wrong with `error` as the answer to this bad input (nothing: [])."""
+    seen = f"{error.message} {json.dumps(error.details)}"
+    reasons = gateway_reasons(method, raw_of(body))
+    if reasons is not None:
+        # Not a valid request of the route at all: the gateway answers 422 with these
+        # reasons; the service, rebuilding the request from the signed bytes, refuses it
+        # before any handler (a 4xx, never a 500).
+        problems = []
+        if text not in reasons:
+            problems.append(f"{name}: expected the reasons to name {text!r}, got {reasons}")
+        if not is_4xx(error.code):
+            problems.append(f"{name}: expected a 4xx on the bus, got {error.code}: {seen}")
+        return problems
+    if error.code is not code or text not in seen:
+        return [f"{name}: expected {code} with {text!r}, got {error.code}: {seen}"]
+    if error.code is V and not error.details:
+        return [f"{name}: a 422 without details"]
+    return []
 
 
 def edit(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -127,8 +162,8 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
          edit(create, "demographics.religion", "none"), V, "religion"),
         ("confirm as a string", rec.CREATE_PATIENT, desk,
          edit(create, "confirm_duplicate", "perhaps"), V, "confirm_duplicate"),
-        ("a list, not an object", rec.CREATE_PATIENT, desk, [1, 2, 3], V, "request"),
-        ("not JSON at all", rec.CREATE_PATIENT, desk, b"\x00\xffnot json", B, "not JSON"),
+        ("a list, not an object", rec.CREATE_PATIENT, desk, [1, 2, 3], V, "JSON object"),
+        ("not JSON at all", rec.CREATE_PATIENT, desk, b"\x00\xffnot json", B, "not valid"),
         # --- updates and flags
         ("update an unknown patient", rec.UPDATE_PATIENT, desk,
          edit(update, "patient_id", UNKNOWN), N, "unknown patient"),
@@ -240,11 +275,7 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
     failures = []
     for name, method, caller, body, code, text in cases:
         error = await refusal(w, method, body, caller)
-        seen = f"{error.message} {json.dumps(error.details)}"
-        if error.code is not code or text not in seen:
-            failures.append(f"{name}: expected {code} with {text!r}, got {error.code}: {seen}")
-        if error.code is V and not error.details:
-            failures.append(f"{name}: a 422 without details")
+        failures += judge(name, method, body, error, code, text)
     assert not failures, "\n".join(failures)
     # None of it changed anything.
     got = await w.call(rec.GET_PATIENT, rec.GetPatientRequest(patient_id=patient.patient_id), desk)
@@ -272,4 +303,4 @@ async def test_search_criteria_are_checked(w: World) -> None:
     ]
     for body, text in cases:
         error = await refusal(w, rec.SEARCH_PATIENTS, body, desk)
-        assert error.code is V and text in f"{error.message} {json.dumps(error.details)}", body
+        assert judge(str(body), rec.SEARCH_PATIENTS, body, error, V, text) == []

@@ -50,10 +50,10 @@ async def test_search_by_prefix_ingredient_and_type(w: World) -> None:
     by_ingredient = await search(w, prefix="budesonide")
     assert [m.details.name for m in by_ingredient] == ["Budesonide/Formoterol"]
     antibiotics = await search(w, type=rec.MedicineType.antibiotic, limit=100)
-    assert len(antibiotics) == 6
+    assert len(antibiotics) == 9
     assert all(m.details.type is rec.MedicineType.antibiotic for m in antibiotics)
     both = await search(w, prefix="c", type=rec.MedicineType.antibiotic)
-    assert [m.details.name for m in both] == ["Ciprofloxacin", "Clarithromycin"]
+    assert [m.details.name for m in both] == ["Cefalexin", "Ciprofloxacin", "Clarithromycin"]
     assert await search(w, prefix="amoxicillinx") == []  # a near miss finds nothing
     assert await search(w, prefix="%") == []  # LIKE wildcards are plain text
     with pytest.raises(InvalidRequest):
@@ -169,3 +169,30 @@ async def test_free_text_needs_the_explicit_flag_and_is_marked(w: World) -> None
         await w.doctor(),
     )
     assert stored.medication.free_text is True and stored.medication.medicine_id == ""
+
+
+async def test_development_mode_loads_the_sample_catalog_on_first_run_only() -> None:
+    from services.records.catalog import load_sample_when_empty
+
+    async with world("recseed") as fresh:
+        runtime = fresh.service
+        seeded = len(json.loads(SEED.read_text())["medicines"])
+        production = runtime.settings
+        assert await load_sample_when_empty(runtime) == 0  # not development mode: nothing
+        runtime.settings = production.model_copy(update={"dev_mode": True})
+        try:
+            assert await load_sample_when_empty(runtime) == seeded
+            assert await load_sample_when_empty(runtime) == 0  # once
+        finally:
+            runtime.settings = production
+        found = await fresh.call(
+            rec.SEARCH_MEDICINES,
+            rec.SearchMedicinesRequest(prefix="amox", limit=10),
+            await fresh.doctor(),
+        )
+        assert [m.details.name for m in found.medicines] == [
+            "Amoxicillin",
+            "Amoxicillin/Clavulanic acid",
+        ]
+        assert found.medicines[0].classes == ["beta-lactams", "penicillins"]
+        assert await fresh.audited(lambda a: a.type == "catalog.sample_loaded")

@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from contracts import records as rec
 from contracts.audit import AuditAction, AuditOutcome
-from mesh.errors import Conflict, NotFound, Unavailable
+from mesh.errors import Conflict, Forbidden, NotFound, Unavailable
 from services.records import patients
 from tests.records.support import World, demographics, event, world
 
@@ -76,7 +76,16 @@ async def test_a_possible_duplicate_is_409_with_the_existing_number_unless_confi
         await w.call(rec.CREATE_PATIENT, rec.CreatePatientRequest(demographics=again), desk)
     assert refused.value.details == {
         "reason": "possible_duplicate",
-        "existing": [{"patient_id": first.patient_id, "mrn": existing.mrn}],
+        "existing": [
+            {
+                "patient_id": first.patient_id,
+                "mrn": existing.mrn,
+                "given_name": "Ingrid",
+                "family_name": "Sørensen",
+                "date_of_birth": person.date_of_birth.isoformat(),
+                "sex": person.sex.value,
+            }
+        ],
     }
     assert "Ingrid" not in refused.value.message and existing.mrn not in refused.value.message
     shown = await w.audited(
@@ -129,9 +138,15 @@ async def test_a_taken_record_number_is_drawn_again(
     taken_mrn = (
         await w.call(rec.GET_PATIENT, rec.GetPatientRequest(patient_id=taken.patient_id), desk)
     ).mrn
-    draws = iter([taken_mrn, taken_mrn, "MH-ZZZZ2345"])
+    # A registration draws its candidate numbers at once (one blind-index call: the
+    # keyvault serves a signed request once); the first two are taken here.
+    assert rec.MRN_CANDIDATES >= 3
+    fresh = ["MH-ZZZZ2345", "MH-ZZZZ2346", "MH-ZZZZ2347", "MH-ZZZZ2356", "MH-ZZZZ2357"]
+    draws = iter([taken_mrn, taken_mrn, *fresh][: rec.MRN_CANDIDATES])
     monkeypatch.setattr(patients, "new_mrn", lambda: next(draws))
+    w.keyvault.reset()
     second = await w.register(given_name="Second")
+    assert w.keyvault.blind_index_calls == 1
     got = await w.call(rec.GET_PATIENT, rec.GetPatientRequest(patient_id=second.patient_id), desk)
     assert got.mrn == "MH-ZZZZ2345"
 
@@ -149,7 +164,9 @@ async def test_updates_replace_the_demographics_at_the_version_read(w: World) ->
     )
     assert updated.version == 2
     got = await w.call(rec.GET_PATIENT, rec.GetPatientRequest(patient_id=written.patient_id), desk)
-    assert got.demographics == changed and got.version == 2
+    # Phone numbers are kept in international format (the clinic's region reads them).
+    assert got.demographics == changed.model_copy(update={"phone": "+1 415-555-0199"})
+    assert got.version == 2
     # The blind indexes moved with the values.
     by_old = rec.SearchPatientsRequest(phone="+1 415 555 0100")
     by_new = rec.SearchPatientsRequest(phone="+1 (415) 555-0199")
@@ -213,17 +230,23 @@ async def test_recent_patients_newest_first(w: World) -> None:
 
 
 async def test_patient_ref_needs_no_signature_and_decrypts_nothing(w: World) -> None:
+    """Asked by the scheduling service (the only caller the contract names)."""
     written = await w.register(given_name="Referenced")
+    assert w.scheduling is not None
     w.keyvault.reset()
-    ref = await w.clinic.client.rpc.call(
+    ref = await w.scheduling.rpc.call(
         rec.PATIENT_REF, rec.PatientRefRequest(patient_id=written.patient_id)
     )
     assert ref == rec.PatientRef(patient_id=written.patient_id, exists=True, mrn=None)
-    missing = await w.clinic.client.rpc.call(
+    missing = await w.scheduling.rpc.call(
         rec.PATIENT_REF, rec.PatientRefRequest(patient_id="pat-unknown")
     )
     assert missing.exists is False
     assert w.keyvault.decrypt_calls == 0 and w.keyvault.blind_index_calls == 0
+    with pytest.raises(Forbidden, match="may not call"):  # anyone else: not even asked
+        await w.clinic.client.rpc.call(
+            rec.PATIENT_REF, rec.PatientRefRequest(patient_id=written.patient_id)
+        )
 
 
 async def test_every_read_and_write_is_audited_with_who_what_whom_and_outcome(w: World) -> None:

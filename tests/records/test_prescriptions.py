@@ -152,7 +152,10 @@ async def test_an_edited_row_is_caught_by_its_mac_and_its_signature(w: World) ->
     verdict = await verify(w, rx_id)
     assert not verdict.valid and not verdict.mac_valid and not verdict.signature_valid
     assert any("MAC" in p for p in verdict.problems)
-    assert any("signature" in p for p in verdict.problems)
+    # The medication ciphertext is bound to the patient it was written for: under the
+    # victim's name it does not decrypt at all.
+    assert any("does not decrypt" in p for p in verdict.problems)
+    assert verdict.prescription is None
     with pytest.raises(IntegrityError, match="integrity check"):
         await w.call(
             rec.GET_PRESCRIPTION, rec.GetPrescriptionRequest(prescription_id=rx_id), doctor
@@ -162,6 +165,46 @@ async def test_an_edited_row_is_caught_by_its_mac_and_its_signature(w: World) ->
     )
     assert summary.active_prescriptions == [] and summary.integrity_failures == [rx_id]
     assert await w.audited(lambda a: a.type == "integrity.row_rejected" and a.entity_id == rx_id)
+    # Moved with its medication encrypted again for the victim (as whoever can write the
+    # database and ask the keyvault to encrypt could): it decrypts, but the prescriber's
+    # signature covers the patient, and the MAC the row.
+    row = await store.get_prescription(w.service.db, rx_id)
+    assert row is not None and row.patient_id == victim
+    plain = await w.clinic.keyvault.state["vault"].decrypt(
+        [
+            kv.FieldRow(
+                table="prescriptions",
+                row_id=rx_id,
+                fields={"medication": row.medication_enc},
+                binding={"patient": patient_id},
+            )
+        ]
+    )
+    (cipher,) = await w.clinic.encrypt(
+        [
+            kv.FieldRow(
+                table="prescriptions",
+                row_id=rx_id,
+                fields={"medication": plain[0][0]["medication"]},
+                binding={"patient": victim},
+            )
+        ]
+    )
+    await sql(
+        w,
+        "UPDATE prescriptions SET medication_enc = %s WHERE prescription_id = %s",
+        cipher["medication"],
+        rx_id,
+    )
+    verdict = await verify(w, rx_id)
+    assert not verdict.valid and not verdict.mac_valid and not verdict.signature_valid
+    assert verdict.prescription is not None and verdict.prescription.patient_id == victim
+    assert any("MAC" in p for p in verdict.problems)
+    assert any("signature" in p for p in verdict.problems)
+    listed = await w.call(
+        rec.LIST_PRESCRIPTIONS, rec.ListPrescriptionsRequest(patient_id=victim), doctor
+    )
+    assert listed.prescriptions == [] and listed.integrity_failures == [rx_id]
 
 
 async def test_a_flipped_status_cannot_revive_or_hide_a_prescription(w: World) -> None:
@@ -222,6 +265,7 @@ async def test_an_edit_re_maced_by_a_taken_over_service_fails_the_signature(w: W
                     table="prescriptions",
                     row_id=rx_id,
                     fields={"medication": forged.model_dump_json()},
+                    binding={"patient": patient_id},
                 )
             ]
         ),
@@ -241,6 +285,16 @@ async def test_an_edit_re_maced_by_a_taken_over_service_fails_the_signature(w: W
     assert verdict.problems == [
         "the prescriber's signature does not verify over the prescription as stored"
     ]
+    # Reads check the signature too: the re-MAC'd edit is never shown as a prescription.
+    doctor = await w.doctor()
+    with pytest.raises(IntegrityError, match="integrity check"):
+        await w.call(
+            rec.GET_PRESCRIPTION, rec.GetPrescriptionRequest(prescription_id=rx_id), doctor
+        )
+    listed = await w.call(
+        rec.LIST_PRESCRIPTIONS, rec.ListPrescriptionsRequest(patient_id=patient_id), doctor
+    )
+    assert listed.prescriptions == [] and listed.integrity_failures == [rx_id]
 
 
 async def test_an_edited_ciphertext_fails_to_decrypt_and_is_left_out(w: World) -> None:

@@ -29,7 +29,6 @@ from mesh.rpc import RpcRouter
 from mesh.runtime import ConsumerSpec, Runtime
 from services.records.handlers import router as records_router
 from services.scheduling import store
-from services.scheduling.accounts import CONSUMERS
 from services.scheduling.handlers import router
 from tests.support.clinic import Clinic, StaffMember, clinic
 
@@ -39,11 +38,7 @@ RECORDS_MIGRATIONS = SERVICES / "records" / "migrations"
 TIMEZONE = "Europe/Berlin"
 TZ = ZoneInfo(TIMEZONE)
 ALL_WEEK = [sched.WorkingPeriod(weekday=d, start="08:00", end="18:00") for d in sched.Weekday]
-SCHEDULING_EVENTS: list[EventType[Any]] = [
-    sched.APPOINTMENT_BOOKED,
-    sched.APPOINTMENT_RESCHEDULED,
-    sched.APPOINTMENT_CANCELLED,
-]
+SCHEDULING_EVENTS: list[EventType[Any]] = list(sched.CALENDAR_EVENTS)
 
 
 def key() -> str:
@@ -131,16 +126,40 @@ class World:
 
     async def seed_past(self, doctor: StaffMember, reason: str = "seeded") -> str:
         """An appointment that already started (booking cannot make one): written directly."""
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        return await self.seed(doctor, now - timedelta(hours=1), 30, reason=reason)
+
+    async def seed_now(self, doctor: StaffMember, status: str = "booked") -> str:
+        """An appointment starting this minute (so on today's date in the clinic's zone),
+        in `status` (arrived, in_progress ...): written directly."""
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        return await self.seed(doctor, now, 30, status=status)
+
+    async def seed(
+        self,
+        doctor: StaffMember,
+        start: datetime,
+        minutes: int,
+        *,
+        status: str = "booked",
+        reason: str = "seeded",
+        cancel_reason: str | None = None,
+        patient_id: str | None = None,
+    ) -> str:
+        """An appointment written straight into the database (any time, any status), its
+        reasons encrypted by the clinic's keyvault as the service would."""
         appointment_id = str(uuid.uuid4())
-        encrypted = await self.clinic.client.rpc.call(
-            kv.ENCRYPT,
-            kv.EncryptRequest(
-                rows=[
-                    kv.FieldRow(
-                        table="appointments", row_id=appointment_id, fields={"reason": reason}
-                    )
-                ]
-            ),
+        patient_id = patient_id or self.patient()
+        fields = {"reason": reason} | ({"cancel_reason": cancel_reason} if cancel_reason else {})
+        (encrypted,) = await self.clinic.encrypt(
+            [
+                kv.FieldRow(
+                    table="appointments",
+                    row_id=appointment_id,
+                    fields=fields,
+                    binding={"patient": patient_id, "physician": doctor.account_id},
+                )
+            ]
         )
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         assert self.service.db is not None
@@ -150,12 +169,12 @@ class World:
                 store.AppointmentRow(
                     appointment_id=appointment_id,
                     physician_id=doctor.account_id,
-                    patient_id=self.patient(),
-                    start=now - timedelta(hours=1),
-                    end=now - timedelta(minutes=30),
-                    status="booked",
-                    reason_enc=encrypted.rows[0]["reason"],
-                    cancel_reason_enc=None,
+                    patient_id=patient_id,
+                    start=start,
+                    end=start + timedelta(minutes=minutes),
+                    status=status,
+                    reason_enc=encrypted["reason"],
+                    cancel_reason_enc=encrypted.get("cancel_reason"),
                     booked_by="seed",
                     updated_by="seed",
                     created_at=now,
@@ -204,13 +223,10 @@ async def world(tag: str, replicas: int = 1, *, real_records: bool = False) -> A
             for _ in range(replicas):
                 started.append(
                     await Runtime.start(
-                        sched.SERVICE,
-                        settings,
-                        router=router,
-                        migrations=MIGRATIONS,
-                        consumers=CONSUMERS,
+                        sched.SERVICE, settings, router=router, migrations=MIGRATIONS
                     )
                 )
+            c.services.extend([*started, records])
             yield World(c, started, patients, audits, events)
         finally:
             for runtime in started:

@@ -2,14 +2,17 @@
 
 Requests are sent as raw JSON over the bus, as a broken or hostile client's would
 arrive: wrong types, impossible dates, naive times, unknown ids, end before start, the
-past, outside working hours, on a day off, over someone else's slot.
+past, outside working hours, on a day off, over someone else's slot; each signed by the
+caller as the HTTP request it stands for (`tests.support.raw`). What is not a valid
+request of its route at all is refused before any handler (the gateway's 422 gives the
+reasons, the service a 4xx); the handlers' own refusals give theirs.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ from contracts.errors import ErrorCode
 from mesh.errors import RpcError
 from tests.scheduling.support import World, at, key, today, world
 from tests.support.clinic import StaffMember
+from tests.support.raw import gateway_reasons, is_4xx, signed_raw
 
 V, C, N, B = ErrorCode.validation, ErrorCode.conflict, ErrorCode.not_found, ErrorCode.bad_request
 
@@ -38,17 +42,50 @@ def iso(instant: datetime) -> str:
 async def refusal(
     w: World, method: RpcMethod[Any, Any], body: Any, caller: StaffMember
 ) -> RpcError:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    """`body` sent raw on the bus, with the caller's signature of the HTTP request it
+    stands for (as the client would have sent it)."""
+    raw = raw_of(body)
+    proof, signed_body = signed_raw(caller, method, raw)
     with pytest.raises(RpcError) as err:
         await w.clinic.client.rpc.call_raw(
             method.queue,
             method.name,
             raw,
             principal=caller.principal,
-            proof=caller.proof(),
+            proof=proof,
+            signed_body=signed_body,
             idempotency_key=key() if method.write else None,
         )
     return err.value
+
+
+def raw_of(body: Any) -> bytes:
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
+def judge(
+    name: str, method: RpcMethod[Any, Any], body: Any, error: RpcError, code: ErrorCode, text: str
+) -> list[str]:
+    """What is wrong with `error` as the answer to this bad input (nothing: [])."""
+    seen = f"{error.message} {json.dumps(error.details)}"
+    reasons = gateway_reasons(method, raw_of(body))
+    if "Value error" in f"{seen} {reasons}":  # pydantic's prefix for a raised ValueError
+        return [f"{name}: a developer's message: {reasons or seen}"]
+    if reasons is not None:
+        # Not a valid request of the route at all: the gateway answers 422 with these
+        # reasons; the service, rebuilding the request from the signed bytes, refuses it
+        # before any handler (a 4xx, never a 500).
+        problems = []
+        if text not in reasons:
+            problems.append(f"{name}: expected the reasons to name {text!r}, got {reasons}")
+        if not is_4xx(error.code):
+            problems.append(f"{name}: expected a 4xx on the bus, got {error.code}: {seen}")
+        return problems
+    if error.code is not code or text not in seen:
+        return [f"{name}: expected {code} with {text!r}, got {error.code}: {seen}"]
+    if error.code is V and not error.details:
+        return [f"{name}: a 422 without details"]
+    return []
 
 
 async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
@@ -77,6 +114,28 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
     )
     moving = await w.book(doctor, at(day, "16:00"))
     future = moving.appointment_id
+    arrived = await w.seed_now(doctor, "arrived")
+    holiday = today() + timedelta(days=6)
+    await w.clinic.call(
+        sched.SET_BREAKS,
+        sched.SetBreaksRequest(
+            physician_id=doctor.account_id,
+            breaks=[
+                sched.WorkingPeriod(weekday=d, start="10:00", end="10:15") for d in sched.Weekday
+            ],
+        ),
+        admin,
+        idempotency_key=key(),
+    )
+    await w.clinic.call(
+        sched.CHANGE_ABSENCES,
+        sched.ChangeAbsencesRequest(
+            physician_id=doctor.account_id,
+            add=[sched.NewAbsence(kind=sched.AbsenceKind.holiday, first_day=holiday)],
+        ),
+        admin,
+        idempotency_key=key(),
+    )
     patient = w.patient()
     nine = at(day, "09:00")
     book = {
@@ -115,9 +174,9 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             desk,
             booking(end=iso(nine - timedelta(minutes=30))),
             V,
-            "end must be after start",
+            "end must be after the start",
         ),
-        ("end equals start", sched.BOOK, desk, booking(end=iso(nine)), V, "after start"),
+        ("end equals start", sched.BOOK, desk, booking(end=iso(nine)), V, "after the start"),
         (
             "too short",
             sched.BOOK,
@@ -229,7 +288,7 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             desk,
             {"appointment_id": future, "start": book["end"], "end": book["start"]},
             V,
-            "after start",
+            "after the start",
         ),
         (
             "reschedule into the past",
@@ -309,30 +368,222 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             C,
             "cancelled",
         ),
-        # outcomes
+        # the appointment's day
         (
-            "outcome that is not one",
-            sched.RECORD_OUTCOME,
+            "check in another day's appointment",
+            sched.CHECK_IN,
             desk,
-            {"appointment_id": future, "outcome": "cancelled"},
-            V,
-            "outcome",
+            {"appointment_id": future},
+            C,
+            "day of their appointment",
+        ),
+        ("check in unknown", sched.CHECK_IN, desk, {"appointment_id": "no-such"}, N, "unknown"),
+        (
+            "check in a cancelled one",
+            sched.CHECK_IN,
+            desk,
+            {"appointment_id": gone.appointment_id},
+            C,
+            "is cancelled",
         ),
         (
-            "outcome before the appointment",
-            sched.RECORD_OUTCOME,
+            "no-show before the appointment",
+            sched.MARK_NO_SHOW,
             desk,
-            {"appointment_id": future, "outcome": "completed"},
+            {"appointment_id": future},
             C,
             "not started",
         ),
         (
-            "outcome of unknown",
-            sched.RECORD_OUTCOME,
+            "no-show with an outcome",
+            sched.MARK_NO_SHOW,
             desk,
-            {"appointment_id": "no-such", "outcome": "no_show"},
+            {"appointment_id": future, "outcome": "no_show"},
+            V,
+            "outcome",
+        ),
+        (
+            "start a visit days ahead",
+            sched.START_VISIT,
+            doctor,
+            {"appointment_id": future},
+            C,
+            "day of its appointment",
+        ),
+        (
+            "finish a visit never started",
+            sched.FINISH_VISIT,
+            doctor,
+            {"appointment_id": arrived},
+            C,
+            "that is checked in",
+        ),
+        ("start unknown", sched.START_VISIT, doctor, {"appointment_id": "no-such"}, N, "unknown"),
+        # working time: breaks and absences
+        (
+            "booking into a break",
+            sched.BOOK,
+            desk,
+            booking(start=iso(at(day, "09:50")), end=iso(at(day, "10:20"))),
+            V,
+            "has a break 10:00",
+        ),
+        (
+            "booking on a holiday",
+            sched.BOOK,
+            desk,
+            booking(start=iso(at(holiday, "09:00")), end=iso(at(holiday, "09:30"))),
+            V,
+            "is on holiday",
+        ),
+        (
+            "break ends before it starts",
+            sched.SET_BREAKS,
+            admin,
+            {
+                "physician_id": doctor.account_id,
+                "breaks": [{"weekday": "monday", "start": "13:30", "end": "12:30"}],
+            },
+            V,
+            "ends before it starts",
+        ),
+        (
+            "breaks overlap",
+            sched.SET_BREAKS,
+            admin,
+            {
+                "physician_id": doctor.account_id,
+                "breaks": [
+                    {"weekday": "friday", "start": "12:00", "end": "13:00"},
+                    {"weekday": "friday", "start": "12:30", "end": "12:45"},
+                ],
+            },
+            V,
+            "overlap",
+        ),
+        (
+            "absence over already",
+            sched.CHANGE_ABSENCES,
+            admin,
+            {
+                "physician_id": doctor.account_id,
+                "add": [{"first_day": str(today() - timedelta(days=2))}],
+            },
+            V,
+            "over already",
+        ),
+        (
+            "absence too far ahead",
+            sched.CHANGE_ABSENCES,
+            admin,
+            {
+                "physician_id": doctor.account_id,
+                "add": [{"first_day": str(today() + timedelta(days=400))}],
+            },
+            V,
+            "days ahead",
+        ),
+        (
+            "absence of two years",
+            sched.CHANGE_ABSENCES,
+            admin,
+            {
+                "physician_id": doctor.account_id,
+                "add": [
+                    {"first_day": str(today()), "last_day": str(today() + timedelta(days=700))}
+                ],
+            },
+            V,
+            "days at most",
+        ),
+        (
+            "absence as days and times",
+            sched.CHANGE_ABSENCES,
+            admin,
+            {
+                "physician_id": doctor.account_id,
+                "add": [
+                    {
+                        "first_day": str(day),
+                        "start": iso(nine),
+                        "end": iso(nine + timedelta(hours=1)),
+                    }
+                ],
+            },
+            V,
+            "not both",
+        ),
+        (
+            "absence without days or times",
+            sched.CHANGE_ABSENCES,
+            admin,
+            {"physician_id": doctor.account_id, "add": [{"kind": "leave"}]},
+            V,
+            "first day",
+        ),
+        (
+            "absence ending before it starts",
+            sched.CHANGE_ABSENCES,
+            admin,
+            {
+                "physician_id": doctor.account_id,
+                "add": [{"first_day": str(day), "last_day": str(day - timedelta(days=1))}],
+            },
+            V,
+            "before its first day",
+        ),
+        (
+            "absence of an unknown kind",
+            sched.CHANGE_ABSENCES,
+            admin,
+            {
+                "physician_id": doctor.account_id,
+                "add": [{"kind": "sabbatical", "first_day": str(day)}],
+            },
+            V,
+            "kind",
+        ),
+        (
+            "remove an absence that is not there",
+            sched.CHANGE_ABSENCES,
+            admin,
+            {"physician_id": doctor.account_id, "remove": ["no-such-absence"]},
+            V,
+            "no absence",
+        ),
+        (
+            "no absence to change",
+            sched.CHANGE_ABSENCES,
+            admin,
+            {"physician_id": doctor.account_id},
+            V,
+            "add or to remove",
+        ),
+        (
+            "today of nobody",
+            sched.TODAY,
+            desk,
+            {"physician_id": "acc-nobody"},
             N,
             "unknown",
+        ),
+        ("today of a bad id", sched.TODAY, desk, {"physician_id": "p 1"}, V, "physician_id"),
+        # the end of the calendar: a readable 4xx, never an overflow
+        (
+            "absence on the last day there is",
+            sched.CHANGE_ABSENCES,
+            admin,
+            {"physician_id": doctor.account_id, "add": [{"first_day": "9999-12-31"}]},
+            V,
+            "days ahead",
+        ),
+        (
+            "calendar of the last day there is",
+            sched.CALENDAR,
+            desk,
+            {"physician_id": doctor.account_id, "day": "9999-12-31", "span": "week"},
+            V,
+            "no calendar for that day",
         ),
         # working hours
         (
@@ -355,7 +606,7 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
                 "weekly": [{"weekday": "monday", "start": "25:00", "end": "26:00"}],
             },
             V,
-            "wall time",
+            "HH:MM",
         ),
         (
             "hours end before start",
@@ -366,7 +617,7 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
                 "weekly": [{"weekday": "monday", "start": "12:00", "end": "08:00"}],
             },
             V,
-            "end must be after start",
+            "end before they start",
         ),
         (
             "overlapping hours",
@@ -472,12 +723,13 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
         ),
         # reads have rules too
         (
+            # The physician is part of the path: there is no such route.
             "calendar without a physician",
             sched.CALENDAR,
             desk,
             {"day": str(day)},
             V,
-            "physician_id",
+            "no route",
         ),
         (
             "calendar of a fortnight",
@@ -505,7 +757,7 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
                 "last_day": str(day - timedelta(days=1)),
             },
             V,
-            "before first_day",
+            "before the first day",
         ),
         (
             "slots for a quarter",
@@ -536,11 +788,7 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
     failures = []
     for name, method, caller, body, code, text in cases:
         error = await refusal(w, method, body, caller)
-        seen = f"{error.message} {json.dumps(error.details)}"
-        if error.code is not code or text not in seen:
-            failures.append(f"{name}: expected {code} with {text!r}, got {error.code}: {seen}")
-        if error.code is V and not error.details:
-            failures.append(f"{name}: a 422 without details")
+        failures += judge(name, method, body, error, code, text)
     assert not failures, "\n".join(failures)
     # Nothing was booked by any of it.
     calendar = await w.clinic.call(
@@ -554,6 +802,20 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
         future,
     }
     assert calendar.appointments[-1].start == at(day, "16:00")  # the reschedules changed nothing
+
+
+async def test_free_slots_at_the_end_of_the_calendar_are_none(w: World) -> None:
+    doctor = await w.physician("dr-bad-far")
+    reply = await w.clinic.call(
+        sched.FREE_SLOTS,
+        sched.FreeSlotsRequest(
+            physician_id=doctor.account_id,
+            first_day=date(9999, 12, 20),
+            last_day=date(9999, 12, 31),
+        ),
+        await w.desk(),
+    )
+    assert reply.slots == [] and not reply.truncated
 
 
 async def test_several_reasons_are_reported_together(w: World) -> None:
@@ -590,3 +852,42 @@ async def test_several_reasons_are_reported_together(w: World) -> None:
     assert isinstance(error.details, list)
     assert {d["type"] for d in error.details} == {"unknown_patient", "unknown_physician"}
     assert {d["loc"][0] for d in error.details} == {"patient_id", "physician_id"}
+
+
+async def test_inverted_hours_on_five_days_are_one_sentence_under_their_field(w: World) -> None:
+    """The web app sends Monday to Friday 12:00-08:00: one problem, said once, as a
+    sentence (not five "Value error, ..." lines), under `weekly`."""
+    admin = await w.admin()
+    doctor = await w.physician("dr-bad-inverted")
+    body = {
+        "physician_id": doctor.account_id,
+        "weekly": [
+            {"weekday": d.value, "start": "12:00", "end": "08:00"} for d in list(sched.Weekday)[:5]
+        ],
+    }
+    raw = raw_of(body)
+    error = await refusal(w, sched.SET_WORKING_HOURS, body, admin)
+    assert is_4xx(error.code)
+    reasons = gateway_reasons(sched.SET_WORKING_HOURS, raw)
+    assert reasons is not None
+    (problem,) = json.loads(reasons)
+    assert problem["loc"] == ["weekly"] and problem["type"] == "end_before_start"
+    assert problem["msg"] == (
+        "The working hours 12:00\u201308:00 on Monday to Friday end before they start (for "
+        "work past midnight, end at 24:00 and go on from 00:00 the next day)."
+    )
+    # and overlapping lunch breaks on two days: one sentence naming both days
+    overlapping = {
+        "physician_id": doctor.account_id,
+        "breaks": [
+            {"weekday": d, "start": s, "end": e}
+            for d in ("monday", "wednesday")
+            for s, e in (("12:00", "13:00"), ("12:30", "13:30"))
+        ],
+    }
+    reasons = gateway_reasons(sched.SET_BREAKS, raw_of(overlapping))
+    assert reasons is not None
+    (problem,) = json.loads(reasons)
+    assert problem["msg"] == (
+        "Breaks on Monday and Wednesday overlap: 12:00\u201313:00 and 12:30\u201313:30."
+    )

@@ -22,6 +22,12 @@ APPOINTMENT = {
     "reason": "Sore throat",
     "cancellation_reason": None,
 }
+TODAY = {
+    "day": "2030-01-07",
+    "time_zone": "Europe/Berlin",
+    "appointments": [APPOINTMENT],
+    "truncated": False,
+}
 AVAILABILITY = {
     "physician_id": "dr1",
     "time_zone": "Europe/Berlin",
@@ -81,11 +87,31 @@ def test_hours_expand_weekday_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "monday" in result.output and "2030-01-08" in result.output
 
 
-@pytest.mark.parametrize("spec", ["t=08:00-12:00", "mon=8-12", "mon=12:00-08:00", "monday"])
-def test_bad_hours_are_refused_before_sending(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+@pytest.mark.parametrize(
+    "specs",
+    [
+        ["t=08:00-12:00"],
+        ["mon=8-12"],
+        ["mon=12:00-08:00"],
+        ["monday"],
+        ["mon=08:00-12:00", "mon=11:00-13:00"],
+    ],
+)
+def test_bad_hours_are_refused_before_sending(
+    monkeypatch: pytest.MonkeyPatch, specs: list[str]
+) -> None:
     fake = FakeClient(AVAILABILITY)
-    result = run(monkeypatch, fake, "hours", "dr1", "--period", spec)
+    result = run(monkeypatch, fake, "hours", "dr1", *(a for s in specs for a in ("--period", s)))
     assert result.exit_code == 2 and fake.sent == []
+
+
+def test_inverted_hours_on_five_days_are_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeClient(AVAILABILITY)
+    result = run(monkeypatch, fake, "hours", "dr1", "--period", "mon-fri=12:00-08:00")
+    assert result.exit_code == 2 and fake.sent == []
+    text = " ".join(result.output.replace("│", " ").split())
+    assert text.count("end before they start") == 1
+    assert "Monday to Friday" in text
 
 
 def test_book_sends_the_local_time_with_its_offset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,13 +185,51 @@ def test_commands_map_to_routes(monkeypatch: pytest.MonkeyPatch) -> None:
             APPOINTMENT,
             ("POST", "/api/v1/appointments/a1/cancel"),
         ),
-        (["outcome", "a1", "no_show"], APPOINTMENT, ("POST", "/api/v1/appointments/a1/outcome")),
+        *(
+            ([step, "a1"], APPOINTMENT, ("POST", f"/api/v1/appointments/a1/{step}"))
+            for step in ("check-in", "no-show", "start", "finish")
+        ),
+        (
+            ["breaks", "dr1", "--period", "mon-fri=12:30-13:30"],
+            AVAILABILITY,
+            ("PUT", "/api/v1/physicians/dr1/breaks"),
+        ),
+        (
+            ["absence", "dr1", "--from-day", "2030-12-24", "--to-day", "2030-12-26"],
+            AVAILABILITY,
+            ("POST", "/api/v1/physicians/dr1/absences"),
+        ),
+        (["today"], TODAY, ("GET", "/api/v1/appointments/today")),
     ]
     for args, answer, (verb, path) in cases:
         fake = FakeClient(answer)
         result = run(monkeypatch, fake, *args)
         assert result.exit_code == 0, (args, result.output)
         assert fake.sent[-1][:2] == (verb, path), args
+    absence = FakeClient(AVAILABILITY)
+    run(
+        monkeypatch,
+        absence,
+        "absence",
+        "dr1",
+        "--start",
+        "2030-01-07T13:00Z",
+        "--end",
+        "2030-01-07T17:00Z",
+        "--kind",
+        "training",
+    )
+    ((_, _, sent),) = absence.sent
+    assert sent == {
+        "add": [
+            {
+                "kind": "training",
+                "start": "2030-01-07T13:00:00+00:00",
+                "end": "2030-01-07T17:00:00+00:00",
+            }
+        ],
+        "remove": [],
+    }
     week = FakeClient(calendar)
     run(monkeypatch, week, "calendar", "dr1", "--day", "2030-01-09", "--week")
     assert week.sent[0][2]["span"] == "week" and week.sent[0][2]["day"] == "2030-01-09"

@@ -87,7 +87,9 @@ async def test_a_database_dump_holds_no_reason_for_visit(w: World) -> None:
     )
     # The reasons are there, for those allowed to read them...
     calendar = await w.clinic.call(
-        sched.CALENDAR, sched.CalendarRequest(day=day, include_cancelled=True), doctor
+        sched.CALENDAR,
+        sched.CalendarRequest(physician_id=doctor.account_id, day=day, include_cancelled=True),
+        doctor,
     )
     assert {a.reason for a in calendar.appointments} == set(REASONS)
     assert CANCEL_REASON in {a.cancellation_reason for a in calendar.appointments}

@@ -38,10 +38,10 @@ def deciders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     dispatch = RpcServer._dispatch
 
-    async def counting(self: RpcServer, route: Any, body: bytes, ctx: Any) -> bytes:
+    async def counting(self: RpcServer, route: Any, body: bytes, ctx: Any, *rest: Any) -> bytes:
         if route.method.write and route.method.service == sched.SERVICE:
             seen.append(self.instance)
-        return await dispatch(self, route, body, ctx)
+        return await dispatch(self, route, body, ctx, *rest)
 
     monkeypatch.setattr(RpcServer, "_dispatch", counting)
     return seen

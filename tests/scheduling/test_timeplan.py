@@ -106,3 +106,161 @@ def test_spans_and_wall_minutes() -> None:
     for bad in ("24:01", "7:00", "12:60", "noon", "25:00"):
         with pytest.raises(ValueError):
             wall_minutes(bad)
+
+
+# ---------------------------------------------------------------- one joined plan
+# The slot finder and the booking rule read the same joined working time: whatever the
+# finder offers must be bookable (issue 16: a slot across midnight was offered, then
+# refused because the booking rule looked at the start day's periods only).
+
+SATURDAY, SUNDAY = date(2027, 1, 16), date(2027, 1, 17)
+WEEKEND_NIGHT = timeplan.Plan({5: [(20 * 60, 1440)], 6: [(0, 4 * 60)]})
+ROUND_THE_CLOCK = timeplan.Plan(EVERY_DAY)
+
+
+def offered(
+    plan: timeplan.Plan,
+    first: date,
+    last: date,
+    minutes: int,
+    busy: list[tuple[datetime, datetime]] | None = None,
+    limit: int = 5000,
+) -> list[tuple[datetime, datetime]]:
+    found, _ = timeplan.free_slots(
+        plan, busy or [], first, last, BERLIN, utc(2000, 1, 1), timedelta(minutes=minutes), limit
+    )
+    return found
+
+
+def test_a_slot_across_midnight_is_offered_and_bookable() -> None:
+    """Saturday 20:00-24:00 and Sunday 00:00-04:00 are one stretch of work."""
+    slots = offered(WEEKEND_NIGHT, SATURDAY, SATURDAY, 35)
+    across = [
+        (s, e) for s, e in slots if timeplan.local_day(e - timedelta(minutes=1), BERLIN) == SUNDAY
+    ]
+    assert across, "Saturday's last slots run into Sunday morning"
+    assert all(timeplan.bookable(WEEKEND_NIGHT, s, e, BERLIN) for s, e in slots)
+    # 23:30-00:05 local exactly, as the issue reports it
+    late = (utc(2027, 1, 16, 22, 30), utc(2027, 1, 16, 23, 5))
+    assert timeplan.bookable(WEEKEND_NIGHT, *late, BERLIN)
+    # ... but not past Sunday's 04:00, nor into a Sunday without the early hours
+    assert not timeplan.bookable(
+        WEEKEND_NIGHT, utc(2027, 1, 17, 2, 45), utc(2027, 1, 17, 3, 15), BERLIN
+    )
+    saturday_only = timeplan.Plan({5: [(20 * 60, 1440)]})
+    assert not timeplan.bookable(saturday_only, *late, BERLIN)
+    assert all(e <= utc(2027, 1, 16, 23) for _, e in offered(saturday_only, SATURDAY, SATURDAY, 35))
+
+
+def test_round_the_clock_slots_run_through_midnight() -> None:
+    slots = offered(ROUND_THE_CLOCK, SATURDAY, SATURDAY, 35)
+    assert len(slots) == 24 * 60 // 35 + 1  # the last one starts on Saturday, ends on Sunday
+    assert slots[-1][0] < utc(2027, 1, 16, 23) < slots[-1][1]
+    assert all(timeplan.bookable(ROUND_THE_CLOCK, s, e, BERLIN) for s, e in slots)
+    assert timeplan.bookable(
+        ROUND_THE_CLOCK, utc(2027, 1, 16, 22, 45), utc(2027, 1, 16, 23, 15), BERLIN
+    )
+
+
+@pytest.mark.parametrize(
+    "day", [SPRING - timedelta(days=1), SPRING, AUTUMN - timedelta(days=1), AUTUMN]
+)
+def test_midnight_on_dst_weekends(day: date) -> None:
+    """The nights before and after a DST change: slots through midnight are bookable,
+    the 23- and 25-hour days are worked in full (no slot in the skipped hour, both
+    occurrences of the repeated one)."""
+    for plan in (
+        ROUND_THE_CLOCK,
+        timeplan.Plan({d: [(20 * 60, 1440), (0, 4 * 60)] for d in range(7)}),
+    ):
+        slots = offered(plan, day, day, 35)
+        assert slots and all(timeplan.bookable(plan, s, e, BERLIN) for s, e in slots)
+        begin, end = timeplan.day_bounds(day, day, BERLIN)
+        assert all(begin <= s < end for s, _ in slots)
+        assert any(e > end for _, e in slots), "the day's last slot runs into the next day"
+    worked = sum(
+        ((e - s) for s, e in timeplan.available(ROUND_THE_CLOCK, day, day, BERLIN)), timedelta()
+    )
+    assert (
+        worked
+        == timeplan.day_bounds(day, day, BERLIN)[1] - timeplan.day_bounds(day, day, BERLIN)[0]
+    )
+
+
+def test_breaks_and_absences_are_taken_out_of_the_hours() -> None:
+    monday = date(2027, 1, 11)
+    plan = timeplan.Plan(
+        {0: [(8 * 60, 17 * 60)]},
+        breaks={0: [(12 * 60 + 30, 13 * 60 + 30)]},
+        absences=(timeplan.AbsenceSpan(start=utc(2027, 1, 11, 14), end=utc(2027, 1, 11, 15)),),
+    )
+    assert timeplan.available(plan, monday, monday, BERLIN) == [
+        (utc(2027, 1, 11, 7), utc(2027, 1, 11, 11, 30)),
+        (utc(2027, 1, 11, 12, 30), utc(2027, 1, 11, 14)),  # 13:30-15:00 local
+        (utc(2027, 1, 11, 15), utc(2027, 1, 11, 16)),
+    ]
+    whole_days = timeplan.Plan(
+        EVERY_DAY,
+        absences=(timeplan.AbsenceSpan(first_day=monday, last_day=monday + timedelta(days=1)),),
+    )
+    assert timeplan.available(whole_days, monday, monday + timedelta(days=2), BERLIN) == [
+        timeplan.day_bounds(monday + timedelta(days=2), monday + timedelta(days=2), BERLIN)
+    ]
+    # a break on a day of the DST change, inside the skipped hour: nothing to take out
+    sunday_night = timeplan.Plan({6: [(0, 6 * 60)]}, breaks={6: [(2 * 60, 3 * 60)]})
+    assert timeplan.available(sunday_night, SPRING, SPRING, BERLIN) == [
+        (utc(2027, 3, 28, 0) - timedelta(hours=1), utc(2027, 3, 28, 4))
+    ]
+
+
+PLANS = {
+    "weekend night": WEEKEND_NIGHT,
+    "round the clock": ROUND_THE_CLOCK,
+    "split days with lunch": timeplan.Plan(
+        {d: [(7 * 60, 12 * 60), (12 * 60, 19 * 60), (22 * 60, 1440)] for d in range(7)},
+        breaks={d: [(12 * 60 + 30, 13 * 60 + 15)] for d in range(5)},
+        days_off=frozenset({date(2027, 3, 30)}),
+        absences=(
+            timeplan.AbsenceSpan(first_day=date(2027, 10, 29), last_day=date(2027, 10, 29)),
+            timeplan.AbsenceSpan(start=utc(2027, 3, 27, 21, 10), end=utc(2027, 3, 27, 23, 50)),
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(PLANS))
+@pytest.mark.parametrize(
+    "first", [SPRING - timedelta(days=2), AUTUMN - timedelta(days=2), SATURDAY]
+)
+def test_every_offered_slot_is_bookable(name: str, first: date) -> None:
+    """Across DST weekends, midnight, breaks, days off, absences and bookings: the
+    finder's every slot passes the booking rule, for lengths up to the longest."""
+    plan = PLANS[name]
+    busy = [
+        (
+            utc(first.year, first.month, first.day, 9, 10),
+            utc(first.year, first.month, first.day, 10, 5),
+        )
+    ]
+    total = 0
+    for minutes in (5, 25, 35, 60, 95, 8 * 60):
+        slots = offered(plan, first, first + timedelta(days=3), minutes, busy)
+        for start, end in slots:
+            assert timeplan.bookable(plan, start, end, BERLIN), (name, minutes, start)
+            assert not (start < busy[0][1] and busy[0][0] < end)
+        total += len(slots)
+    assert total > 0
+
+
+def test_the_finder_stops_at_its_last_day_and_its_limit() -> None:
+    slots = offered(ROUND_THE_CLOCK, SATURDAY, SUNDAY, 60)
+    begin, end = timeplan.day_bounds(SATURDAY, SUNDAY, BERLIN)
+    assert slots[0][0] == begin and slots[-1][0] < end and len(slots) == 48
+    found, truncated = timeplan.free_slots(
+        ROUND_THE_CLOCK, [], SATURDAY, SUNDAY, BERLIN, utc(2000, 1, 1), timedelta(hours=1), 48
+    )
+    assert len(found) == 48 and not truncated
+    found, truncated = timeplan.free_slots(
+        ROUND_THE_CLOCK, [], SATURDAY, SUNDAY, BERLIN, utc(2000, 1, 1), timedelta(hours=1), 47
+    )
+    assert len(found) == 47 and truncated

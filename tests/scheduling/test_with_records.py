@@ -57,7 +57,9 @@ async def test_book_a_patient_the_records_service_knows(w: World) -> None:
     with pytest.raises(InvalidRequest, match="unknown patient"):
         await book(str(uuid.uuid4()))
     booked = await book(written.patient_id)
-    calendar = await w.clinic.call(sched.CALENDAR, sched.CalendarRequest(day=day), doctor)
+    calendar = await w.clinic.call(
+        sched.CALENDAR, sched.CalendarRequest(physician_id=doctor.account_id, day=day), doctor
+    )
     assert [(a.appointment_id, a.patient_id, a.reason) for a in calendar.appointments] == [
         (booked.appointment_id, written.patient_id, "Annual check-up")
     ]

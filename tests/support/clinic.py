@@ -2,9 +2,10 @@
 and a stand-in for the auth service's `resolve_key`, all in an isolated namespace.
 
 Services under test are started by the test itself (in-process `Runtime`s on the
-clinic's settings). `Clinic.call` sends an RPC as a staff member would through the
-gateway: with the verified principal and a fresh signed request proof, so the keyvault's
-signature gate accepts it.
+clinic's settings). `Clinic.call` sends an RPC as the gateway would for a staff member:
+connected as the gateway's broker identity, with the principal and a fresh proof of the
+very HTTP request that the RPC stands for (`contracts.http.target_of`), signed with the
+member's key, so every service's check of the forwarded signature accepts it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from contracts.auth import (
     ResolveKeyRequest,
     account_mac_row,
 )
-from contracts.base import Principal, Role, RpcMethod
+from contracts.base import GATEWAY, Principal, Role, RpcMethod
+from contracts.http import target_of
 from mesh.context import CallContext
 from mesh.errors import NotFound
 from mesh.httpsig import proof_from_headers, sign_request
@@ -78,6 +80,14 @@ class StaffMember:
         )
         return proof_from_headers(method, target_uri, headers).model_dump_json()
 
+    def signed(
+        self, method: RpcMethod[Any, Any], request: BaseModel, *, created: int | None = None
+    ) -> tuple[str, bytes]:
+        """(proof, body) of the HTTP request that `request` is sent as, signed by this
+        member (what the gateway forwards with the RPC)."""
+        verb, path, body = target_of(method, request)
+        return self.proof(verb, f"{TEST_ORIGIN}{path}", body, created=created), body
+
 
 @dataclass
 class Clinic:
@@ -85,6 +95,8 @@ class Clinic:
     keyvault: Runtime
     client: Runtime
     records: dict[str, AccountRecord] = field(default_factory=dict)
+    services: list[Runtime] = field(default_factory=list)
+    """In-process services whose account caches follow the clinic's staff changes."""
 
     async def add_staff(
         self,
@@ -109,10 +121,25 @@ class Clinic:
             created_at=now,
             updated_at=now,
         )
-        reply = await self.client.rpc.call(kv.MAC, kv.MacRequest(rows=[account_mac_row(account)]))
-        self.records[account.account_id] = AccountRecord(account=account, mac=reply.tags[0])
-        self.keyvault.state["accounts"].forget(account.account_id)
+        # As if auth had registered them: MAC'd by the clinic's own keyvault object (the
+        # keyvault MACs account rows on the bus only for a signed registration).
+        (tag,) = await self.keyvault.state["vault"].mac([account_mac_row(account)])
+        self.records[account.account_id] = AccountRecord(account=account, mac=tag)
+        self.forget(account.account_id)
         return StaffMember(key, account)
+
+    async def encrypt(self, rows: list[kv.FieldRow]) -> list[dict[str, str]]:
+        """Ciphertexts made by the clinic's keyvault object itself (for tests that write
+        rows straight into a service's database)."""
+        vault = self.keyvault.state["vault"]
+        encrypted: list[dict[str, str]] = await vault.encrypt(rows)
+        return encrypted
+
+    def forget(self, account_id: str) -> None:
+        """Every in-process service drops its cached copy of the account."""
+        for runtime in self.services:
+            if runtime.accounts is not None:
+                runtime.accounts.forget(account_id)
 
     async def call(
         self,
@@ -123,12 +150,15 @@ class Clinic:
         idempotency_key: str | None = None,
         **kwargs: Any,
     ) -> RespT:
-        """Call `method` as `staff` (principal + fresh signed proof), as the gateway would."""
+        """Call `method` as `staff` (principal + fresh proof of this very request), as the
+        gateway would."""
+        proof, body = staff.signed(method, request) if staff and method.route else (None, b"")
         return await self.client.rpc.call(
             method,
             request,
             principal=staff.principal if staff else None,
-            proof=staff.proof() if staff else None,
+            proof=kwargs.pop("proof", proof),
+            signed_body=kwargs.pop("signed_body", body),
             idempotency_key=idempotency_key,
             **kwargs,
         )
@@ -159,11 +189,21 @@ async def clinic(
             "auth", settings, router=stand_in_auth(records), use_database=False
         )
         client = await Runtime.start(
-            f"{tag}-client", settings, use_database=False, consumers=client_consumers or []
+            f"{tag}-client", settings, use_database=False, identity=GATEWAY
+        )
+        # Tests watch events (audit, scheduling…) through an observer of their own: the
+        # gateway's broker user may bind only to the events the gateway consumes.
+        observer = await Runtime.start(
+            f"{tag}-observer",
+            settings,
+            use_database=False,
+            consumers=client_consumers or [],
+            identity="observer",
         )
         try:
             async with unsealed_keyvault(settings) as (keyvault, _):
-                yield Clinic(settings, keyvault, client, records)
+                yield Clinic(settings, keyvault, client, records, services=[keyvault])
         finally:
+            await observer.stop()
             await client.stop()
             await auth.stop()

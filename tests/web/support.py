@@ -14,14 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest.mock import patch
 
 import pytest
 
 from tests.gateway.support import Mesh, mesh
-from tests.processes import ROOT
+from tests.processes import ROOT, Process
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, Page
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 CHROMIUM = Path(os.environ.get("MEDIHAVEN_TEST_CHROMIUM", "/usr/bin/chromium"))
 WEB_DIR = ROOT / "frontend" / "dist"
@@ -45,6 +46,7 @@ SERVICES = [
 ]
 PASSPHRASE = "correct horse battery staple"
 VIEWPORT = {"width": 1280, "height": 800}
+READY_S = 120.0
 
 
 def require_browser() -> None:
@@ -66,17 +68,36 @@ def require_browser() -> None:
 
 
 @contextmanager
-def web_mesh(tag: str, log_dir: Path) -> Iterator[Mesh]:
-    """Every service and a gateway serving frontend/dist, in a namespace of their own."""
-    with mesh(
-        tag,
-        log_dir,
-        SERVICES,
-        MEDIHAVEN_WEB_DIR=str(WEB_DIR),
-        # the administrator's page stays open through every flow; the auto-lock test
-        # shortens its own page's lock with ?lock=
-        MEDIHAVEN_WEB_AUTO_LOCK_S="3600",
-    ) as world:
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@contextmanager
+def web_mesh(tag: str, log_dir: Path, **gateway_env: str) -> Iterator[Mesh]:
+    """Every service and a gateway serving frontend/dist, in a namespace of their own.
+    Each may take up to READY_S to be ready: browser tests share two cores with others."""
+    ready = Process.wait_ready
+    with (
+        patch.object(Process, "wait_ready", lambda self, timeout=READY_S: ready(self, timeout)),
+        mesh(
+            tag,
+            log_dir,
+            SERVICES,
+            MEDIHAVEN_WEB_DIR=str(WEB_DIR),
+            # the administrator's page stays open through every flow; the auto-lock test
+            # shortens its own page's lock with ?lock=
+            MEDIHAVEN_WEB_AUTO_LOCK_S="3600",
+            **gateway_env,
+        ) as world,
+    ):
         yield world
 
 
@@ -165,3 +186,40 @@ def browser_storage(page: Page) -> str:
         }"""
     )
     return json.dumps(dump, ensure_ascii=False)
+
+
+AXE_SCRIPT = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_PATH = "/__tests__/axe.min.js"
+"""Where the tests serve axe-core: a path of the app's own origin, answered by the test
+(a Playwright route), so the page loads it as any same-origin script under the app's real
+Content-Security-Policy; nothing is relaxed or bypassed to run it."""
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+_AXE_ROUTED: set[int] = set()
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """The serious and critical WCAG 2.1 A/AA violations axe-core finds on the page now
+    (rule id, impact, help and the first few elements)."""
+    if not AXE_SCRIPT.exists():
+        pytest.fail(f"axe-core is missing at {AXE_SCRIPT} (cd frontend && npm ci)")
+    if id(page) not in _AXE_ROUTED:
+        page.route(
+            "**" + AXE_PATH,
+            lambda route: route.fulfill(path=str(AXE_SCRIPT), content_type="text/javascript"),
+        )
+        _AXE_ROUTED.add(id(page))
+    if not page.evaluate("() => 'axe' in window"):
+        page.add_script_tag(url=AXE_PATH)
+    found: list[dict[str, Any]] = page.evaluate(
+        """async (tags) => {
+          const result = await window.axe.run(document, { runOnly: { type: "tag", values: tags } });
+          return result.violations
+            .filter((v) => v.impact === "serious" || v.impact === "critical")
+            .map((v) => ({
+              id: v.id, impact: v.impact, help: v.help,
+              nodes: v.nodes.slice(0, 4).map((n) => n.target.join(" ") + " :: " + n.failureSummary),
+            }));
+        }""",
+        AXE_TAGS,
+    )
+    return found

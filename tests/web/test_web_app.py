@@ -9,6 +9,7 @@ Screenshots of each role's main screen (1280x800) are written to docs/screenshot
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,11 +26,10 @@ from cli.sdk import register as sdk_register
 from contracts import auth
 from tests.gateway.support import Mesh, Staff
 from tests.web.support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     CSP_PROBLEMS,
     PASSPHRASE,
     browser_storage,
+    chromium,
     new_page,
     register,
     require_browser,
@@ -57,14 +57,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 
 @pytest.fixture(scope="module")
 def browser(world: Mesh) -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -186,8 +180,10 @@ def test_administrator_bootstraps_issues_revokes_and_manages_staff(
     # disable a colleague: refused at once; enable: back
     desk = sdk_staff(world, "receptionist", "Rita Desk")
     tab(page, "Staff")
-    staff_row = page.locator(f'tr[data-username="{desk.account["username"]}"]')
-    staff_row.get_by_role("button", name="Disable").click()
+    username = desk.account["username"]
+    staff_row = page.locator(f'tr[data-username="{username}"]')
+    staff_row.get_by_role("button", name=f"Disable {username}", exact=True).click()
+    staff_row.get_by_role("button", name=f"Yes, disable {username}").click()  # asked first
     expect(staff_row.get_by_test_id("account-status")).to_have_text("disabled")
     refused = desk.client.request("GET", "/api/v1/me")
     assert refused.status_code == 401
@@ -253,24 +249,22 @@ def test_receptionist_registers_books_reschedules_and_cancels(
     expect(page.get_by_role("region", name="Demographics")).to_contain_text("+44 20 7946 0958")
     found.get_by_role("button", name="Book").click()
 
-    # the calendar: set working hours, book from a free-slot suggestion
+    # the working time (every day 08:00-20:00), then the calendar: book from the day grid
     expect(page.get_by_role("heading", name="Physicians' calendars")).to_be_visible()
-    page.get_by_label("Physician", exact=True).select_option(
-        label="Dr. Meredith Grey (Pulmonology)"
-    )
+    tab(page, "Working time")
+    page.get_by_label("Physician").select_option(label="Dr. Meredith Grey (Pulmonology)")
     hours = page.get_by_role("region", name="Working hours")
-    for day in ("sat", "sun"):
-        hours.get_by_label(day, exact=True).check()
-    hours.get_by_label("From").fill("08:00")
-    hours.get_by_label("To").fill("20:00")
+    for day in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"):
+        hours.get_by_role("button", name=f"Add hours on {day}").click()
+        hours.get_by_label(f"{day} from").fill("08:00")
+        hours.get_by_label(f"{day} until").fill("20:00")
     hours.get_by_role("button", name="Save working hours").click()
     expect(hours.get_by_text("Working hours saved.")).to_be_visible()
-    slots = page.get_by_role("group", name="Free slot suggestions")
-    try:
-        expect(slots.get_by_role("button").first).to_be_visible(timeout=10_000)
-    except AssertionError:  # late on a Sunday: this week is over
-        page.get_by_role("button", name="Next week").click()
-        expect(slots.get_by_role("button").first).to_be_visible()
+    tab(page, "Calendar")
+    expect(page.get_by_text("Patient: Amara Okonkwo")).to_be_visible()  # still chosen
+    page.get_by_role("button", name="Next day").click()  # a whole day ahead
+    slots = page.get_by_role("group", name=re.compile("^Free times on"))
+    expect(slots.get_by_role("button").first).to_be_visible()
 
     def book(slot: int, reason: str) -> None:
         slots.get_by_role("button").nth(slot).click()
@@ -295,12 +289,14 @@ def test_receptionist_registers_books_reschedules_and_cancels(
     second.get_by_label("Reason for cancelling").fill("Patient called to cancel")
     second.get_by_role("button", name="Cancel appointment").click()
     expect(page.get_by_text("Appointment cancelled.")).to_be_visible()
-    expect(week.get_by_test_id("appointment")).to_have_count(1)
+    # it stays on the calendar, with its status and reason
+    expect(second).to_contain_text("cancelled: Patient called to cancel")
+    expect(week.locator('[data-testid="appointment"][data-status="booked"]')).to_have_count(1)
     screenshot(page, "receptionist")
 
     # a narrow window: nothing wider than the screen
     page.set_viewport_size({"width": 400, "height": 800})
-    for name in ("Calendar", "Patients"):
+    for name in ("Calendar", "Today", "Working time", "Patients"):
         tab(page, name)
         overflow = page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -377,10 +373,12 @@ def test_physician_calendar_chart_encounter_and_e_prescription(
             "reason": "Persistent cough",
         },
     )
+    # the notice names the patient (and their age)
     expect(page.get_by_role("complementary", name="Notifications")).to_contain_text(
-        "New appointment booked"
+        "New appointment booked with Jonas Becker ("
     )
-    page.get_by_role("button", name="This week").click()
+    page.get_by_role("button", name="Week", exact=True).click()
+    expect(page.get_by_role("heading", name="This week")).to_be_visible()
     appointments = page.get_by_role("table", name="Appointments")
     expect(appointments).to_contain_text("Jonas Becker")
     expect(appointments).to_contain_text("Persistent cough")
@@ -389,33 +387,46 @@ def test_physician_calendar_chart_encounter_and_e_prescription(
 
     chart = page.get_by_role("region", name="Chart")
     expect(chart.get_by_role("heading", name="Jonas Becker", level=2)).to_be_visible()
+    # an allergy on the patient's own list (the banner says so at once)
+    expect(chart.get_by_role("note", name="Allergy banner")).to_have_text(
+        "Allergies: No known allergies recorded."
+    )
+    allergy = chart.get_by_role("form", name="Add an allergy")
+    allergy.get_by_label("Allergy to (substance or class)").fill("Penicillin")
+    allergy.get_by_label("Severity").select_option("moderate")
+    allergy.get_by_role("button", name="Add allergy").click()
+    expect(chart.get_by_text("Penicillin added to the allergy list.")).to_be_visible()
     encounter = page.get_by_role("region", name="Record an encounter")
     encounter.get_by_label("Chief complaint").fill("Wheezing at night")
     encounter.get_by_label("Assessment").fill("Likely asthma")
-    encounter.get_by_label("Diagnoses (ICD-10, comma-separated)").fill("J45.909 Asthma, R05")
+    for search, pick in (("J45.9", "J45.9 Asthma, unspecified"), ("R05", "R05 Cough")):
+        encounter.get_by_label("Diagnosis (ICD-10)").fill(search)
+        encounter.get_by_role("option", name=pick).click()
     encounter.get_by_label("Systolic (mmHg)").fill("128")
     encounter.get_by_label("Diastolic (mmHg)").fill("82")
     encounter.get_by_label("Heart rate (/min)").fill("88")
     encounter.get_by_label("Temperature (°C)").fill("37.2")
     encounter.get_by_label("SpO₂ (%)").fill("97")
-    encounter.get_by_label("New allergy (substance)").fill("Penicillin")
-    encounter.get_by_label("Allergy severity").select_option("moderate")
     encounter.get_by_role("button", name="Record encounter").click()
     expect(encounter.get_by_text("Encounter recorded.")).to_be_visible()
     encounters = chart.get_by_role("list", name="Encounters")
     expect(encounters).to_contain_text("Wheezing at night")
-    expect(encounters).to_contain_text("J45.909 Asthma")
+    expect(encounters).to_contain_text("J45.9 Asthma, unspecified; R05 Cough")
     expect(encounters).to_contain_text("BP 128/82 mmHg")
-    expect(chart.get_by_label("Allergies")).to_contain_text("Penicillin (moderate)")
+    expect(chart.get_by_role("note", name="Allergy banner")).to_contain_text(
+        "Penicillin (moderate)"
+    )
     encounters.get_by_role("button", name="Show versions").click()
     expect(encounters.get_by_role("list", name="Versions")).to_contain_text("Version 1")
 
     # e-prescribe from the catalog, signed in the browser, and verify the signature
     rx = page.get_by_role("region", name="E-prescription")
     rx.get_by_label("Search the medicine catalog").fill("salb")
-    medicine = rx.get_by_label("Medicine", exact=True)
-    expect(medicine.locator("option")).to_have_count(2)
-    medicine.select_option(index=1)
+    options = rx.get_by_role("listbox", name="Suggestions").get_by_role("option")
+    expect(options).to_have_count(1)
+    expect(options).to_contain_text("salbutamol")  # its ingredient (and classes) shown
+    options.click()
+    expect(rx.get_by_test_id("safety-clear")).to_be_visible()
     rx.get_by_label("Dose").fill("2 puffs")
     rx.get_by_label("Frequency").fill("as needed")
     rx.get_by_label("Days").fill("30")
@@ -449,6 +460,11 @@ def test_physician_calendar_chart_encounter_and_e_prescription(
     expect(page.get_by_text("Prescription of Prednisolone cancelled.")).to_be_visible()
     expect(active.locator("li", has_text="Prednisolone")).to_have_count(0)
     expect(active.locator("li", has_text="Salbutamol")).to_have_count(1)
+    # cancelled ones stay in the medication history, with the reason
+    cancelled = chart.get_by_role("list", name="Cancelled prescriptions")
+    expect(cancelled.locator("li", has_text="Prednisolone")).to_contain_text(
+        "by Dr. Omar Ode: Not needed after all"
+    )
     chart.get_by_role("heading", name="Jonas Becker", level=2).scroll_into_view_if_needed()
     screenshot(page, "physician-chart", top=False)
 
@@ -490,7 +506,9 @@ def test_physician_calendar_chart_encounter_and_e_prescription(
     history = admin_page.get_by_role("region", name="Patient access history")
     history.get_by_label("Patient id").fill(patient)
     history.get_by_role("button", name="Show who accessed this record").click()
-    expect(history.get_by_role("table", name="Audit entries")).to_contain_text("Dr. Omar Ode")
+    expect(history.get_by_role("table", name="Accesses to this record")).to_contain_text(
+        "Dr. Omar Ode (physician)"
+    )
 
 
 def test_two_users_chat_live_with_unread_badges_and_read_receipts(
@@ -595,7 +613,9 @@ def test_auto_lock_demands_the_passphrase_and_the_key_moves_to_another_browser(
     expect(other.get_by_text("Lars Lock ·")).to_be_visible()
 
 
-def test_unseal_the_keyvault_from_the_browser(world: Mesh, admin_page: Page) -> None:
+def test_unseal_the_keyvault_and_rewrap_after_a_rotation_from_the_browser(
+    world: Mesh, admin_page: Page
+) -> None:
     from playwright.sync_api import expect
 
     page = admin_page
@@ -610,6 +630,24 @@ def test_unseal_the_keyvault_from_the_browser(world: Mesh, admin_page: Page) -> 
         expect(page.get_by_role("region", name="Unseal")).to_contain_text(state)
     expect(page.get_by_test_id("vault-state").first).to_have_text("unsealed")
     assert page.get_by_label("Your unseal share").input_value() == ""
+
+    # a rotation retires the data keys; the rewrap started here moves every row off them
+    world.admin().client.post(
+        "/api/v1/vault/rotate", {"add": 1, "retire_existing": True, "purpose": "data"}
+    )
+    page.get_by_role("button", name="Refresh").click()
+    keys = page.get_by_role("table", name="Keys")
+    expect(keys.get_by_test_id("key-state").filter(has_text="retired").first).to_be_visible()
+    page.get_by_role("button", name="Start a rewrap").click()
+    rewrap = page.get_by_role("region", name="Keys and rewrap")
+    expect(rewrap.get_by_test_id("rewrap-state")).to_contain_text("Complete", timeout=120_000)
+    status = world.admin().client.get("/api/v1/vault/rewrap")
+    assert status["state"] == "complete" and status["failures"] == []
+    assert status["rows_done"] == status["rows_total"] > 0
+    assert not any(status["retired_in_use"].values()), status["retired_in_use"]
+    expect(rewrap.get_by_test_id("rewrap-rows")).to_contain_text(
+        f"{status['rows_done']} of {status['rows_total']} rows"
+    )
 
 
 def test_no_browser_kept_patient_data_and_the_csp_held(

@@ -1,0 +1,549 @@
+"""FHIR Bulk Data `$export` in records: the job, its pages, sealed NDJSON.
+
+Why it looks like this is in `contracts.fhirexport`. Records keeps the kick-off (its
+proof too, which the keyvault checks again at approval); an approval by another
+administrator makes the DECRYPT that opens the job's keyvault session (on the approval's
+fresh proof, countersigned by the kick-off's), and the job is `running`. A run (any
+records replica, `resume_loop`) takes the job's lease and walks the patients in pages
+by id: each page is decrypted under the session, mapped (`mesh.fhirmap`), each exported
+patient audited before anything of theirs is sealed (fail closed), each resource type's
+NDJSON sealed to the recipient key in memory, and the sealed files are stored with the
+advanced cursor in one transaction. A crash leaves whole sealed pages and the cursor;
+when its lease lapses, a replica resumes at the next page. No plaintext reaches the
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nacl.public import PublicKey, SealedBox
+
+from contracts import fhirexport as fx
+from contracts import keyvault as kv
+from contracts.audit import AuditAction
+from contracts.base import Principal
+from mesh import auditing, db, fhirmap
+from mesh.auditing import Subject
+from mesh.context import CallContext, current_call
+from mesh.errors import (
+    Conflict,
+    Forbidden,
+    IntegrityError,
+    NotFound,
+    RpcError,
+    RpcTimeout,
+    Unavailable,
+)
+from mesh.httpsig import RequestProof
+from mesh.logging import get_logger
+from mesh.runtime import Runtime
+from services.records import allergies, care, codec, store
+from services.records.access import principal_of, runtime_of
+from services.records.prescriptions import decrypt_with_prescriptions
+from services.records.vault import Batch
+
+log = get_logger("records.export")
+
+RESUME_EVERY_S = 1.0
+JOB_COLUMNS = (
+    "job_id, group_id, requested_by, approved_by, state, done, total, progress, "
+    "recipient_public_key, requested_at, output, error, types, since"
+)
+PATIENT_FIELDS = fx.PATIENT_COLUMNS
+"""A FHIR Patient's columns (no insurance, no clinical flags), as for a Patient read."""
+
+
+def _job(row: tuple[Any, ...]) -> fx.ExportJob:
+    return fx.ExportJob(
+        job_id=row[0],
+        group_id=row[1],
+        requested_by=row[2],
+        approved_by=row[3],
+        state=fx.ExportState(row[4]),
+        done=row[5],
+        total=row[6],
+        progress=row[7],
+        recipient_public_key=row[8],
+        requested_at=store.aware(row[9]),
+        output=[fx.ExportOutput.model_validate(o) for o in json.loads(row[10] or "[]")],
+        error=row[11],
+        types=(row[12] or ",".join(fx.EXPORT_TYPES)).split(","),
+        since=None if row[13] is None else store.aware(row[13]),
+    )
+
+
+async def _load(target: Any, job_id: str, *, lock: bool = False) -> fx.ExportJob:
+    sql = f"SELECT {JOB_COLUMNS} FROM fhir_export_jobs WHERE job_id = %s"  # noqa: S608
+    row = await db.fetchone(target, sql + (" FOR UPDATE" if lock else ""), (job_id,))
+    if row is None:
+        raise NotFound("there is no export with that id", details={"job_id": job_id})
+    return _job(row)
+
+
+async def _kickoff(ctx: CallContext, group_id: str | None, req: fx.KickoffRequest) -> fx.ExportJob:
+    assert ctx.proof is not None  # a routed method: the runtime verified it
+    proof = RequestProof.model_validate_json(ctx.proof)
+    job_id = fx.kickoff_digest(proof.signature_input, proof.signature)
+    me = principal_of(ctx)
+    await db.execute(
+        ctx.tx,
+        "INSERT INTO fhir_export_jobs (job_id, group_id, requested_by, state, progress, "
+        "recipient_public_key, kickoff_proof, kickoff_body, requested_at, types, since) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            job_id,
+            group_id,
+            me.account_id,
+            fx.ExportState.awaiting_approval.value,
+            "awaiting a second administrator's approval",
+            req.recipient_public_key,
+            ctx.proof,
+            ctx.signed_body,
+            store.naive(datetime.now(UTC)),
+            ",".join(fx.types_of(req)),
+            None if req.since is None else store.naive(req.since),
+        ),
+    )
+    subject = Subject("export.requested", AuditAction.execute, "export", None, job_id)
+    await auditing.written(ctx, subject, f"group {group_id}" if group_id else "every patient")
+    return await _load(ctx.tx, job_id)
+
+
+async def patient_export(req: fx.PatientExportRequest, ctx: CallContext) -> fx.ExportJob:
+    return await _kickoff(ctx, None, req)
+
+
+async def group_export(req: fx.GroupExportRequest, ctx: CallContext) -> fx.ExportJob:
+    return await _kickoff(ctx, req.group_id, req)
+
+
+async def approve(req: fx.ExportJobRequest, ctx: CallContext) -> fx.ExportJob:
+    """The second administrator's approval: the keyvault verifies both signatures and
+    opens the job's session (this approval's one DECRYPT); the job is then `running`,
+    and a records replica's `resume_loop` takes it within a second."""
+    job = await _load(ctx.tx, req.job_id, lock=True)
+    me = principal_of(ctx)
+    if job.state is not fx.ExportState.awaiting_approval:
+        raise Conflict(f"this export is {job.state.value}, not awaiting approval")
+    if job.requested_by == me.account_id:
+        raise Forbidden("an export needs a second administrator: you requested this one")
+    row = await db.fetchone(
+        ctx.tx,
+        "SELECT kickoff_proof, kickoff_body FROM fhir_export_jobs WHERE job_id = %s",
+        (req.job_id,),
+    )
+    assert row is not None
+    countersigned = kv.Countersigned(proof=row[0], body=base64.b64encode(bytes(row[1])).decode())
+    runtime = runtime_of(ctx)
+    # No rows: this call only has the keyvault check both signatures and open the session.
+    await runtime.rpc.call(kv.DECRYPT, kv.DecryptRequest(rows=[], countersigned=countersigned))
+    total = await db.fetchone(ctx.tx, "SELECT COUNT(*) FROM patients")
+    assert total is not None
+    progress = f"approved: 0 of {total[0]} patients"
+    await db.execute(
+        ctx.tx,
+        "UPDATE fhir_export_jobs SET state = %s, approved_by = %s, progress = %s, total = %s, "
+        "run_principal = %s WHERE job_id = %s",
+        (
+            fx.ExportState.running.value,
+            me.account_id,
+            progress,
+            int(total[0]),
+            me.model_dump_json(),
+            req.job_id,
+        ),
+    )
+    subject = Subject("export.approved", AuditAction.execute, "export", None, req.job_id)
+    await auditing.written(ctx, subject)
+    return job.model_copy(
+        update={
+            "state": fx.ExportState.running,
+            "approved_by": me.account_id,
+            "progress": progress,
+            "total": int(total[0]),
+        }
+    )
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+class _LostLease(Exception):
+    """Another replica took the job over (this run's lease lapsed): stop, store nothing."""
+
+
+@dataclass
+class _Run:
+    job: fx.ExportJob
+    principal: Principal
+    owner: str
+    cursor: str
+    page: int
+    done: int
+    exported: int
+    types: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass
+class _Page:
+    first: str
+    ids: list[str]
+    """Every patient of the page (the keyset walk), members or not."""
+    files: dict[str, list[dict[str, Any]]]
+    exported: list[str]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+async def _claim(runtime: Runtime, job_id: str, owner: str) -> bool:
+    """Take the job's lease if no live run holds it."""
+    assert runtime.db is not None
+    now = _now()
+    taken = await runtime.db.execute(
+        "UPDATE fhir_export_jobs SET lease_owner = %s, lease_until = %s "
+        "WHERE job_id = %s AND state = %s AND (lease_until IS NULL OR lease_until < %s)",
+        (
+            owner,
+            now + timedelta(seconds=fx.LEASE_S),
+            job_id,
+            fx.ExportState.running.value,
+            now,
+        ),
+    )
+    return taken == 1
+
+
+async def _start(runtime: Runtime, job_id: str, owner: str) -> _Run:
+    assert runtime.db is not None
+    job = await _load(runtime.db, job_id)
+    row = await runtime.db.fetchone(
+        "SELECT cursor_patient, page, exported, run_principal FROM fhir_export_jobs "
+        "WHERE job_id = %s",
+        (job_id,),
+    )
+    assert row is not None
+    principal = Principal.model_validate_json(row[3])
+    return _Run(
+        job, principal, owner, str(row[0]), int(row[1]), job.done, int(row[2]), frozenset(job.types)
+    )
+
+
+def _context(runtime: Runtime, run: _Run) -> CallContext:
+    """The call context of one page: the approving administrator's, as at approval."""
+    return CallContext(
+        method=fx.APPROVE_EXPORT.name,
+        principal=run.principal,
+        runtime=runtime,
+        deadline=time.time() + 60,
+    )
+
+
+def _changed(at: datetime | None, since: datetime | None) -> bool:
+    return since is None or (at is not None and at > since)
+
+
+async def _walk(runtime: Runtime, run: _Run) -> list[str]:
+    assert runtime.db is not None
+    rows = await runtime.db.fetchall(
+        "SELECT patient_id FROM patients WHERE patient_id > %s ORDER BY patient_id LIMIT %s",
+        (run.cursor, runtime.settings.fhir_export_page),
+    )
+    return [str(r[0]) for r in rows]
+
+
+async def _read_page(ctx: CallContext, run: _Run, ids: list[str]) -> _Page:
+    """One page's resources, decrypted under the job's session (one keyvault call for the
+    charts, one by scheduling for the appointments)."""
+    runtime = runtime_of(ctx)
+    database = runtime.db
+    job, types, since = run.job, run.types, run.job.since
+    members = ids
+    if job.group_id is not None:
+        members = [p for p in ids if (await care.decide(runtime, job.group_id, p)).allowed]
+    page = _Page(ids[0], ids, {t: [] for t in fx.EXPORT_TYPES}, [])
+    export_page = (job.job_id, page.first)
+    batch = Batch()
+    charts: list[
+        tuple[
+            store.PatientRow,
+            int | None,
+            list[tuple[store.EncounterRow, int]],
+            allergies.Source | None,
+        ]
+    ] = []
+    every: list[store.PrescriptionRow] = []
+    wanted: list[store.PrescriptionRow] = []
+    clinical = bool(types & {"Encounter", "Condition", "Observation"})
+    for patient_id in members:
+        row = await store.get_patient(database, patient_id)
+        if row is None:
+            continue
+        index = None
+        if "Patient" in types and _changed(row.updated_at, since):
+            fields = codec.patient_full_fields(row, clinical=False)
+            wanted_fields = {k: v for k, v in fields.items() if k in PATIENT_FIELDS}
+            index = batch.add(codec.PATIENTS, patient_id, wanted_fields, patient=patient_id)
+        encounters: list[tuple[store.EncounterRow, int]] = []
+        if clinical:
+            for e in await store.current_encounters(
+                database, patient_id, fx.ENCOUNTERS_PER_PATIENT
+            ):
+                if _changed(e.recorded_at, since):
+                    fields = codec.encounter_stored_fields(e)
+                    at = batch.add(codec.ENCOUNTERS, e.row_id, fields, patient=patient_id)
+                    encounters.append((e, at))
+        source = None
+        if "AllergyIntolerance" in types:
+            source = await allergies.source(database, patient_id)
+            if source.row is not None and not _changed(source.row.updated_at, since):
+                source = None  # the list has not changed since: nor has any entry
+            if source is not None:
+                source.add_to(batch)
+        charts.append((row, index, encounters, source))
+        if types & {"MedicationRequest", "Provenance"}:
+            mine = await store.prescriptions_of(database, patient_id)
+            every += mine
+            wanted += [
+                p
+                for p in mine
+                if _changed(max(p.created_at, p.status_changed_at or p.created_at), since)
+            ]
+    if max(len(batch.rows) + len(wanted), len(batch.mac_rows) + len(every)) > kv.MAX_ROWS:
+        raise Conflict(
+            f"a page of {len(ids)} patients holds more than the {kv.MAX_ROWS} rows of one "
+            "keyvault call: export with a smaller MEDIHAVEN_FHIR_EXPORT_PAGE"
+        )
+    plain, checked = await decrypt_with_prescriptions(
+        ctx, batch, every, wanted, export_page=export_page
+    )
+    files = page.files
+    found: set[str] = set()
+    for row, index, encounters, source in charts:
+        patient_id = row.patient_id
+        if index is not None:
+            if index in plain.failed:
+                raise IntegrityError("a chart does not decrypt: it was edited outside Medihaven")
+            files["Patient"].append(
+                fhirmap.patient(codec.patient(row, plain.rows[index], clinical=False))
+            )
+            found.add(patient_id)
+        for e, at in encounters:
+            if at in plain.failed:
+                continue
+            encounter = codec.encounter(e, plain.rows[at])
+            if "Encounter" in types:
+                files["Encounter"].append(fhirmap.encounter(encounter))
+            if "Condition" in types:
+                files["Condition"] += fhirmap.conditions(encounter)
+            if "Observation" in types:
+                files["Observation"] += fhirmap.observations(encounter)
+            found.add(patient_id)
+        if source is not None:
+            loaded = await allergies.read(ctx, source, plain)
+            for entry in loaded.entries:
+                if _changed(entry.updated_at, since):
+                    files["AllergyIntolerance"].append(fhirmap.allergy(patient_id, entry))
+                    found.add(patient_id)
+    for p in checked.prescriptions:
+        changed = max(p.created_at, p.status_changed_at or p.created_at)
+        if "MedicationRequest" in types and _changed(changed, since):
+            files["MedicationRequest"].append(fhirmap.medication_request(p))
+        if "Provenance" in types and _changed(p.created_at, since):
+            files["Provenance"].append(fhirmap.provenance(p))
+        found.add(p.patient_id)
+    if "Appointment" in types and members:
+        reply = await runtime.rpc.call(
+            fx.EXPORT_APPOINTMENTS,
+            fx.ExportAppointmentsRequest(
+                job_id=job.job_id, page_first=page.first, patient_ids=members, since=since
+            ),
+        )
+        for a in reply.appointments:
+            files["Appointment"].append(fhirmap.appointment(a))
+            found.add(a.patient_id)
+    page.exported = sorted(found)
+    return page
+
+
+def _ndjson(resources: list[dict[str, Any]]) -> bytes:
+    return b"".join(
+        json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode() + b"\n" for r in resources
+    )
+
+
+async def _seal_page(ctx: CallContext, run: _Run, page: _Page) -> None:
+    """Audit each exported patient (before anything of theirs is sealed), seal each type's
+    NDJSON in memory, and store the sealed files with the advanced cursor (one
+    transaction, under the lease)."""
+    runtime = runtime_of(ctx)
+    assert runtime.db is not None
+    # The page was read: renew the lease before its audits (a slow page is not taken over).
+    renewed = await runtime.db.execute(
+        "UPDATE fhir_export_jobs SET lease_until = %s WHERE job_id = %s AND lease_owner = %s",
+        (_now() + timedelta(seconds=fx.LEASE_S), run.job.job_id, run.owner),
+    )
+    if renewed != 1:
+        raise _LostLease
+    for patient_id in page.exported:
+        subject = Subject("export.patient", AuditAction.read, "patient", patient_id, run.job.job_id)
+        await auditing.read(ctx, subject, [patient_id])
+    box = SealedBox(PublicKey(base64.b64decode(run.job.recipient_public_key)))
+    number = run.page + 1
+    done = run.done + len(page.ids)
+    exported = run.exported + len(page.exported)
+    total = max(run.job.total, done)
+    progress = f"{done} of {total} patients read, {exported} exported"
+    async with runtime.db.transaction() as conn:
+        renewed = await db.execute(
+            conn,
+            "UPDATE fhir_export_jobs SET cursor_patient = %s, page = %s, done = %s, total = %s, "
+            "exported = %s, progress = %s, lease_until = %s "
+            "WHERE job_id = %s AND lease_owner = %s AND state = %s",
+            (
+                page.ids[-1],
+                number,
+                done,
+                total,
+                exported,
+                progress,
+                _now() + timedelta(seconds=fx.LEASE_S),
+                run.job.job_id,
+                run.owner,
+                fx.ExportState.running.value,
+            ),
+        )
+        if renewed != 1:
+            raise _LostLease
+        for kind, resources in page.files.items():
+            if resources:
+                await db.execute(
+                    conn,
+                    "INSERT INTO fhir_export_files (job_id, resource_type, part, line_count, "
+                    "sealed) VALUES (%s, %s, %s, %s, %s)",
+                    (run.job.job_id, kind, number, len(resources), box.encrypt(_ndjson(resources))),
+                )
+    run.cursor, run.page, run.done, run.exported = page.ids[-1], number, done, exported
+    run.job = run.job.model_copy(update={"total": total})
+
+
+async def _finish(runtime: Runtime, run: _Run) -> None:
+    assert runtime.db is not None
+    rows = await runtime.db.fetchall(
+        "SELECT resource_type, part, line_count, LENGTH(sealed) FROM fhir_export_files "
+        "WHERE job_id = %s",
+        (run.job.job_id,),
+    )
+    order = {t: i for i, t in enumerate(fx.EXPORT_TYPES)}
+    output = sorted(
+        ({"type": r[0], "part": int(r[1]), "count": int(r[2]), "bytes": int(r[3])} for r in rows),
+        key=lambda o: (order.get(str(o["type"]), 99), o["part"]),
+    )
+    await runtime.db.execute(
+        "UPDATE fhir_export_jobs SET state = %s, output = %s, progress = %s, lease_owner = NULL, "
+        "lease_until = NULL WHERE job_id = %s AND lease_owner = %s AND state = %s",
+        (
+            fx.ExportState.complete.value,
+            json.dumps(output),
+            f"complete: {run.exported} patients exported",
+            run.job.job_id,
+            run.owner,
+            fx.ExportState.running.value,
+        ),
+    )
+
+
+async def _fail(runtime: Runtime, run: _Run, message: str) -> None:
+    """The job fails, saying why; its sealed pages go with it (never half delivered)."""
+    assert runtime.db is not None
+    async with runtime.db.transaction() as conn:
+        failed = await db.execute(
+            conn,
+            "UPDATE fhir_export_jobs SET state = %s, error = %s, progress = %s, "
+            "lease_owner = NULL, lease_until = NULL WHERE job_id = %s AND lease_owner = %s",
+            (fx.ExportState.failed.value, message[:500], "failed", run.job.job_id, run.owner),
+        )
+        if failed == 1:
+            await db.execute(
+                conn, "DELETE FROM fhir_export_files WHERE job_id = %s", (run.job.job_id,)
+            )
+
+
+async def run_job(runtime: Runtime, job_id: str) -> None:
+    """Run (or resume) a job whose lease this replica takes; pages until done."""
+    owner = f"{runtime.instance}:{secrets.token_hex(4)}"
+    if not await _claim(runtime, job_id, owner):
+        return
+    run = await _start(runtime, job_id, owner)
+    try:
+        while True:
+            ctx = _context(runtime, run)
+            current_call.set(ctx)
+            ids = await _walk(runtime, run)
+            if not ids:
+                await _finish(runtime, run)
+                return
+            page = await _read_page(ctx, run, ids)
+            await _seal_page(ctx, run, page)
+            delay = runtime.settings.fhir_export_page_delay_s
+            if delay:
+                await asyncio.sleep(delay)
+    except _LostLease:
+        log.warning("records.export_lease_lost", job_id=job_id)
+    except (Unavailable, RpcTimeout) as exc:
+        # Transient: the lease lapses and a replica resumes at this page.
+        log.warning("records.export_paused", job_id=job_id, error=exc.message)
+    except Exception as exc:
+        message = exc.message if isinstance(exc, RpcError) else "the export failed"
+        log.warning("records.export_failed", job_id=job_id, error=message, kind=type(exc).__name__)
+        await _fail(runtime, run, message)
+
+
+async def resume_loop(runtime: Runtime) -> None:
+    """Every second: run any `running` job whose lease has lapsed (a new approval, or a
+    run whose replica died), one at a time on this replica."""
+    while True:
+        try:
+            assert runtime.db is not None
+            rows = await runtime.db.fetchall(
+                "SELECT job_id FROM fhir_export_jobs WHERE state = %s "
+                "AND (lease_until IS NULL OR lease_until < %s) ORDER BY requested_at LIMIT 10",
+                (fx.ExportState.running.value, _now()),
+            )
+            for (job_id,) in rows:
+                await run_job(runtime, str(job_id))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the loop outlives a database hiccup
+            log.warning("records.export_resume_failed", kind=type(exc).__name__)
+        await asyncio.sleep(RESUME_EVERY_S)
+
+
+async def status(req: fx.ExportJobRequest, ctx: CallContext) -> fx.ExportJob:
+    return await _load(runtime_of(ctx).db, req.job_id)
+
+
+async def file(req: fx.ExportFileRequest, ctx: CallContext) -> fx.ExportFile:
+    """A file of a complete export, sealed as it is stored (records cannot open it)."""
+    row = await runtime_of(ctx).db.fetchone(  # type: ignore[union-attr]
+        "SELECT line_count, sealed FROM fhir_export_files "
+        "WHERE job_id = %s AND resource_type = %s AND part = %s",
+        (req.job_id, req.resource_type, req.part),
+    )
+    if row is None:
+        raise NotFound("that export has no such file (yet)")
+    return fx.ExportFile(
+        resource_type=req.resource_type,
+        part=req.part,
+        count=row[0],
+        sealed=base64.b64encode(bytes(row[1])).decode(),
+    )
