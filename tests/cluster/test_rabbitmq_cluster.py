@@ -52,6 +52,8 @@ WRITES = 48
 WORKERS = 4
 ATTEMPTS = 40
 READ_PAUSE_S = 0.1
+RECOVERY_S = 30.0
+"""How long every service may take to be reachable again on the nodes left."""
 
 
 @dataclass
@@ -395,11 +397,19 @@ def test_killing_a_node_under_load_loses_and_duplicates_nothing(cluster: Cluster
     assert duplicated == 0, "a write happened twice"
     assert not audit_lost, "an audit event was lost"
     assert admin.client.get("/api/v1/audit/verify")["ok"]
-    # every service recovered on the two nodes left, without a restart
+    # every service recovered on the two nodes left, without a restart. A service the
+    # load never called (chat) notices the loss only by its own connection and may still
+    # be between two reconnection attempts when the writes are done: given a bound.
     for proc in [*world.procs.values(), world.gateway]:
         assert proc.popen.poll() is None, f"{proc.module} exited"
-    health = httpx.get(f"{world.url}/api/v1/health/mesh", timeout=10)
-    assert health.status_code == 200, health.text
+    health: list[httpx.Response] = []
+
+    def mesh_healthy() -> bool:
+        health.append(httpx.get(f"{world.url}/api/v1/health/mesh", timeout=10))
+        return health[-1].status_code == 200
+
+    assert until_sync(mesh_healthy, RECOVERY_S, 0.5), health[-1].text
+    print(f"mesh healthy again {time.monotonic() - killed_at:.1f} s after the kill")
     assert desk.client.request("GET", "/api/v1/me").status_code == 200
     connected = rabbitmq.ctl(nodes.names[1], "list_connections", "user", "--no-table-headers")
     for identity in ("gateway", "auth", "records", "keyvault", "audit", "chat", "scheduling"):
