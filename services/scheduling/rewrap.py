@@ -1,5 +1,5 @@
 """Scheduling's tables for the online rewrap (`mesh.rewrap`): appointments, bound to their
-patient and physician (as `handlers._binding` binds them)."""
+patient and physician (as `steps.binding` binds them)."""
 
 from __future__ import annotations
 
