@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -38,6 +37,22 @@ def recorder(seen: list[tuple[str, str]], group: str):  # type: ignore[no-untype
     return make
 
 
+def marker(tag: str) -> str:
+    """The note of a last event written after the ones a test counts: events reach a
+    consumer in the order they were published, so once it has the marker, it has had
+    everything published before it, a second delivery included (no waiting for nothing)."""
+    return f"end-{tag}"
+
+
+async def write_marker(client: Runtime, tag: str) -> None:
+    note = marker(tag)
+    await client.rpc.call(WRITE_NOTE, NoteRequest(note=note), idempotency_key=note)
+
+
+def without_markers(seen: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return sorted((who, note) for who, note in seen if not note.startswith("end-"))
+
+
 async def test_event_reaches_two_independent_consumer_groups(settings: Settings) -> None:
     seen: list[tuple[str, str]] = []
     tag = uuid.uuid4().hex[:6]
@@ -48,15 +63,22 @@ async def test_event_reaches_two_independent_consumer_groups(settings: Settings)
         client_runtime(settings) as client,
     ):
         await client.rpc.call(WRITE_NOTE, NoteRequest(note=f"n-{tag}"), idempotency_key=tag)
-        await until(lambda: len(seen) >= 2)
-        await asyncio.sleep(0.3)  # nothing more arrives
-        assert sorted(seen) == sorted((g, f"n-{tag}") for g in groups)
+        await write_marker(client, tag)
+        await until(lambda: {g for g, n in seen if n == marker(tag)} == set(groups))
+        assert without_markers(seen) == sorted((g, f"n-{tag}") for g in groups)
 
 
 async def test_two_replicas_of_a_group_compete(settings: Settings) -> None:
     seen: list[tuple[str, str]] = []
     group = f"shared-{uuid.uuid4().hex[:6]}"
-    spec = [ConsumerSpec(group, [NOTE_WRITTEN], recorder(seen, group))]
+
+    def by_replica(runtime: Runtime):  # type: ignore[no-untyped-def]
+        async def handle(event: ReceivedEvent[NoteWritten]) -> None:
+            seen.append((runtime.instance, event.payload.note))
+
+        return handle
+
+    spec = [ConsumerSpec(group, [NOTE_WRITTEN], by_replica)]
     async with (
         running_service(settings, consumers=spec),
         running_service(settings, consumers=spec),
@@ -66,9 +88,21 @@ async def test_two_replicas_of_a_group_compete(settings: Settings) -> None:
             await client.rpc.call(
                 WRITE_NOTE, NoteRequest(note=str(i)), idempotency_key=f"{group}{i}"
             )
-        await until(lambda: len(seen) >= 20)
-        await asyncio.sleep(0.3)
-        assert sorted(n for _, n in seen) == sorted(str(i) for i in range(20))
+        # Markers (see `marker`) until each replica has had one: then each has had all
+        # that was delivered to it before, a second delivery of a note included.
+        replicas: set[str] = set()
+        for i in range(40):
+            tag = f"{group}-{i}"
+            await write_marker(client, tag)
+
+            def got_it(note: str = marker(tag)) -> set[str]:
+                return {who for who, n in seen if n == note}
+
+            replicas |= await until(got_it)
+            if len(replicas) == 2:
+                break
+        assert len(replicas) == 2, "one replica never got an event"
+        assert sorted(n for _, n in without_markers(seen)) == sorted(str(i) for i in range(20))
 
 
 CRASHING_WRITER = textwrap.dedent(
@@ -130,9 +164,18 @@ async def test_outbox_survives_a_crash_between_commit_and_publish(settings: Sett
         await svc.db.execute("UPDATE mesh_outbox SET sent_at = NULL")
         assert svc.relay is not None
         svc.relay.notify()
-        await asyncio.sleep(1.0)  # let the duplicate arrive
-        rows = await svc.db.fetchall("SELECT COUNT(*) FROM mesh_outbox WHERE sent_at IS NULL")
-        assert rows[0][0] == 0
+        database = svc.db
+
+        async def all_sent_again() -> bool:
+            rows = await database.fetchall("SELECT COUNT(*) FROM mesh_outbox WHERE sent_at IS NULL")
+            return bool(rows[0][0] == 0)
+
+        await until(all_sent_again)
+        # the duplicate was published: a marker after it (see `marker`) says it arrived
+        async with database.transaction() as conn:
+            await outbox.add_event(conn, NOTE_WRITTEN, NoteWritten(note_id=0, note=marker(tag)))
+        svc.written()
+        await until(lambda: ("effect", marker(tag)) in seen)
     assert counts[note] == 1
 
 
@@ -160,6 +203,8 @@ async def test_outbox_event_is_not_published_when_the_write_rolls_back(settings:
             await db.execute(conn, "INSERT INTO notes (note) VALUES ('committed')")
             await outbox.add_event(conn, NOTE_WRITTEN, NoteWritten(note_id=2, note=f"ok-{tag}"))
         svc.written()
-        await until(lambda: len(seen) >= 1)
-        await asyncio.sleep(0.3)
-        assert seen == [("rb", f"ok-{tag}")]
+        async with svc.db.transaction() as conn:  # a marker (see `marker`) after them
+            await outbox.add_event(conn, NOTE_WRITTEN, NoteWritten(note_id=3, note=marker(tag)))
+        svc.written()
+        await until(lambda: ("rb", marker(tag)) in seen)
+        assert without_markers(seen) == [("rb", f"ok-{tag}")]
