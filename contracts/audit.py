@@ -28,6 +28,125 @@ class AuditAction(StrEnum):
     execute = "E"
 
 
+class AuditType(StrEnum):
+    """Every type of audit event, `<subject>.<what>`: the subject says who may record it
+    (`AUDIT_TYPE_SOURCES`), and administrators filter the log on these values."""
+
+    # patient: recorded by records
+    patient_break_glass = "patient.break_glass"
+    patient_briefs = "patient.briefs"
+    patient_create = "patient.create"
+    patient_duplicate_shown = "patient.duplicate_shown"
+    patient_flags = "patient.flags"
+    patient_list = "patient.list"
+    patient_read = "patient.read"
+    patient_search = "patient.search"
+    patient_summary = "patient.summary"
+    patient_update = "patient.update"
+
+    # encounter: recorded by records
+    encounter_amend = "encounter.amend"
+    encounter_create = "encounter.create"
+    encounter_list = "encounter.list"
+    encounter_read = "encounter.read"
+
+    # prescription: recorded by records
+    prescription_cancel = "prescription.cancel"
+    prescription_check = "prescription.check"
+    prescription_complete = "prescription.complete"
+    prescription_create = "prescription.create"
+    prescription_list = "prescription.list"
+    prescription_read = "prescription.read"
+    prescription_verify = "prescription.verify"
+
+    # allergy: recorded by records
+    allergy_change = "allergy.change"
+    allergy_list = "allergy.list"
+    allergy_list_built = "allergy.list_built"
+    allergy_record = "allergy.record"
+
+    # catalog: recorded by records
+    catalog_add = "catalog.add"
+    catalog_retire = "catalog.retire"
+    catalog_sample_loaded = "catalog.sample_loaded"
+    catalog_update = "catalog.update"
+
+    # export: recorded by records
+    export_approved = "export.approved"
+    export_patient = "export.patient"
+    export_requested = "export.requested"
+
+    # appointment: recorded by scheduling
+    appointment_book = "appointment.book"
+    appointment_cancel = "appointment.cancel"
+    appointment_check_in = "appointment.check_in"
+    appointment_finish = "appointment.finish"
+    appointment_no_show = "appointment.no_show"
+    appointment_read = "appointment.read"
+    appointment_reschedule = "appointment.reschedule"
+    appointment_start = "appointment.start"
+
+    # availability: recorded by scheduling
+    availability_change = "availability.change"
+
+    # calendar: recorded by scheduling
+    calendar_read = "calendar.read"
+    calendar_today = "calendar.today"
+
+    # auth: recorded by auth
+    auth_account_disabled = "auth.account_disabled"
+    auth_account_enabled = "auth.account_enabled"
+    auth_key_rotated = "auth.key_rotated"
+    auth_registered = "auth.registered"
+    auth_token_issued = "auth.token_issued"  # noqa: S105 (an event name, not a secret)
+    auth_token_revoked = "auth.token_revoked"  # noqa: S105
+
+    # attendance: recorded by auth, the gateway and the keyvault
+    attendance_check_in = "attendance.check_in"
+    attendance_check_out = "attendance.check_out"
+    attendance_event_refused = "attendance.event_refused"
+    attendance_off_duty_break_glass = "attendance.off_duty_break_glass"
+    attendance_off_duty_emergency = "attendance.off_duty_emergency"
+    attendance_off_duty_refused = "attendance.off_duty_refused"
+    attendance_unreadable = "attendance.unreadable"
+    attendance_webhook_refused = "attendance.webhook_refused"
+
+    # vault: recorded by the keyvault
+    vault_care_refused = "vault.care_refused"
+    vault_ceremony_cancelled = "vault.ceremony_cancelled"
+    vault_ceremony_committed = "vault.ceremony_committed"
+    vault_ceremony_prepared = "vault.ceremony_prepared"
+    vault_ceremony_share = "vault.ceremony_share"
+    vault_ceremony_started = "vault.ceremony_started"
+    vault_grant_refused = "vault.grant_refused"
+    vault_initialise = "vault.initialise"
+    vault_key_destroyed = "vault.key_destroyed"
+    vault_min_decryption = "vault.min_decryption"
+    vault_rewrap_cancelled = "vault.rewrap_cancelled"
+    vault_rewrap_completed = "vault.rewrap_completed"
+    vault_rewrap_rows_failed = "vault.rewrap_rows_failed"
+    vault_rewrap_started = "vault.rewrap_started"
+    vault_root_adopted = "vault.root_adopted"
+    vault_rotate = "vault.rotate"
+    vault_seal = "vault.seal"
+    vault_unseal = "vault.unseal"
+
+    # gateway: recorded by the gateway
+    gateway_rate_limited = "gateway.rate_limited"
+    gateway_signature_refused = "gateway.signature_refused"
+
+    # bus: recorded by any service (a refused call, event or signature on the bus)
+    bus_call_refused = "bus.call_refused"
+    bus_event_refused = "bus.event_refused"
+    bus_signature_refused = "bus.signature_refused"
+
+    # integrity: a row whose MAC does not verify (auth, records, scheduling, chat, audit)
+    integrity_row_rejected = "integrity.row_rejected"
+
+    # audit: recorded by the audit service itself
+    audit_integrity_alert = "audit.integrity_alert"
+
+
 class AuditOutcome(StrEnum):
     """FHIR AuditEvent.outcome, simplified: success, refused (4xx), failure (5xx)."""
 
@@ -100,9 +219,16 @@ service cannot write a `patient.read` into the chain in records' name."""
 
 
 def may_record(type: str, publisher: str | None) -> bool:
-    """Whether `publisher` (broker-validated) may record an audit event of `type`."""
+    """Whether `publisher` (broker-validated) may record an audit event of `type`: a type
+    of `AuditType` (a made-up one would escape the administrators' filters) whose subject
+    is `publisher`'s."""
+    if type not in _KNOWN_TYPES:
+        return False
     sources = AUDIT_TYPE_SOURCES.get(type.split(".", 1)[0], frozenset())
     return publisher is not None and publisher in sources
+
+
+_KNOWN_TYPES = frozenset(t.value for t in AuditType)
 
 
 AUDIT_RECORDED = EventType("audit.recorded", AuditEvent, publishers=AUDIT_PUBLISHERS)
@@ -136,7 +262,7 @@ class AuditQuery(Model):
     patient_id: str | None = Field(default=None, max_length=64)
     action: AuditAction | None = None
     outcome: AuditOutcome | None = None
-    type: str | None = Field(default=None, max_length=100)
+    type: AuditType | None = None
     sort: SortField = SortField.seq
     descending: bool = False
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)

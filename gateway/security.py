@@ -26,7 +26,7 @@ from starlette.datastructures import URL
 from starlette.types import Scope
 
 from contracts import auth
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.auth import AccountStatus
 from contracts.base import Principal
 from gateway.errors import ApiError
@@ -160,7 +160,7 @@ class Security:
         if decision is not None and not decision.allowed:
             bucket = decision.bucket
             await self.refusal(
-                "gateway.rate_limited", f"bucket {bucket.name} empty", principal=principal
+                AuditType.gateway_rate_limited, f"bucket {bucket.name} empty", principal=principal
             )
             raise ApiError(
                 429,
@@ -187,7 +187,7 @@ class Security:
 
     async def refusal(
         self,
-        type: str,
+        type: AuditType,
         detail: str,
         *,
         principal: Principal | None = None,
@@ -254,7 +254,9 @@ class Security:
             decision = await self._check_limits(buckets, principal, parsed.nonce)
         except SignatureError as exc:
             await self.refusal(
-                "gateway.signature_refused", f"{exc.reason.value}: {exc.message}", address=address
+                AuditType.gateway_signature_refused,
+                f"{exc.reason.value}: {exc.message}",
+                address=address,
             )
             raise
         return Caller(principal, proof, parsed.nonce, decision, body)
@@ -291,7 +293,9 @@ class Security:
             await self.remember_nonce(parsed.key_id, parsed.nonce)
         except SignatureError as exc:
             await self.refusal(
-                "gateway.signature_refused", f"{exc.reason.value}: {exc.message}", address=address
+                AuditType.gateway_signature_refused,
+                f"{exc.reason.value}: {exc.message}",
+                address=address,
             )
             raise
         return proof

@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contracts import attendance as att
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.base import Principal, Role, RpcMethod
 from contracts.records import MAY_READ, CareBasis, MayReadRequest
 from mesh import audit
@@ -78,7 +78,7 @@ def why(settings: Settings, status: att.DutyStatus, role: Role) -> str:
 
 async def _audit(
     runtime: Runtime,
-    type: str,
+    type: AuditType,
     outcome: AuditOutcome,
     principal: Principal,
     method: RpcMethod[Any, Any],
@@ -100,7 +100,7 @@ async def _audit(
     await audit.record(runtime, event)
 
 
-async def _refusal(runtime: Runtime, type: str, *args: Any) -> None:
+async def _refusal(runtime: Runtime, type: AuditType, *args: Any) -> None:
     try:
         await _audit(runtime, type, AuditOutcome.refused, *args)
     except RpcError:
@@ -115,7 +115,7 @@ async def duty_of(runtime: Runtime, principal: Principal, method: RpcMethod[Any,
     except RpcError as exc:
         log.error("attendance.state_unreadable", error=exc.message)
         await _refusal(
-            runtime, "attendance.unreadable", principal, method, None, f"{exc.code.value}"
+            runtime, AuditType.attendance_unreadable, principal, method, None, f"{exc.code.value}"
         )
         raise Unavailable(
             "the attendance state cannot be read just now, so patient data is refused; "
@@ -153,7 +153,7 @@ async def enforce(
         if not status.on_duty:  # the door itself stays open; say who used it off duty
             await _audit(
                 runtime,
-                "attendance.off_duty_break_glass",
+                AuditType.attendance_off_duty_break_glass,
                 AuditOutcome.success,
                 principal,
                 method,
@@ -175,7 +175,7 @@ async def enforce(
     ):
         await _audit(
             runtime,
-            "attendance.off_duty_emergency",
+            AuditType.attendance_off_duty_emergency,
             AuditOutcome.success,
             principal,
             method,
@@ -185,7 +185,7 @@ async def enforce(
         )
         return True
     await _refusal(
-        runtime, "attendance.off_duty_refused", principal, method, patient_id, "not on duty"
+        runtime, AuditType.attendance_off_duty_refused, principal, method, patient_id, "not on duty"
     )
     raise OffDuty(
         why(settings, status, principal.role),

@@ -12,7 +12,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.audit import AUDIT_RECORDED, AuditAction, AuditAgent, AuditEvent, AuditOutcome
+from contracts.audit import (
+    AUDIT_RECORDED,
+    AuditAction,
+    AuditAgent,
+    AuditEvent,
+    AuditOutcome,
+    AuditType,
+)
 from contracts.base import Principal
 from contracts.errors import ErrorCode
 from mesh import outbox
@@ -26,7 +33,7 @@ log = get_logger("mesh.audit")
 
 def make_event(
     source: str,
-    type: str,
+    type: AuditType,
     action: AuditAction,
     outcome: AuditOutcome,
     *,
@@ -93,7 +100,7 @@ FAILURES = frozenset(
 async def record_unsuccessful(
     runtime: Runtime,
     source: str,
-    type: str,
+    type: AuditType,
     action: AuditAction,
     exc: BaseException,
     *,
@@ -124,7 +131,7 @@ async def record_unsuccessful(
         log.error("audit.refusal_not_recorded", type=type, error=audit_error.message)
 
 
-async def record_refusal(runtime: Runtime, source: str, type: str, detail: str) -> None:
+async def record_refusal(runtime: Runtime, source: str, type: AuditType, detail: str) -> None:
     """Audit a refused call or event (best effort: refusing is already the safe outcome)."""
     event = make_event(source, type, AuditAction.execute, AuditOutcome.refused, detail=detail)
     try:

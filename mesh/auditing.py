@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from contracts.audit import MAX_PATIENTS, AuditAction, AuditOutcome
+from contracts.audit import MAX_PATIENTS, AuditAction, AuditOutcome, AuditType
 from mesh import audit
 from mesh.context import CallContext
 from mesh.runtime import Runtime
@@ -26,7 +26,7 @@ from mesh.runtime import Runtime
 class Subject:
     """What an action concerns; the handler fills in what it learns (e.g. the patient)."""
 
-    type: str
+    type: AuditType
     action: AuditAction
     entity_type: str | None = None
     patient_id: str | None = None
@@ -89,7 +89,7 @@ async def read(
 @asynccontextmanager
 async def audited(
     ctx: CallContext,
-    type: str,
+    type: AuditType,
     action: AuditAction,
     entity_type: str | None = None,
     *,

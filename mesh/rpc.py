@@ -34,6 +34,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import PublishError
 from pydantic import BaseModel, ValidationError
 
+from contracts.audit import AuditType
 from contracts.base import (
     DEAD_LETTER_EXCHANGE,
     Principal,
@@ -490,7 +491,7 @@ def _split_body(body: bytes, headers: dict[str, Any]) -> tuple[bytes, bytes]:
     return body, b""
 
 
-async def _audit_refusal(runtime: Runtime, type: str, ctx: CallContext, detail: str) -> None:
+async def _audit_refusal(runtime: Runtime, type: AuditType, ctx: CallContext, detail: str) -> None:
     """Audit a refused call (best effort: the refusal itself is the safe outcome)."""
     from mesh import audit  # mesh.audit needs the runtime, which needs this module
 
@@ -736,7 +737,9 @@ class RpcServer:
     async def _dispatch(self, route: _Route[Any, Any], body: bytes, ctx: CallContext) -> bytes:
         method = route.method
         if not method.may_call(ctx.caller):
-            await _audit_refusal(self.runtime, "bus.call_refused", ctx, f"{ctx.caller or '?'}")
+            await _audit_refusal(
+                self.runtime, AuditType.bus_call_refused, ctx, f"{ctx.caller or '?'}"
+            )
             raise Forbidden(
                 f"{ctx.caller or 'this caller'} may not call {method.name}",
                 details={"caller": ctx.caller},
@@ -804,7 +807,7 @@ class RpcServer:
                 ctx.proof, ctx.signed_body, runtime.accounts, runtime.settings
             )
         except Unauthenticated as exc:
-            await _audit_refusal(runtime, "bus.signature_refused", ctx, exc.message)
+            await _audit_refusal(runtime, AuditType.bus_signature_refused, ctx, exc.message)
             raise
 
     async def _authorise(
@@ -832,6 +835,6 @@ class RpcServer:
                     "request signature refused: this signed request was already used"
                 )
         except Unauthenticated as exc:
-            await _audit_refusal(runtime, "bus.signature_refused", ctx, exc.message)
+            await _audit_refusal(runtime, AuditType.bus_signature_refused, ctx, exc.message)
             raise
         ctx.principal, ctx.operation = principal, operation

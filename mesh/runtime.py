@@ -17,6 +17,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 
+from contracts.audit import AuditType
 from contracts.auth import ACCOUNT_CHANGED, AccountChanged
 from contracts.base import EventType
 from contracts.common import CONSUMES, IDENTITIES
@@ -157,7 +158,7 @@ class Runtime:
 
             detail = f"{routing_key} from {publisher or 'an unknown publisher'}"
             source = self.identity or self.name
-            await audit.record_refusal(self, source, "bus.event_refused", detail)
+            await audit.record_refusal(self, source, AuditType.bus_event_refused, detail)
 
         consumer = EventConsumer(
             self.connection,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from contracts import audit
-from contracts.audit import AuditAction, AuditAgent, AuditEvent, AuditOutcome
+from contracts.audit import AuditAction, AuditAgent, AuditEvent, AuditOutcome, AuditType
 from mesh.events import EventHandler, ReceivedEvent
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
@@ -46,7 +46,7 @@ def audit_alert(event: AuditEvent, problem: str) -> AuditEvent:
     """The chain's entry for a quarantined event: what arrived, and why it is kept apart."""
     return AuditEvent(
         event_id=f"alert:{event.event_id}"[:64],
-        type="audit.integrity_alert",
+        type=AuditType.audit_integrity_alert,
         action=AuditAction.execute,
         outcome=AuditOutcome.failure,
         recorded=datetime.now(UTC),

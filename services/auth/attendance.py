@@ -36,7 +36,7 @@ from pydantic import SecretStr, ValidationError
 
 from contracts import attendance as att
 from contracts import auth
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.auth import Account, AccountStatus
 from mesh import audit, db, outbox
 from mesh.context import CallContext
@@ -225,7 +225,7 @@ async def _record(
     note = detail if changed else f"{detail} (older than the latest event: nothing changed)"
     event = audit.make_event(
         auth.SERVICE,
-        f"attendance.{kind.value}",
+        AuditType.attendance_check_in if kind is Kind.check_in else AuditType.attendance_check_out,
         AuditAction.update,
         AuditOutcome.success,
         entity_type=auth.ACCOUNTS_TABLE,
@@ -235,7 +235,7 @@ async def _record(
     await audit.record(runtime, event, conn=conn)
 
 
-async def _refused(runtime: Runtime, type: str, detail: str, account_id: str | None) -> None:
+async def _refused(runtime: Runtime, type: AuditType, detail: str, account_id: str | None) -> None:
     event = audit.make_event(
         auth.SERVICE,
         type,
@@ -383,7 +383,9 @@ async def webhook(req: att.WebhookRequest, ctx: CallContext) -> att.WebhookReply
             time.time(),
         )
     except WebhookRefused as exc:
-        await _refused(runtime, "attendance.webhook_refused", f"{exc.reason}: {exc.message}", None)
+        await _refused(
+            runtime, AuditType.attendance_webhook_refused, f"{exc.reason}: {exc.message}", None
+        )
         raise Unauthenticated(exc.message, details={"reason": exc.reason}) from None
     try:
         event = att.WebhookEvent.model_validate_json(body)
@@ -460,7 +462,7 @@ def consume(runtime: Runtime) -> EventHandler:
         if _future(payload.at):
             await _refused(
                 runtime,
-                "attendance.event_refused",
+                AuditType.attendance_event_refused,
                 f"{event.routing_key} dated in the future",
                 payload.staff_id,
             )
@@ -470,7 +472,7 @@ def consume(runtime: Runtime) -> EventHandler:
         except (NotFound, InvalidRequest) as exc:
             await _refused(
                 runtime,
-                "attendance.event_refused",
+                AuditType.attendance_event_refused,
                 f"{event.routing_key}: {exc.message}",
                 payload.staff_id,
             )

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from contracts import auth, fhir
 from contracts import keyvault as kv
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.auth import Account, AccountRecord, AccountStatus, TokenState, token_hash
 from contracts.base import Principal, Role
 from mesh import audit, outbox
@@ -85,7 +85,7 @@ def token_info(token: StoredToken) -> auth.TokenInfo:
 
 async def _audit(
     ctx: CallContext,
-    type: str,
+    type: AuditType,
     action: AuditAction,
     outcome: AuditOutcome,
     *,
@@ -135,7 +135,7 @@ async def _store_new_token(ctx: CallContext, token: str, row: StoredToken) -> au
     await store.insert_token(ctx.tx, row)
     await _audit(
         ctx,
-        "auth.token_issued",
+        AuditType.auth_token_issued,
         AuditAction.create,
         AuditOutcome.success,
         entity_type=store.TOKENS_TABLE,
@@ -194,7 +194,7 @@ async def register(req: auth.RegisterRequest, ctx: CallContext) -> auth.Account:
     await store.update_token(ctx.tx, StoredToken.of(sealed.token, sealed.token_mac))
     await _audit(
         ctx,
-        "auth.registered",
+        AuditType.auth_registered,
         AuditAction.create,
         AuditOutcome.success,
         entity_type="staff_accounts",
@@ -262,7 +262,7 @@ async def revoke_token(req: auth.RevokeTokenRequest, ctx: CallContext) -> auth.T
     await store.update_token(ctx.tx, revoked)
     await _audit(
         ctx,
-        "auth.token_revoked",
+        AuditType.auth_token_revoked,
         AuditAction.update,
         AuditOutcome.success,
         entity_type=store.TOKENS_TABLE,
@@ -307,7 +307,9 @@ async def set_account_status(req: auth.SetAccountStatusRequest, ctx: CallContext
     account = await _change_account(ctx, req.account_id, status=req.status)
     await _audit(
         ctx,
-        f"auth.account_{'disabled' if req.status is AccountStatus.disabled else 'enabled'}",
+        AuditType.auth_account_disabled
+        if req.status is AccountStatus.disabled
+        else AuditType.auth_account_enabled,
         AuditAction.update,
         AuditOutcome.success,
         entity_type="staff_accounts",
@@ -323,7 +325,7 @@ async def rotate_key(req: auth.RotateKeyRequest, ctx: CallContext) -> auth.Accou
     account = await _change_account(ctx, _signer(ctx).account_id, public_key=req.new_public_key)
     await _audit(
         ctx,
-        "auth.key_rotated",
+        AuditType.auth_key_rotated,
         AuditAction.update,
         AuditOutcome.success,
         entity_type="staff_accounts",

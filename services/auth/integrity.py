@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from contracts import keyvault as kv
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.auth import SERVICE, account_mac_row
 from contracts.rows import MacRow
 from mesh import audit
@@ -95,7 +95,7 @@ async def verified(runtime: Runtime, items: Sequence[T]) -> list[T]:
             runtime,
             audit.make_event(
                 SERVICE,
-                "integrity.row_rejected",
+                AuditType.integrity_row_rejected,
                 AuditAction.read,
                 AuditOutcome.failure,
                 entity_type=row.table,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contracts import fhirexport as fx
 from contracts import keyvault as kv
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.base import Role
 from contracts.records import CLINICAL_TABLES, MAY_READ, MayReadRequest
 from mesh import audit
@@ -45,8 +45,8 @@ def _operation(ctx: CallContext) -> Operation:
     return ctx.operation
 
 
-async def _audit(
-    ctx: CallContext, type: str, outcome: AuditOutcome, detail: str | None = None
+async def audit_action(
+    ctx: CallContext, type: AuditType, outcome: AuditOutcome, detail: str | None = None
 ) -> None:
     assert ctx.runtime is not None
     event = audit.make_event(kv.SERVICE, type, AuditAction.execute, outcome, detail=detail)
@@ -92,11 +92,13 @@ async def init(req: kv.InitRequest, ctx: CallContext) -> kv.InitReply:
     try:
         shares = await vault.initialise(req.threshold, req.shares)
     except RpcError as exc:
-        await _audit(ctx, "vault.initialise", AuditOutcome.refused, exc.message)
+        await audit_action(ctx, AuditType.vault_initialise, AuditOutcome.refused, exc.message)
         raise
     sealed = [seal_share(req.recipient_public_key, share) for share in shares]
     shares.clear()
-    await _audit(ctx, "vault.initialise", AuditOutcome.success, f"{req.threshold} of {req.shares}")
+    await audit_action(
+        ctx, AuditType.vault_initialise, AuditOutcome.success, f"{req.threshold} of {req.shares}"
+    )
     return kv.InitReply(sealed_shares=sealed, threshold=req.threshold, shares=req.shares)
 
 
@@ -107,10 +109,10 @@ async def unseal(req: kv.UnsealRequest, ctx: CallContext) -> kv.StatusReply:
     try:
         await vault.submit_share(req.sealed_share)
     except RpcError as exc:
-        await _audit(ctx, "vault.unseal", AuditOutcome.refused, exc.message)
+        await audit_action(ctx, AuditType.vault_unseal, AuditOutcome.refused, exc.message)
         raise
     if was_sealed and vault.state is kv.VaultState.unsealed:
-        await _audit(ctx, "vault.unseal", AuditOutcome.success, "unsealed")
+        await audit_action(ctx, AuditType.vault_unseal, AuditOutcome.success, "unsealed")
         return await status_reply(vault, "unsealed")
     meta = vault.meta
     assert meta is not None
@@ -127,7 +129,7 @@ async def seal(req: kv.SealRequest, ctx: CallContext) -> kv.StatusReply:
     vault = _vault(ctx)
     await vault.seal()
     _accounts(ctx).clear()
-    await _audit(ctx, "vault.seal", AuditOutcome.success)
+    await audit_action(ctx, AuditType.vault_seal, AuditOutcome.success)
     return await status_reply(vault, "sealed: every key was wiped from this replica's memory")
 
 
@@ -138,9 +140,9 @@ async def rotate(req: kv.RotateRequest, ctx: CallContext) -> kv.RotateReply:
     assert ctx.runtime is not None
     # Every replica encrypts under the new keys at once (not at its next sync).
     await ctx.runtime.rpc.gather(kv.SYNC, kv.SyncRequest(), window_s=0.5)
-    await _audit(
+    await audit_action(
         ctx,
-        "vault.rotate",
+        AuditType.vault_rotate,
         AuditOutcome.success,
         f"{req.purpose.value}: added {added}, retired {retired}",
     )
@@ -167,7 +169,7 @@ async def decrypt(req: kv.DecryptRequest, ctx: CallContext) -> kv.DecryptReply:
             assert ctx.runtime is not None and ctx.runtime.db is not None
             await exports.open_session(ctx.runtime.db, operation, kickoff)
     except Forbidden as exc:
-        await _audit(ctx, "vault.grant_refused", AuditOutcome.refused, exc.message)
+        await audit_action(ctx, AuditType.vault_grant_refused, AuditOutcome.refused, exc.message)
         raise
     await require_duty(ctx, operation)
     group = exports.group_of(kickoff) if kickoff is not None else None
@@ -200,7 +202,7 @@ async def export_decrypt(req: fx.ExportDecryptRequest, ctx: CallContext) -> kv.D
         grants.owned(ctx.caller, sorted({r.table for r in req.mac_rows}))
         session, patients = await exports.page_of(ctx.runtime.db, req)
     except Forbidden as exc:
-        await _audit(ctx, "vault.grant_refused", AuditOutcome.refused, exc.message)
+        await audit_action(ctx, AuditType.vault_grant_refused, AuditOutcome.refused, exc.message)
         raise
     if session.group_id is not None:
         for member in sorted(patients):
@@ -220,8 +222,11 @@ async def require_care(ctx: CallContext, physician_id: str, patient_id: str | No
         allowed = await _care(ctx.runtime).allowed(ctx.runtime, physician_id, patient_id)
     if allowed:
         return
-    await _audit(
-        ctx, "vault.care_refused", AuditOutcome.refused, f"patient {patient_id or 'unnamed'}"
+    await audit_action(
+        ctx,
+        AuditType.vault_care_refused,
+        AuditOutcome.refused,
+        f"patient {patient_id or 'unnamed'}",
     )
     raise Forbidden(
         "the keyvault decrypts clinical data only for a physician with a care relationship "
@@ -282,7 +287,7 @@ async def blind_index(req: kv.BlindIndexRequest, ctx: CallContext) -> kv.BlindIn
     try:
         grants.check_blind_index(_operation(ctx), req.queries)
     except Forbidden as exc:
-        await _audit(ctx, "vault.grant_refused", AuditOutcome.refused, exc.message)
+        await audit_action(ctx, AuditType.vault_grant_refused, AuditOutcome.refused, exc.message)
         raise
     await require_duty(ctx, _operation(ctx))
     return kv.BlindIndexReply(tokens=vault.blind_indexes(req.queries))

@@ -16,14 +16,13 @@ from collections.abc import Sequence
 from prometheus_client import Counter
 
 from contracts import keyvault as kv
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditOutcome, AuditType
 from contracts.rewrap import KEY_USAGE
-from mesh import audit
 from mesh.context import CallContext
 from mesh.errors import BadRequest, Conflict, RpcError, Sealed
 from mesh.logging import get_logger
 from services.keyvault import grants, store
-from services.keyvault.handlers import router, status_reply
+from services.keyvault.handlers import audit_action, router, status_reply
 from services.keyvault.sealedbox import SealedShareError, seal_share
 from services.keyvault.vault import Vault
 
@@ -51,14 +50,6 @@ def _vault(ctx: CallContext) -> Vault:
 
 def _who(ctx: CallContext) -> str:
     return ctx.principal.account_id if ctx.principal else "?"
-
-
-async def _audit(
-    ctx: CallContext, type: str, outcome: AuditOutcome, detail: str | None = None
-) -> None:
-    assert ctx.runtime is not None
-    event = audit.make_event(kv.SERVICE, type, AuditAction.execute, outcome, detail=detail)
-    await audit.record(ctx.runtime, event)
 
 
 async def _sync_replicas(ctx: CallContext) -> list[kv.SyncReply]:
@@ -173,10 +164,13 @@ async def rewrap_start(req: kv.RewrapStartRequest, ctx: CallContext) -> kv.Rewra
     if run_id is None:
         running = await store.current_run(vault.db)
         detail = f"a rewrap is running ({running.run_id if running else '?'})"
-        await _audit(ctx, "vault.rewrap_started", AuditOutcome.refused, detail)
+        await audit_action(ctx, AuditType.vault_rewrap_started, AuditOutcome.refused, detail)
         raise Conflict(detail + ": wait for it or cancel it")
-    await _audit(
-        ctx, "vault.rewrap_started", AuditOutcome.success, f"run {run_id}, reindex {reindex}"
+    await audit_action(
+        ctx,
+        AuditType.vault_rewrap_started,
+        AuditOutcome.success,
+        f"run {run_id}, reindex {reindex}",
     )
     return await rewrap_status(vault, await store.current_run(vault.db))
 
@@ -194,7 +188,9 @@ async def rewrap_cancel(req: kv.RewrapCancelRequest, ctx: CallContext) -> kv.Rew
     run = await store.current_run(vault.db)
     if run is None or not await store.finish_run(vault.db, run.run_id, "cancelled"):
         raise Conflict("no rewrap is running")
-    await _audit(ctx, "vault.rewrap_cancelled", AuditOutcome.success, f"run {run.run_id}")
+    await audit_action(
+        ctx, AuditType.vault_rewrap_cancelled, AuditOutcome.success, f"run {run.run_id}"
+    )
     return await rewrap_status(vault, await store.latest_run(vault.db))
 
 
@@ -281,9 +277,9 @@ async def rewrap_report(req: kv.RewrapReportRequest, ctx: CallContext) -> kv.Rew
         failures = [f.model_dump(exclude={"service"}) for f in req.failures]
         await store.mark_service_done(vault.db, req.run_id, service, json.dumps(failures))
         if failures:
-            await _audit(
+            await audit_action(
                 ctx,
-                "vault.rewrap_rows_failed",
+                AuditType.vault_rewrap_rows_failed,
                 AuditOutcome.failure,
                 f"{service}: {len(failures)} rows not rewrapped (see the rewrap status)",
             )
@@ -291,7 +287,9 @@ async def rewrap_report(req: kv.RewrapReportRequest, ctx: CallContext) -> kv.Rew
         if kv.REWRAP_SERVICES <= set(done) and await store.finish_run(
             vault.db, req.run_id, "complete"
         ):
-            await _audit(ctx, "vault.rewrap_completed", AuditOutcome.success, f"run {req.run_id}")
+            await audit_action(
+                ctx, AuditType.vault_rewrap_completed, AuditOutcome.success, f"run {req.run_id}"
+            )
             state = kv.RewrapState.complete
     return kv.RewrapReportReply(state=state)
 
@@ -356,7 +354,7 @@ async def set_min_decryption(
         if why is None and req.min_field_version == 2 and vault.min_field_version < 2:
             why = await _old_envelopes(vault)
         if why is not None:
-            await _audit(ctx, "vault.min_decryption", AuditOutcome.refused, why)
+            await audit_action(ctx, AuditType.vault_min_decryption, AuditOutcome.refused, why)
             raise Conflict(
                 f"{why}: rewrap first (or force it; the keys can be allowed again)",
                 details={"reason": why},
@@ -365,9 +363,9 @@ async def set_min_decryption(
         req.purpose.value if req.purpose else None, req.min_key_id, req.min_field_version
     )
     await _sync_replicas(ctx)
-    await _audit(
+    await audit_action(
         ctx,
-        "vault.min_decryption",
+        AuditType.vault_min_decryption,
         AuditOutcome.success,
         f"minimum {meta.min_keys}, envelope {meta.min_field_version}, force {req.force}",
     )
@@ -424,12 +422,17 @@ async def destroy_key(req: kv.DestroyKeyRequest, ctx: CallContext) -> kv.Destroy
             raise Conflict(f"rows still use key {req.key_id}: {counts}", details={"in_use": counts})
         destroyed = await vault.destroy(req.key_id)
     except RpcError as exc:
-        await _audit(
-            ctx, "vault.key_destroyed", AuditOutcome.refused, f"key {req.key_id}: {exc.message}"
+        await audit_action(
+            ctx,
+            AuditType.vault_key_destroyed,
+            AuditOutcome.refused,
+            f"key {req.key_id}: {exc.message}",
         )
         raise
     await _sync_replicas(ctx)
-    await _audit(ctx, "vault.key_destroyed", AuditOutcome.success, f"key {req.key_id}")
+    await audit_action(
+        ctx, AuditType.vault_key_destroyed, AuditOutcome.success, f"key {req.key_id}"
+    )
     return kv.DestroyKeyReply(
         key_id=destroyed.key_id,
         purpose=kv.KeyPurpose(destroyed.purpose),
@@ -481,9 +484,13 @@ async def ceremony_start(req: kv.CeremonyStartRequest, ctx: CallContext) -> kv.C
             req.kind.value, req.threshold, req.shares, req.recipient_public_key, _who(ctx)
         )
     except RpcError as exc:
-        await _audit(ctx, "vault.ceremony_started", AuditOutcome.refused, f"{what}: {exc.message}")
+        await audit_action(
+            ctx, AuditType.vault_ceremony_started, AuditOutcome.refused, f"{what}: {exc.message}"
+        )
         raise
-    await _audit(ctx, "vault.ceremony_started", AuditOutcome.success, f"{what} ({ceremony_id})")
+    await audit_action(
+        ctx, AuditType.vault_ceremony_started, AuditOutcome.success, f"{what} ({ceremony_id})"
+    )
     ceremony = await store.get_ceremony(vault.db, ceremony_id)
     return await ceremony_status(vault, ceremony, "submit current shares to the coordinator")
 
@@ -509,16 +516,21 @@ async def ceremony_share(req: kv.CeremonyShareRequest, ctx: CallContext) -> kv.C
     try:
         sealed = await vault.ceremony_share(req.ceremony_id, req.sealed_share)
     except RpcError as exc:
-        await _audit(
-            ctx, "vault.ceremony_share", AuditOutcome.refused, f"{req.ceremony_id}: {exc.message}"
+        await audit_action(
+            ctx,
+            AuditType.vault_ceremony_share,
+            AuditOutcome.refused,
+            f"{req.ceremony_id}: {exc.message}",
         )
         raise
     ceremony = await store.get_ceremony(vault.db, req.ceremony_id)
     if sealed:
-        await _audit(ctx, "vault.ceremony_prepared", AuditOutcome.success, req.ceremony_id)
+        await audit_action(
+            ctx, AuditType.vault_ceremony_prepared, AuditOutcome.success, req.ceremony_id
+        )
         message = "prepared: open the new shares, then commit with their digest"
         return await ceremony_status(vault, ceremony, message, sealed)
-    await _audit(ctx, "vault.ceremony_share", AuditOutcome.success, req.ceremony_id)
+    await audit_action(ctx, AuditType.vault_ceremony_share, AuditOutcome.success, req.ceremony_id)
     return await ceremony_status(vault, ceremony, "share accepted")
 
 
@@ -529,16 +541,16 @@ async def ceremony_commit(req: kv.CeremonyCommitRequest, ctx: CallContext) -> kv
     try:
         handover = await vault.commit_ceremony(req.ceremony_id, req.shares_digest)
     except RpcError as exc:
-        await _audit(
+        await audit_action(
             ctx,
-            "vault.ceremony_committed",
+            AuditType.vault_ceremony_committed,
             AuditOutcome.refused,
             f"{req.ceremony_id}: {exc.message}",
         )
         raise
     kind = "root rotated" if handover else "shares rekeyed"
     detail = f"{kind} ({req.ceremony_id})"
-    await _audit(ctx, "vault.ceremony_committed", AuditOutcome.success, detail)
+    await audit_action(ctx, AuditType.vault_ceremony_committed, AuditOutcome.success, detail)
     message = f"{kind}: only the new shares unseal from now on"
     if handover is not None:
         adopted = await _hand_over(ctx, vault, handover)
@@ -577,7 +589,9 @@ async def ceremony_cancel(req: kv.CeremonyCancelRequest, ctx: CallContext) -> kv
     vault = _vault(ctx)
     if not await vault.cancel_ceremony(req.ceremony_id):
         raise Conflict(f"ceremony {req.ceremony_id} is not pending")
-    await _audit(ctx, "vault.ceremony_cancelled", AuditOutcome.success, req.ceremony_id)
+    await audit_action(
+        ctx, AuditType.vault_ceremony_cancelled, AuditOutcome.success, req.ceremony_id
+    )
     ceremony = await store.get_ceremony(vault.db, req.ceremony_id)
     return await ceremony_status(vault, ceremony, "cancelled: nothing changed")
 
@@ -588,11 +602,11 @@ async def adopt_root(req: kv.AdoptRootRequest, ctx: CallContext) -> kv.AdoptRoot
     try:
         adopted = await vault.adopt_root(req.generation, req.sealed_root)
     except RpcError as exc:
-        await _audit(ctx, "vault.root_adopted", AuditOutcome.refused, exc.message)
+        await audit_action(ctx, AuditType.vault_root_adopted, AuditOutcome.refused, exc.message)
         raise
     if adopted:
         detail = f"generation {req.generation}"
-        await _audit(ctx, "vault.root_adopted", AuditOutcome.success, detail)
+        await audit_action(ctx, AuditType.vault_root_adopted, AuditOutcome.success, detail)
     return kv.AdoptRootReply(instance=vault.instance, adopted=adopted)
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from contracts import keyvault as kv
 from contracts import records as rec
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from mesh import audit, auditing
 from mesh.auditing import audited
 from mesh.context import CallContext
@@ -227,7 +227,7 @@ async def keep_built(ctx: CallContext, patient_id: str, loaded: Loaded) -> None:
                 runtime,
                 audit.make_event(
                     rec.SERVICE,
-                    "allergy.list_built",
+                    AuditType.allergy_list_built,
                     AuditAction.create,
                     AuditOutcome.success,
                     patient_id=patient_id,
@@ -311,7 +311,7 @@ async def locked_list(ctx: CallContext, patient_id: str) -> Loaded:
 async def list_allergies(req: rec.ListAllergiesRequest, ctx: CallContext) -> rec.AllergyList:
     database = runtime_of(ctx).db
     async with audited(
-        ctx, "allergy.list", AuditAction.read, ENTITY, patient_id=req.patient_id
+        ctx, AuditType.allergy_list, AuditAction.read, ENTITY, patient_id=req.patient_id
     ) as subject:
         await access.check_patient_access(ctx, req.patient_id)
         if not await store.patient_exists(database, req.patient_id):
@@ -329,7 +329,7 @@ async def list_allergies(req: rec.ListAllergiesRequest, ctx: CallContext) -> rec
 async def record_allergy(req: rec.RecordAllergyRequest, ctx: CallContext) -> rec.AllergyWritten:
     me = principal_of(ctx)
     async with audited(
-        ctx, "allergy.record", AuditAction.create, ENTITY, patient_id=req.patient_id
+        ctx, AuditType.allergy_record, AuditAction.create, ENTITY, patient_id=req.patient_id
     ) as subject:
         await access.check_patient_access(ctx, req.patient_id)
         check_codes([req.allergy], ctx, ("allergy",))
@@ -358,7 +358,7 @@ async def change_allergy(req: rec.ChangeAllergyRequest, ctx: CallContext) -> rec
     me = principal_of(ctx)
     async with audited(
         ctx,
-        "allergy.change",
+        AuditType.allergy_change,
         AuditAction.update,
         ENTITY,
         patient_id=req.patient_id,

@@ -17,7 +17,7 @@ from typing import Any
 
 from contracts import records as rec
 from contracts import scheduling as sched
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from mesh import audit, db, outbox
 from mesh.context import CallContext
 from mesh.errors import NotFound, RpcError, Unavailable, unreachable
@@ -161,7 +161,7 @@ async def break_glass(req: rec.BreakGlassRequest, ctx: CallContext) -> rec.Break
         runtime,
         audit.make_event(
             rec.SERVICE,
-            "patient.break_glass",
+            AuditType.patient_break_glass,
             AuditAction.execute,
             AuditOutcome.success,
             patient_id=req.patient_id,

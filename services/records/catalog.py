@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import records as rec
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from mesh import audit, db
 from mesh.auditing import audited
 from mesh.context import CallContext
@@ -167,7 +167,7 @@ async def load_sample_when_empty(runtime: Runtime) -> int:
                     runtime,
                     audit.make_event(
                         rec.SERVICE,
-                        "catalog.sample_loaded",
+                        AuditType.catalog_sample_loaded,
                         AuditAction.create,
                         AuditOutcome.success,
                         entity_type=rec.MEDICINE_TABLE,
@@ -184,7 +184,7 @@ async def load_sample_when_empty(runtime: Runtime) -> int:
 async def add_medicine(req: rec.AddMedicineRequest, ctx: CallContext) -> rec.Medicine:
     medicine_id = str(uuid.uuid4())
     async with audited(
-        ctx, "catalog.add", AuditAction.create, rec.MEDICINE_TABLE, entity_id=medicine_id
+        ctx, AuditType.catalog_add, AuditAction.create, rec.MEDICINE_TABLE, entity_id=medicine_id
     ):
         vocabulary = knowledge.of(ctx)
         _check_ingredient(req.details, vocabulary)
@@ -204,7 +204,11 @@ async def add_medicine(req: rec.AddMedicineRequest, ctx: CallContext) -> rec.Med
 
 async def update_medicine(req: rec.UpdateMedicineRequest, ctx: CallContext) -> rec.Medicine:
     async with audited(
-        ctx, "catalog.update", AuditAction.update, rec.MEDICINE_TABLE, entity_id=req.medicine_id
+        ctx,
+        AuditType.catalog_update,
+        AuditAction.update,
+        rec.MEDICINE_TABLE,
+        entity_id=req.medicine_id,
     ):
         vocabulary = knowledge.of(ctx)
         _check_ingredient(req.details, vocabulary)
@@ -219,7 +223,11 @@ async def update_medicine(req: rec.UpdateMedicineRequest, ctx: CallContext) -> r
 
 async def retire_medicine(req: rec.RetireMedicineRequest, ctx: CallContext) -> rec.Medicine:
     async with audited(
-        ctx, "catalog.retire", AuditAction.update, rec.MEDICINE_TABLE, entity_id=req.medicine_id
+        ctx,
+        AuditType.catalog_retire,
+        AuditAction.update,
+        rec.MEDICINE_TABLE,
+        entity_id=req.medicine_id,
     ):
         current = await fetch(ctx.tx, req.medicine_id, lock=True)
         if current is None:

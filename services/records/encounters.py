@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from contracts import records as rec
-from contracts.audit import AuditAction
+from contracts.audit import AuditAction, AuditType
 from mesh import auditing
 from mesh.auditing import audited
 from mesh.context import CallContext
@@ -115,7 +115,7 @@ async def _store_list(
 async def add_encounter(req: rec.AddEncounterRequest, ctx: CallContext) -> rec.EncounterWritten:
     me = principal_of(ctx)
     async with audited(
-        ctx, "encounter.create", AuditAction.create, ENTITY, patient_id=req.patient_id
+        ctx, AuditType.encounter_create, AuditAction.create, ENTITY, patient_id=req.patient_id
     ) as subject:
         await access.check_patient_access(ctx, req.patient_id)
         _check_content(ctx, req.content)
@@ -149,7 +149,7 @@ async def add_encounter(req: rec.AddEncounterRequest, ctx: CallContext) -> rec.E
 async def amend_encounter(req: rec.AmendEncounterRequest, ctx: CallContext) -> rec.EncounterWritten:
     me = principal_of(ctx)
     async with audited(
-        ctx, "encounter.amend", AuditAction.update, ENTITY, entity_id=req.encounter_id
+        ctx, AuditType.encounter_amend, AuditAction.update, ENTITY, entity_id=req.encounter_id
     ) as subject:
         head = await store.get_head(ctx.tx, req.encounter_id, lock=True)
         if head is None:
@@ -208,7 +208,7 @@ async def decrypt_encounters(ctx: CallContext, rows: list[EncounterRow]) -> list
 async def get_encounter(req: rec.GetEncounterRequest, ctx: CallContext) -> rec.EncounterHistory:
     database = runtime_of(ctx).db
     async with audited(
-        ctx, "encounter.read", AuditAction.read, ENTITY, entity_id=req.encounter_id
+        ctx, AuditType.encounter_read, AuditAction.read, ENTITY, entity_id=req.encounter_id
     ) as subject:
         head = await store.get_head(database, req.encounter_id)
         if head is None:
@@ -228,7 +228,7 @@ async def get_encounter(req: rec.GetEncounterRequest, ctx: CallContext) -> rec.E
 async def list_encounters(req: rec.ListEncountersRequest, ctx: CallContext) -> rec.EncounterList:
     database = runtime_of(ctx).db
     async with audited(
-        ctx, "encounter.list", AuditAction.read, ENTITY, patient_id=req.patient_id
+        ctx, AuditType.encounter_list, AuditAction.read, ENTITY, patient_id=req.patient_id
     ) as subject:
         await access.check_patient_access(ctx, req.patient_id)
         rows = await store.current_encounters(database, req.patient_id, req.limit, req.before)

@@ -28,7 +28,7 @@ from nacl.public import PublicKey, SealedBox
 
 from contracts import fhirexport as fx
 from contracts import keyvault as kv
-from contracts.audit import AuditAction
+from contracts.audit import AuditAction, AuditType
 from contracts.base import Principal
 from mesh import auditing, db, fhirmap
 from mesh.auditing import Subject
@@ -112,7 +112,7 @@ async def _kickoff(ctx: CallContext, group_id: str | None, req: fx.KickoffReques
             None if req.since is None else store.naive(req.since),
         ),
     )
-    subject = Subject("export.requested", AuditAction.execute, "export", None, job_id)
+    subject = Subject(AuditType.export_requested, AuditAction.execute, "export", None, job_id)
     await auditing.written(ctx, subject, f"group {group_id}" if group_id else "every patient")
     return await _load(ctx.tx, job_id)
 
@@ -161,7 +161,7 @@ async def approve(req: fx.ExportJobRequest, ctx: CallContext) -> fx.ExportJob:
             req.job_id,
         ),
     )
-    subject = Subject("export.approved", AuditAction.execute, "export", None, req.job_id)
+    subject = Subject(AuditType.export_approved, AuditAction.execute, "export", None, req.job_id)
     await auditing.written(ctx, subject)
     return job.model_copy(
         update={
@@ -395,7 +395,9 @@ async def _seal_page(ctx: CallContext, run: _Run, page: _Page) -> None:
     if renewed != 1:
         raise _LostLease
     for patient_id in page.exported:
-        subject = Subject("export.patient", AuditAction.read, "patient", patient_id, run.job.job_id)
+        subject = Subject(
+            AuditType.export_patient, AuditAction.read, "patient", patient_id, run.job.job_id
+        )
         await auditing.read(ctx, subject, [patient_id])
     box = SealedBox(PublicKey(base64.b64decode(run.job.recipient_public_key)))
     number = run.page + 1

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from contracts import keyvault as kv
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.records import SERVICE
 from mesh import audit
 from mesh.logging import get_logger
@@ -75,7 +75,7 @@ async def rejected(runtime: Runtime, table: str, pk: str, patient_id: str | None
         runtime,
         audit.make_event(
             SERVICE,
-            "integrity.row_rejected",
+            AuditType.integrity_row_rejected,
             AuditAction.read,
             AuditOutcome.failure,
             patient_id=patient_id,

@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime
 
 from contracts import records as rec
-from contracts.audit import AuditAction
+from contracts.audit import AuditAction, AuditType
 from contracts.base import Role
 from mesh import auditing, db
 from mesh.auditing import audited
@@ -79,7 +79,7 @@ async def _refuse_duplicates(ctx: CallContext, tokens: PatientTokens) -> None:
     # The caller learns these patients' numbers: that is a read of their records.
     await auditing.read(
         ctx,
-        auditing.Subject("patient.duplicate_shown", AuditAction.read, ENTITY),
+        auditing.Subject(AuditType.patient_duplicate_shown, AuditAction.read, ENTITY),
         [b.patient_id for b in shown],
     )
     raise Conflict(
@@ -96,7 +96,7 @@ async def create_patient(req: rec.CreatePatientRequest, ctx: CallContext) -> rec
     runtime, me = runtime_of(ctx), principal_of(ctx)
     signed = req.demographics
     d = phones.formatted(signed, runtime.settings.clinic_region)
-    async with audited(ctx, "patient.create", AuditAction.create, ENTITY) as subject:
+    async with audited(ctx, AuditType.patient_create, AuditAction.create, ENTITY) as subject:
         patient_id = str(uuid.uuid4())
         now = _now()
         # One BLIND_INDEX call (the keyvault serves a signed request once) with a few
@@ -145,7 +145,7 @@ async def update_patient(req: rec.UpdatePatientRequest, ctx: CallContext) -> rec
     signed = req.demographics
     d = phones.formatted(signed, runtime.settings.clinic_region)
     async with audited(
-        ctx, "patient.update", AuditAction.update, ENTITY, patient_id=req.patient_id
+        ctx, AuditType.patient_update, AuditAction.update, ENTITY, patient_id=req.patient_id
     ) as subject:
         subject.entity_id = req.patient_id
         await access.check_patient_access(ctx, req.patient_id)
@@ -179,7 +179,7 @@ async def set_clinical_flags(
 ) -> rec.PatientWritten:
     runtime, me = runtime_of(ctx), principal_of(ctx)
     async with audited(
-        ctx, "patient.flags", AuditAction.update, ENTITY, patient_id=req.patient_id
+        ctx, AuditType.patient_flags, AuditAction.update, ENTITY, patient_id=req.patient_id
     ) as subject:
         subject.entity_id = req.patient_id
         await access.check_patient_access(ctx, req.patient_id)
@@ -209,7 +209,7 @@ async def get_patient(
     runtime = runtime_of(ctx)
     clinical = principal_of(ctx).role is Role.physician and columns is None
     async with audited(
-        ctx, "patient.read", AuditAction.read, ENTITY, patient_id=req.patient_id
+        ctx, AuditType.patient_read, AuditAction.read, ENTITY, patient_id=req.patient_id
     ) as subject:
         subject.entity_id = req.patient_id
         await access.check_patient_access(ctx, req.patient_id)
@@ -263,7 +263,7 @@ async def _briefs(
 async def list_recent_patients(
     req: rec.ListRecentPatientsRequest, ctx: CallContext
 ) -> rec.PatientList:
-    async with audited(ctx, "patient.list", AuditAction.read, ENTITY) as subject:
+    async with audited(ctx, AuditType.patient_list, AuditAction.read, ENTITY) as subject:
         rows = await store.recent_patients(runtime_of(ctx).db, req.limit)
         return await _briefs(ctx, subject, rows)
 
@@ -287,7 +287,7 @@ async def patient_briefs(req: rec.PatientBriefsRequest, ctx: CallContext) -> rec
     the gateway. Patients the caller may not read, or that do not exist, are `withheld`
     (by id only: nothing about them is decrypted)."""
     wanted = list(dict.fromkeys(req.patient_ids))
-    async with audited(ctx, "patient.briefs", AuditAction.read, ENTITY) as subject:
+    async with audited(ctx, AuditType.patient_briefs, AuditAction.read, ENTITY) as subject:
         allowed = await _may_see(ctx, wanted)
         rows = await store.patients_by_id(runtime_of(ctx).db, [p for p in wanted if p in allowed])
         shown = await _briefs(ctx, subject, rows)
@@ -331,7 +331,7 @@ def _fold(name: str) -> str:
 async def search_patients(req: rec.SearchPatientsRequest, ctx: CallContext) -> rec.PatientList:
     runtime = runtime_of(ctx)
     kind, queries = search_queries(req)
-    async with audited(ctx, "patient.search", AuditAction.read, ENTITY) as subject:
+    async with audited(ctx, AuditType.patient_search, AuditAction.read, ENTITY) as subject:
         tokens = await vault.blind_index(runtime, queries)
         rows = await _candidates(runtime, kind, tokens)
         if not rows:

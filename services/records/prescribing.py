@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contracts import records as rec
-from contracts.audit import AuditAction
+from contracts.audit import AuditAction, AuditType
 from mesh import auditing, db
 from mesh.auditing import audited
 from mesh.context import CallContext
@@ -159,7 +159,7 @@ async def check_prescription(
 ) -> rec.SafetyCheck:
     database = runtime_of(ctx).db
     async with audited(
-        ctx, "prescription.check", AuditAction.read, ENTITY, patient_id=req.patient_id
+        ctx, AuditType.prescription_check, AuditAction.read, ENTITY, patient_id=req.patient_id
     ) as subject:
         await access.check_patient_access(ctx, req.patient_id)
         if not await store.patient_exists(database, req.patient_id):
@@ -191,7 +191,7 @@ async def prescribe(req: rec.PrescribeRequest, ctx: CallContext) -> rec.Prescrip
     runtime, me = runtime_of(ctx), principal_of(ctx)
     async with audited(
         ctx,
-        "prescription.create",
+        AuditType.prescription_create,
         AuditAction.create,
         ENTITY,
         patient_id=req.patient_id,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from contracts import keyvault as kv
 from contracts import records as rec
-from contracts.audit import AuditAction
+from contracts.audit import AuditAction, AuditType
 from mesh import auditing, ed25519
 from mesh.auditing import audited
 from mesh.cache import TtlCache
@@ -139,7 +139,11 @@ async def cancel_prescription(
     req: rec.CancelPrescriptionRequest, ctx: CallContext
 ) -> rec.PrescriptionWritten:
     async with audited(
-        ctx, "prescription.cancel", AuditAction.update, ENTITY, entity_id=req.prescription_id
+        ctx,
+        AuditType.prescription_cancel,
+        AuditAction.update,
+        ENTITY,
+        entity_id=req.prescription_id,
     ) as subject:
         return await _change_status(
             ctx, subject, req.prescription_id, rec.PrescriptionStatus.cancelled, req.reason
@@ -150,7 +154,11 @@ async def complete_prescription(
     req: rec.CompletePrescriptionRequest, ctx: CallContext
 ) -> rec.PrescriptionWritten:
     async with audited(
-        ctx, "prescription.complete", AuditAction.update, ENTITY, entity_id=req.prescription_id
+        ctx,
+        AuditType.prescription_complete,
+        AuditAction.update,
+        ENTITY,
+        entity_id=req.prescription_id,
     ) as subject:
         return await _change_status(
             ctx, subject, req.prescription_id, rec.PrescriptionStatus.completed
@@ -222,7 +230,7 @@ async def decrypt_with_prescriptions(
 async def get_prescription(req: rec.GetPrescriptionRequest, ctx: CallContext) -> rec.Prescription:
     database = runtime_of(ctx).db
     async with audited(
-        ctx, "prescription.read", AuditAction.read, ENTITY, entity_id=req.prescription_id
+        ctx, AuditType.prescription_read, AuditAction.read, ENTITY, entity_id=req.prescription_id
     ) as subject:
         row = await store.get_prescription(database, req.prescription_id)
         if row is None:
@@ -244,7 +252,7 @@ async def list_prescriptions(
 ) -> rec.PrescriptionList:
     database = runtime_of(ctx).db
     async with audited(
-        ctx, "prescription.list", AuditAction.read, ENTITY, patient_id=req.patient_id
+        ctx, AuditType.prescription_list, AuditAction.read, ENTITY, patient_id=req.patient_id
     ) as subject:
         await access.check_patient_access(ctx, req.patient_id)
         every = await store.prescriptions_of(database, req.patient_id)
@@ -263,7 +271,7 @@ async def verify_prescription(
 ) -> rec.PrescriptionVerification:
     runtime = runtime_of(ctx)
     async with audited(
-        ctx, "prescription.verify", AuditAction.read, ENTITY, entity_id=req.prescription_id
+        ctx, AuditType.prescription_verify, AuditAction.read, ENTITY, entity_id=req.prescription_id
     ) as subject:
         row = await store.get_prescription(runtime.db, req.prescription_id)
         if row is None:

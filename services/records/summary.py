@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from contracts import records as rec
-from contracts.audit import AuditAction
+from contracts.audit import AuditAction, AuditType
 from mesh import auditing
 from mesh.auditing import audited
 from mesh.context import CallContext
@@ -33,7 +33,7 @@ async def patient_summary(req: rec.PatientSummaryRequest, ctx: CallContext) -> r
     patient_id = req.patient_id
     async with audited(
         ctx,
-        "patient.summary",
+        AuditType.patient_summary,
         AuditAction.read,
         "patient",
         patient_id=patient_id,

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import replace
 
 from contracts import scheduling as sched
-from contracts.audit import AuditAction
+from contracts.audit import AuditAction, AuditType
 from contracts.base import Role
 from mesh import auditing, outbox
 from mesh.auditing import audited
@@ -22,7 +22,7 @@ async def book(req: sched.BookRequest, ctx: CallContext) -> sched.Appointment:
     appointment_id = str(uuid.uuid4())
     async with audited(
         ctx,
-        "appointment.book",
+        AuditType.appointment_book,
         AuditAction.create,
         steps.ENTITY,
         patient_id=req.patient_id,
@@ -72,7 +72,7 @@ async def reschedule(req: sched.RescheduleRequest, ctx: CallContext) -> sched.Ap
     runtime, me, now = runtime_of(ctx), principal_of(ctx), steps.now()
     async with audited(
         ctx,
-        "appointment.reschedule",
+        AuditType.appointment_reschedule,
         AuditAction.update,
         steps.ENTITY,
         entity_id=req.appointment_id,
@@ -112,7 +112,11 @@ async def reschedule(req: sched.RescheduleRequest, ctx: CallContext) -> sched.Ap
 async def cancel(req: sched.CancelRequest, ctx: CallContext) -> sched.Appointment:
     runtime, me, now = runtime_of(ctx), principal_of(ctx), steps.now()
     async with audited(
-        ctx, "appointment.cancel", AuditAction.update, steps.ENTITY, entity_id=req.appointment_id
+        ctx,
+        AuditType.appointment_cancel,
+        AuditAction.update,
+        steps.ENTITY,
+        entity_id=req.appointment_id,
     ) as subject:
         current = await steps.locked_appointment(ctx.tx, req.appointment_id)
         subject.patient_id = current.patient_id
@@ -153,7 +157,11 @@ async def cancel(req: sched.CancelRequest, ctx: CallContext) -> sched.Appointmen
 async def get_appointment(req: sched.AppointmentRequest, ctx: CallContext) -> sched.Appointment:
     runtime, me = runtime_of(ctx), principal_of(ctx)
     async with audited(
-        ctx, "appointment.read", AuditAction.read, steps.ENTITY, entity_id=req.appointment_id
+        ctx,
+        AuditType.appointment_read,
+        AuditAction.read,
+        steps.ENTITY,
+        entity_id=req.appointment_id,
     ) as subject:
         row = await store.get_appointment(steps.db(runtime), req.appointment_id)
         if row is None:

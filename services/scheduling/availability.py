@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contracts import scheduling as sched
-from contracts.audit import AuditAction
+from contracts.audit import AuditAction, AuditType
 from mesh import auditing, outbox
 from mesh.auditing import audited
 from mesh.context import CallContext
@@ -93,7 +93,7 @@ async def set_working_hours(
     req: sched.SetWorkingHoursRequest, ctx: CallContext
 ) -> sched.Availability:
     async with audited(
-        ctx, "availability.change", AuditAction.update, entity_type="physician"
+        ctx, AuditType.availability_change, AuditAction.update, entity_type="physician"
     ) as subject:
         physician_id = calendar_owner(ctx, req.physician_id)
         subject.entity_id = physician_id
@@ -107,7 +107,7 @@ async def set_working_hours(
 
 async def set_breaks(req: sched.SetBreaksRequest, ctx: CallContext) -> sched.Availability:
     async with audited(
-        ctx, "availability.change", AuditAction.update, entity_type="physician"
+        ctx, AuditType.availability_change, AuditAction.update, entity_type="physician"
     ) as subject:
         physician_id = calendar_owner(ctx, req.physician_id)
         subject.entity_id = physician_id
@@ -120,7 +120,7 @@ async def set_breaks(req: sched.SetBreaksRequest, ctx: CallContext) -> sched.Ava
 async def set_days_off(req: sched.SetDaysOffRequest, ctx: CallContext) -> sched.Availability:
     runtime = runtime_of(ctx)
     async with audited(
-        ctx, "availability.change", AuditAction.update, entity_type="physician"
+        ctx, AuditType.availability_change, AuditAction.update, entity_type="physician"
     ) as subject:
         physician_id = calendar_owner(ctx, req.physician_id)
         subject.entity_id = physician_id
@@ -135,7 +135,7 @@ async def set_days_off(req: sched.SetDaysOffRequest, ctx: CallContext) -> sched.
 async def change_absences(req: sched.ChangeAbsencesRequest, ctx: CallContext) -> sched.Availability:
     runtime, me, now = runtime_of(ctx), principal_of(ctx), steps.now()
     async with audited(
-        ctx, "availability.change", AuditAction.update, entity_type="physician"
+        ctx, AuditType.availability_change, AuditAction.update, entity_type="physician"
     ) as subject:
         physician_id = calendar_owner(ctx, req.physician_id)
         subject.entity_id = physician_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from contracts import scheduling as sched
-from contracts.audit import AuditAction
+from contracts.audit import AuditAction, AuditType
 from mesh import auditing
 from mesh.auditing import audited
 from mesh.context import CallContext
@@ -22,7 +22,9 @@ def _within_reach(day: date, loc: str) -> None:
 async def calendar(req: sched.CalendarRequest, ctx: CallContext) -> sched.Calendar:
     runtime = runtime_of(ctx)
     tz = steps.tz(runtime)
-    async with audited(ctx, "calendar.read", AuditAction.read, entity_type="physician") as subject:
+    async with audited(
+        ctx, AuditType.calendar_read, AuditAction.read, entity_type="physician"
+    ) as subject:
         physician_id = calendar_owner(ctx, req.physician_id)
         subject.entity_id = physician_id
         _within_reach(req.day, "day")
@@ -77,7 +79,9 @@ async def today(req: sched.TodayRequest, ctx: CallContext) -> sched.Today:
     day = timeplan.local_day(steps.now(), tz)
     start, end = timeplan.day_bounds(day, day, tz)
     limit = sched.MAX_TODAY_APPOINTMENTS
-    async with audited(ctx, "calendar.today", AuditAction.read, entity_type="physician") as subject:
+    async with audited(
+        ctx, AuditType.calendar_today, AuditAction.read, entity_type="physician"
+    ) as subject:
         subject.entity_id = req.physician_id
         database = steps.db(runtime)
         if req.physician_id is not None:

@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contracts import scheduling as sched
-from contracts.audit import AuditAction
+from contracts.audit import AuditAction, AuditType
 from contracts.base import Role
 from mesh import auditing, outbox
 from mesh.auditing import audited
@@ -23,7 +23,7 @@ from services.scheduling.store import AppointmentRow
 class Step:
     """One step of an appointment's day: from which statuses, to which, when, who."""
 
-    audit: str
+    audit: AuditType
     verb: str
     """As refusals say it: "Cannot check in an appointment that is cancelled"."""
     sources: frozenset[str]
@@ -36,7 +36,7 @@ class Step:
 
 S = sched.AppointmentStatus
 CHECK_IN = Step(
-    "appointment.check_in",
+    AuditType.appointment_check_in,
     "check in",
     frozenset({S.booked, S.no_show}),
     S.arrived,
@@ -44,7 +44,7 @@ CHECK_IN = Step(
     sched.APPOINTMENT_CHECKED_IN,
 )
 NO_SHOW = Step(
-    "appointment.no_show",
+    AuditType.appointment_no_show,
     "mark as a no-show",
     frozenset({S.booked}),
     S.no_show,
@@ -52,7 +52,7 @@ NO_SHOW = Step(
     sched.APPOINTMENT_NO_SHOW,
 )
 START = Step(
-    "appointment.start",
+    AuditType.appointment_start,
     "start",
     frozenset({S.booked, S.arrived}),
     S.in_progress,
@@ -61,7 +61,7 @@ START = Step(
     own_only=True,
 )
 FINISH = Step(
-    "appointment.finish",
+    AuditType.appointment_finish,
     "finish",
     frozenset({S.in_progress}),
     S.completed,

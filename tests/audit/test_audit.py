@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from contracts import audit
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.auth import AccountRecord
 from contracts.base import GATEWAY, Principal, Role, RpcMethod
 from mesh import audit as mesh_audit
@@ -62,7 +62,7 @@ def event(
 ) -> audit.AuditEvent:
     return mesh_audit.make_event(
         "records",
-        "patient.read" if action is AuditAction.read else "patient.update",
+        AuditType.patient_read if action is AuditAction.read else AuditType.patient_update,
         action,
         AuditOutcome.success if i % 7 else AuditOutcome.refused,
         principal=Principal(account_id=account, role=Role.physician),
@@ -399,7 +399,7 @@ async def test_a_burst_is_appended_in_batches_once_each(
 async def test_one_event_names_every_patient_of_a_list(service: Runtime) -> None:
     many = mesh_audit.make_event(
         "records",
-        "patient.search",
+        AuditType.patient_search,
         AuditAction.read,
         AuditOutcome.success,
         principal=Principal(account_id="acc-desk", role=Role.receptionist),

@@ -24,7 +24,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from contracts.audit import AuditAction, AuditOutcome
+from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.base import OPERATOR
 from mesh import db, metrics
 from mesh.audit import make_event
@@ -222,7 +222,7 @@ async def test_audit_appends_from_two_nodes_at_once_keep_one_chain(
                 events = [
                     make_event(
                         "records",
-                        "patient.read",
+                        AuditType.patient_read,
                         AuditAction.read,
                         AuditOutcome.success,
                         entity_type="patient",

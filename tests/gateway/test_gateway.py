@@ -477,6 +477,12 @@ def test_audit_trail_through_the_gateway(world: Mesh) -> None:
         raise AssertionError("the token issue was not audited")
     refused = admin.get("/api/v1/audit/events", outcome="refused", limit=500)
     assert any(e["event"]["type"] == "gateway.signature_refused" for e in refused["entries"])
+    # the type filter takes the event types there are (contracts.audit.AuditType), and a
+    # made-up one is a 422 naming the field, not an empty page that looks like "nothing"
+    made_up = admin.request("GET", "/api/v1/audit/events", None, {"type": "patient.stolen"})
+    assert made_up.status_code == 422, made_up.text
+    assert "type" in json.dumps(made_up.json()["error"]["details"])
+    assert "Traceback" not in made_up.text
     assert admin.get("/api/v1/audit/verify")["ok"] is True
     ndjson = admin.request("GET", "/api/v1/audit/export", None, {"limit": 5}).text
     assert all(json.loads(line)["resourceType"] == "AuditEvent" for line in ndjson.splitlines())

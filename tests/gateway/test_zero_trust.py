@@ -357,6 +357,42 @@ def test_the_gateways_credentials_get_no_mac_oracle_and_cannot_audit_in_records_
     assert any("keyvault.mac" in (e["event"]["detail"] or "") for e in refusals)
 
 
+def test_a_service_cannot_audit_under_a_type_the_administrators_cannot_filter_on(
+    world: Mesh,
+) -> None:
+    """(contracts.audit.AuditType: a made-up type, even of the publisher's own subject,
+    would sit in the chain where no filter finds it)"""
+    admin = world.admin()
+    made_up = AuditEvent(
+        event_id=str(uuid.uuid4()),
+        type="patient.read_quietly",
+        action=AuditAction.read,
+        outcome=AuditOutcome.success,
+        recorded=datetime.now(UTC),
+        agent=AuditAgent(account_id=admin.account_id, role=Role.physician),
+        source="records",
+        patient_id=str(uuid.uuid4()),
+    )
+
+    async def main() -> None:
+        async with Stolen(world.settings, "records") as records:
+            await records.publish(AUDIT_RECORDED.routing_key, made_up, made_up.event_id)
+
+    attack(main())
+
+    def alerts() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in audit_entries(admin, type="audit.integrity_alert")
+            if e["event"]["entity_id"] == made_up.event_id
+        ]
+
+    assert until_sync(lambda: bool(alerts()), 30), "the made-up type was not kept apart"
+    assert "patient.read_quietly" in alerts()[0]["event"]["detail"]
+    assert audit_entries(admin, patient_id=made_up.patient_id) == []
+    assert admin.client.get("/api/v1/audit/verify")["ok"] is True
+
+
 def test_a_user_id_of_another_service_is_refused_by_the_broker(world: Mesh) -> None:
     """(RabbitMQ validates user_id against the connection's user)"""
     records_user = world.settings.broker_user("records")

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from contracts.audit import AuditAction, AuditEvent, AuditOutcome
+from contracts.audit import AuditAction, AuditEvent, AuditOutcome, AuditType
 from contracts.base import Principal, Role
 from contracts.errors import HTTP_STATUS, ErrorCode
 from mesh import audit
@@ -25,7 +25,7 @@ DOCTOR = Principal(account_id=str(uuid.uuid4()), role=Role.physician, username="
 def event(entity_id: str, **kwargs: object) -> AuditEvent:
     return audit.make_event(
         "records",
-        "patient.read",
+        AuditType.patient_read,
         AuditAction.read,
         AuditOutcome.success,
         entity_type="Patient",
@@ -68,11 +68,11 @@ async def test_unconfirmed_the_action_fails_closed(settings: Settings) -> None:
     await audit.record_unsuccessful(
         records,
         "records",
-        "patient.read",
+        AuditType.patient_read,
         AuditAction.read,
         RpcError("no", code=ErrorCode.forbidden),
     )
-    await audit.record_refusal(records, "records", "bus.call_refused", "from outsider")
+    await audit.record_refusal(records, "records", AuditType.bus_call_refused, "from outsider")
 
 
 async def test_with_a_transaction_the_event_exists_exactly_when_it_commits(
@@ -103,7 +103,12 @@ async def test_an_unsuccessful_action_is_refused_for_a_4xx_else_a_failure(
     async with audit_trail(settings) as seen, audit_publisher(settings) as records:
         for entity_id, exc in raised.items():
             await audit.record_unsuccessful(
-                records, "records", "patient.read", AuditAction.read, exc, entity_id=entity_id
+                records,
+                "records",
+                AuditType.patient_read,
+                AuditAction.read,
+                exc,
+                entity_id=entity_id,
             )
         await until(
             lambda: len([e for e in seen if (e.entity_id or "").startswith(run)]) == len(raised)

@@ -11,7 +11,7 @@ from contextlib import contextmanager, nullcontext
 
 import pytest
 
-from contracts.audit import MAX_PATIENTS, AuditAction, AuditEvent, AuditOutcome
+from contracts.audit import MAX_PATIENTS, AuditAction, AuditEvent, AuditOutcome, AuditType
 from contracts.base import Principal, Role
 from mesh import auditing
 from mesh.context import CallContext, current_call
@@ -35,26 +35,29 @@ def serving(runtime: Runtime, tx: object = None) -> Iterator[CallContext]:
         current_call.reset(token)
 
 
-def of_type(seen: list[AuditEvent], type: str) -> list[AuditEvent]:
-    return [e for e in seen if e.type == type]
+def about(seen: list[AuditEvent], entity_id: str) -> list[AuditEvent]:
+    """This test's events: each test names its own entity (a fresh id)."""
+    return [e for e in seen if e.entity_id == entity_id]
 
 
 async def test_a_refused_block_is_audited_with_what_it_learnt_and_still_raises(
     settings: Settings,
 ) -> None:
-    kind, patient = f"test.{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    run, patient = uuid.uuid4().hex[:8], str(uuid.uuid4())
+    read = AuditType.patient_read
     async with audit_trail(settings) as seen, audit_publisher(settings) as records:
         with serving(records) as ctx, pytest.raises(Forbidden):
-            async with auditing.audited(ctx, kind, AuditAction.read, "Patient") as subject:
-                subject.patient_id = patient
+            async with auditing.audited(ctx, read, AuditAction.read, "Patient", entity_id=run) as s:
+                s.patient_id = patient
                 raise Forbidden("not in your care")
-        async with auditing.audited(ctx, f"{kind}.ok", AuditAction.read):
+        async with auditing.audited(ctx, read, AuditAction.read, entity_id=f"{run}.ok"):
             pass  # a block that succeeds records nothing by itself
-        [event] = await until(lambda: of_type(seen, kind))
+        [event] = await until(lambda: about(seen, run))
     assert event.outcome is AuditOutcome.refused and event.patient_id == patient
+    assert event.type == read
     assert event.source == "records" and event.agent.account_id == DOCTOR.account_id
     assert event.detail == "forbidden: not in your care"
-    assert of_type(seen, f"{kind}.ok") == []
+    assert about(seen, f"{run}.ok") == []
 
 
 async def test_a_read_names_every_patient_in_events_of_at_most_the_maximum(
@@ -63,15 +66,15 @@ async def test_a_read_names_every_patient_in_events_of_at_most_the_maximum(
     run = uuid.uuid4().hex[:8]
     many = [str(uuid.uuid4()) for _ in range(2 * MAX_PATIENTS + 5)]
     one = str(uuid.uuid4())
-    subject = auditing.Subject(f"test.{run}", AuditAction.read, "Patient")
+    subject = auditing.Subject(AuditType.patient_list, AuditAction.read, "Patient", None, run)
     async with audit_trail(settings) as seen, audit_publisher(settings) as records:
         with serving(records) as ctx:
             await auditing.read(ctx, subject, many + many[:10], detail="many")
             await auditing.read(ctx, subject, [one], detail="one")
             await auditing.read(ctx, subject, [], detail="none")
-        await until(lambda: len(of_type(seen, f"test.{run}")) == 5)
+        await until(lambda: len(about(seen, run)) == 5)
     by_detail: dict[str, list[AuditEvent]] = {}
-    for event in of_type(seen, f"test.{run}"):
+    for event in about(seen, run):
         by_detail.setdefault(event.detail or "", []).append(event)
     groups = by_detail["many"]
     assert sorted(len(e.patients) for e in groups) == [5, MAX_PATIENTS, MAX_PATIENTS]
@@ -88,7 +91,9 @@ async def test_a_writes_event_commits_with_the_write(settings: Settings) -> None
     async with audit_trail(settings) as seen, audit_publisher(settings, use_database=True) as rt:
         assert rt.db is not None
         for outcome in ("rolled back", "committed"):
-            subject = auditing.Subject(f"test.{run}.{outcome}", AuditAction.update, "Patient")
+            subject = auditing.Subject(
+                AuditType.patient_update, AuditAction.update, "Patient", None, f"{run}.{outcome}"
+            )
             with pytest.raises(RuntimeError) if outcome == "rolled back" else nullcontext():
                 async with rt.db.transaction() as tx:
                     with serving(rt, tx) as ctx:
@@ -96,6 +101,6 @@ async def test_a_writes_event_commits_with_the_write(settings: Settings) -> None
                     if outcome == "rolled back":
                         raise RuntimeError("the write failed")
         rt.written()
-        [event] = await until(lambda: of_type(seen, f"test.{run}.committed"))
+        [event] = await until(lambda: about(seen, f"{run}.committed"))
     assert event.outcome is AuditOutcome.success and event.source == "records"
-    assert of_type(seen, f"test.{run}.rolled back") == []
+    assert about(seen, f"{run}.rolled back") == []

@@ -25,7 +25,7 @@ function queryOf(filters: Record<string, string>) {
     patient_id: filters.patient_id || undefined,
     action: (filters.action || undefined) as components["schemas"]["AuditAction"] | undefined,
     outcome: (filters.outcome || undefined) as components["schemas"]["AuditOutcome"] | undefined,
-    type: filters.type || undefined,
+    type: (filters.type || undefined) as components["schemas"]["AuditType"] | undefined,
   };
 }
 

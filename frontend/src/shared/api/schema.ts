@@ -1913,6 +1913,13 @@ export interface components {
             /** Total */
             total: number;
         };
+        /**
+         * AuditType
+         * @description Every type of audit event, `<subject>.<what>`: the subject says who may record it
+         *     (`AUDIT_TYPE_SOURCES`), and administrators filter the log on these values.
+         * @enum {string}
+         */
+        AuditType: "patient.break_glass" | "patient.briefs" | "patient.create" | "patient.duplicate_shown" | "patient.flags" | "patient.list" | "patient.read" | "patient.search" | "patient.summary" | "patient.update" | "encounter.amend" | "encounter.create" | "encounter.list" | "encounter.read" | "prescription.cancel" | "prescription.check" | "prescription.complete" | "prescription.create" | "prescription.list" | "prescription.read" | "prescription.verify" | "allergy.change" | "allergy.list" | "allergy.list_built" | "allergy.record" | "catalog.add" | "catalog.retire" | "catalog.sample_loaded" | "catalog.update" | "export.approved" | "export.patient" | "export.requested" | "appointment.book" | "appointment.cancel" | "appointment.check_in" | "appointment.finish" | "appointment.no_show" | "appointment.read" | "appointment.reschedule" | "appointment.start" | "availability.change" | "calendar.read" | "calendar.today" | "auth.account_disabled" | "auth.account_enabled" | "auth.key_rotated" | "auth.registered" | "auth.token_issued" | "auth.token_revoked" | "attendance.check_in" | "attendance.check_out" | "attendance.event_refused" | "attendance.off_duty_break_glass" | "attendance.off_duty_emergency" | "attendance.off_duty_refused" | "attendance.unreadable" | "attendance.webhook_refused" | "vault.care_refused" | "vault.ceremony_cancelled" | "vault.ceremony_committed" | "vault.ceremony_prepared" | "vault.ceremony_share" | "vault.ceremony_started" | "vault.grant_refused" | "vault.initialise" | "vault.key_destroyed" | "vault.min_decryption" | "vault.rewrap_cancelled" | "vault.rewrap_completed" | "vault.rewrap_rows_failed" | "vault.rewrap_started" | "vault.root_adopted" | "vault.rotate" | "vault.seal" | "vault.unseal" | "gateway.rate_limited" | "gateway.signature_refused" | "bus.call_refused" | "bus.event_refused" | "bus.signature_refused" | "integrity.row_rejected" | "audit.integrity_alert";
         /** Availability */
         Availability: {
             /**
@@ -4307,7 +4314,7 @@ export interface operations {
                 patient_id?: string | null;
                 action?: components["schemas"]["AuditAction"] | null;
                 outcome?: components["schemas"]["AuditOutcome"] | null;
-                type?: string | null;
+                type?: components["schemas"]["AuditType"] | null;
                 sort?: components["schemas"]["SortField"];
                 descending?: boolean;
                 offset?: number;
@@ -4348,7 +4355,7 @@ export interface operations {
                 patient_id?: string | null;
                 action?: components["schemas"]["AuditAction"] | null;
                 outcome?: components["schemas"]["AuditOutcome"] | null;
-                type?: string | null;
+                type?: components["schemas"]["AuditType"] | null;
                 sort?: components["schemas"]["SortField"];
                 descending?: boolean;
                 offset?: number;
