@@ -35,6 +35,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A container's /dev/shm is often 64 MB, too small for Chromium's shared memory: a
+    # renderer that runs out crashes the page. /tmp instead, wherever the tests run.
+    "--disable-dev-shm-usage",
 ]
 SERVICES = [
     "services.keyvault",
