@@ -25,6 +25,7 @@ from gateway.routes import attendance, audit, health, identity, live, vault
 from gateway.routing import declared_router
 from gateway.security import Security
 from gateway.settings import GatewaySettings, get_gateway_settings
+from gateway.state import state_of
 from mesh.events import EventHandler, ReceivedEvent
 from mesh.logging import configure_logging, get_logger
 from mesh.redis import create_redis
@@ -39,7 +40,7 @@ log = get_logger("gateway")
 def make_hub(live_log: LiveLog) -> Callable[[Runtime], Awaitable[None]]:
     async def start(runtime: Runtime) -> None:
         hub = Hub(live_log)
-        runtime.state["hub"] = hub
+        state_of(runtime).hub = hub
         runtime.spawn(hub.follow(), "live-log-tail")
 
     return start
@@ -47,7 +48,7 @@ def make_hub(live_log: LiveLog) -> Callable[[Runtime], Awaitable[None]]:
 
 def forget_changed_accounts(runtime: Runtime) -> EventHandler:
     async def handle(event: ReceivedEvent[AccountChanged]) -> None:
-        security: Security | None = runtime.state.get("security")
+        security = state_of(runtime).security
         if security is not None:
             security.forget(event.payload.account_id)
 
@@ -147,7 +148,7 @@ def create_app(
             on_startup=make_hub(live_log),
         )
         security = Security(runtime, redis, gateway_settings or get_gateway_settings())
-        runtime.state["security"] = security
+        state_of(runtime).security = security
         app.state.runtime, app.state.security = runtime, security
         log.info("gateway.started", url=f"http://{cfg.http_host}:{cfg.http_port or 8000}")
         try:

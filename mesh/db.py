@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiomysql
 import pymysql
@@ -471,7 +471,18 @@ class Attempts:
         return self._current
 
 
-async def execute(conn: Database | aiomysql.Connection, sql: str, args: Sequence[Any] = ()) -> int:
+class Connection(Protocol):
+    """A transaction's connection, as the services use it (aiomysql's has no types of its
+    own): statements go through `execute`, `fetchone` and `fetchall` below, or a cursor."""
+
+    def cursor(self, *cursor_types: Any) -> Any: ...
+
+
+Sql = Database | Connection
+"""Where a statement runs: a transaction's connection, or the pool itself (autocommit)."""
+
+
+async def execute(conn: Sql, sql: str, args: Sequence[Any] = ()) -> int:
     """Run one statement on a transaction's connection (or, given a Database, in autocommit)."""
     if isinstance(conn, Database):
         return await conn.execute(sql, args)
@@ -479,9 +490,7 @@ async def execute(conn: Database | aiomysql.Connection, sql: str, args: Sequence
         return int(await cur.execute(sql, args))
 
 
-async def fetchone(
-    conn: Database | aiomysql.Connection, sql: str, args: Sequence[Any] = ()
-) -> tuple[Any, ...] | None:
+async def fetchone(conn: Sql, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
     if isinstance(conn, Database):
         return await conn.fetchone(sql, args)
     async with conn.cursor() as cur:
@@ -490,9 +499,7 @@ async def fetchone(
         return tuple(row) if row is not None else None
 
 
-async def fetchall(
-    conn: Database | aiomysql.Connection, sql: str, args: Sequence[Any] = ()
-) -> list[tuple[Any, ...]]:
+async def fetchall(conn: Sql, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     if isinstance(conn, Database):
         return await conn.fetchall(sql, args)
     async with conn.cursor() as cur:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from mesh import db
 from mesh.context import CallContext
+from mesh.db import Sql
 from mesh.errors import BadRequest, Conflict, InternalError, Unauthenticated
 
 MAX_KEY_LENGTH = 191
@@ -107,7 +108,7 @@ async def run_idempotent(
     return bytes(row[2])
 
 
-async def _proof_used_elsewhere(conn: Any, proof: str, key: str) -> bool:
+async def _proof_used_elsewhere(conn: Sql, proof: str, key: str) -> bool:
     """The duplicate was the signature, under another key (a replay, not a redelivery)."""
     row = await db.fetchone(
         conn, "SELECT idem_key FROM mesh_idempotency WHERE proof = %s", (proof,)

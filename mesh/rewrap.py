@@ -49,6 +49,7 @@ from contracts.rewrap import KEY_USAGE
 from contracts.rows import MacRow
 from mesh import db
 from mesh.context import CallContext
+from mesh.db import Sql
 from mesh.errors import RpcError, Unavailable
 from mesh.logging import get_logger
 from mesh.rpc import RpcRouter
@@ -599,7 +600,7 @@ class RewrapJob:
                 )
         return True
 
-    async def _renew(self, conn: Any, job: kv.RewrapJobReply) -> None:
+    async def _renew(self, conn: Sql, job: kv.RewrapJobReply) -> None:
         """In a batch's transaction: still ours (or the batch is rolled back)."""
         changed = await db.execute(
             conn,
@@ -789,7 +790,7 @@ class RewrapJob:
 
     async def _write(
         self,
-        conn: Any,
+        conn: Sql,
         table: Table,
         todo: Sequence[tuple[dict[str, Any], kv.RewrapRow]],
         results: Sequence[kv.RewrappedRow],
@@ -828,7 +829,7 @@ class RewrapJob:
 
     async def _apply(
         self,
-        conn: Any,
+        conn: Sql,
         table: Table,
         row: dict[str, Any],
         result: kv.RewrappedRow,
@@ -930,7 +931,7 @@ class RewrapJob:
         cursor.pass_versions = {}
 
     async def _save(
-        self, conn: Any, run_id: str, table: Table, cursor: Cursor, outcome: _Outcome
+        self, conn: Sql, run_id: str, table: Table, cursor: Cursor, outcome: _Outcome
     ) -> None:
         if cursor.pass_number > 1 and cursor.rows_scanned == 0 and not cursor.done:
             total = await db.fetchone(conn, table.count())

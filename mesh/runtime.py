@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractRobustConnection
 
@@ -58,8 +58,8 @@ class Runtime:
     relay: OutboxRelay | None = None
     server: RpcServer | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
-    state: dict[str, Any] = field(default_factory=dict)
-    """Service-specific objects (e.g. the keyvault's keyring), set by its startup hook."""
+    state: object = None
+    """The service's own state: one dataclass per service (`service_state`)."""
     on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None
     instance: str = field(default_factory=lambda: secrets.token_hex(3))
     """This process's replica id, e.g. `records-4242-a1b2c3` (set at start)."""
@@ -70,6 +70,14 @@ class Runtime:
     """Where signers' accounts are looked up to verify forwarded signatures."""
     ledger: ProofLedger | None = None
     """If set (the keyvault), every signed request it serves is accepted once only."""
+
+    @property
+    def database(self) -> Database:
+        """The service's database, where a handler needs one (every service but the
+        gateway has one): never Optional there."""
+        if self.db is None:
+            raise RuntimeError(f"{self.name} has no database")
+        return self.db
 
     @property
     def broker_user(self) -> str:
@@ -211,3 +219,17 @@ def _forget(runtime: Runtime) -> EventHandler:
             runtime.accounts.forget(event.payload.account_id)
 
     return handle
+
+
+StateT = TypeVar("StateT")
+
+
+def service_state(runtime: Runtime, kind: type[StateT]) -> StateT:
+    """`runtime`'s service state, of the service's own dataclass `kind` (made on first use,
+    so each field has a default): typed where a dict of names would hold anything."""
+    if runtime.state is None:
+        runtime.state = kind()
+    state = runtime.state
+    if not isinstance(state, kind):
+        raise TypeError(f"this process holds a {type(state).__name__}, not a {kind.__name__}")
+    return state

@@ -22,9 +22,10 @@ from redis.exceptions import RedisError
 
 from contracts import chat
 from gateway.errors import ApiError, error_response
-from gateway.live import Connection, Hub
+from gateway.live import Connection
 from gateway.routing import signed_request
 from gateway.security import Caller, Security, signed_target
+from gateway.state import state_of
 from mesh.errors import RpcError
 from mesh.httpsig import SignatureError
 from mesh.logging import get_logger
@@ -127,8 +128,11 @@ async def live(websocket: WebSocket) -> None:
             ]
             await _deny(websocket, 422, "validation", "the handshake is not valid", details)
             return
+    hub = state_of(runtime).hub
+    if hub is None:  # only before the start-up hook ran
+        await _deny(websocket, 503, "unavailable", "the live channel is starting; try again")
+        return
     await websocket.accept()
-    hub: Hub = runtime.state["hub"]
     connection = Connection(
         websocket,
         caller.principal.account_id,

@@ -15,7 +15,7 @@ from mesh.logging import get_logger
 from mesh.rpc import RpcRouter
 from mesh.runtime import Runtime
 from services.audit import chain, store
-from services.audit.verify import latest_walk, start_full, verify_since_mark
+from services.audit.verify import latest_walk, start_full, state_of, verify_since_mark
 
 router = RpcRouter(audit.SERVICE)
 log = get_logger("audit")
@@ -105,9 +105,7 @@ async def verify_full(
 ) -> audit.FullVerification:
     """Start the walk of the whole chain (a background job), or join the one running."""
     started = await start_full(ctx.tx, ctx.principal.account_id if ctx.principal else None)
-    wake = _runtime(ctx).state.get("verify_wake")
-    if wake is not None:
-        wake.set()
+    state_of(_runtime(ctx)).verify_wake.set()
     return started
 
 

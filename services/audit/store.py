@@ -10,7 +10,7 @@ from typing import Any
 from contracts.audit import AuditAgent, AuditEvent, AuditQuery, StoredAuditEvent
 from contracts.base import Role
 from mesh import db
-from mesh.db import Database
+from mesh.db import Connection, Database, Sql
 
 COLUMNS = (
     "seq, event_id, type, action, outcome, recorded, account_id, role, address, source, "
@@ -65,7 +65,7 @@ async def with_patients(target: Any, rows: Sequence[tuple[Any, ...]]) -> list[St
     return [stored(r, patients.get(int(r[0]), ())) for r in rows]
 
 
-async def existing(conn: Any, event_ids: Sequence[str]) -> set[str]:
+async def existing(conn: Sql, event_ids: Sequence[str]) -> set[str]:
     """Which of these events are in the chain already (a redelivery)."""
     if not event_ids:
         return set()
@@ -78,7 +78,7 @@ async def existing(conn: Any, event_ids: Sequence[str]) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-async def lock_head(conn: Any) -> tuple[int, bytes]:
+async def lock_head(conn: Sql) -> tuple[int, bytes]:
     row = await db.fetchone(conn, "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
     assert row is not None
     return int(row[0]), bytes(row[1])
@@ -118,7 +118,7 @@ def _values(entry: Entry) -> tuple[Any, ...]:
     )
 
 
-async def append_many(conn: Any, entries: Sequence[Entry]) -> None:
+async def append_many(conn: Connection, entries: Sequence[Entry]) -> None:
     """Append entries (consecutive seqs after the locked head) and move the head once."""
     if not entries:
         return
@@ -139,7 +139,7 @@ async def append_many(conn: Any, entries: Sequence[Entry]) -> None:
     )
 
 
-async def quarantine(conn: Any, event: AuditEvent, publisher: str | None, reason: str) -> bool:
+async def quarantine(conn: Sql, event: AuditEvent, publisher: str | None, reason: str) -> bool:
     """Keep an event apart from the chain (once); True if it was not kept before."""
     return (
         await db.execute(
@@ -237,7 +237,7 @@ async def latest_walk(database: Database) -> tuple[Any, ...] | None:
     )
 
 
-async def start_walk(conn: Any, total: int, started_by: str | None) -> int:
+async def start_walk(conn: Connection, total: int, started_by: str | None) -> int:
     async with conn.cursor() as cur:
         await cur.execute(
             "INSERT INTO audit_full_walks (state, total, cursor_hash, started_by) "
@@ -247,7 +247,7 @@ async def start_walk(conn: Any, total: int, started_by: str | None) -> int:
         return int(cur.lastrowid)
 
 
-async def running_walk(conn: Any) -> tuple[Any, ...] | None:
+async def running_walk(conn: Sql) -> tuple[Any, ...] | None:
     return await db.fetchone(
         conn,
         f"SELECT {WALK_COLUMNS} FROM audit_full_walks WHERE state = 'running' "  # noqa: S608

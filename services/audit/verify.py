@@ -14,15 +14,16 @@ and resumes from its cursor; it never runs inside an RPC's deadline.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from contracts import audit
 from contracts import keyvault as kv
 from mesh import db
+from mesh.db import Connection
 from mesh.errors import RpcError
 from mesh.logging import get_logger
-from mesh.runtime import Runtime
+from mesh.runtime import Runtime, service_state
 from services.audit import chain, store
 
 log = get_logger("audit.verification")
@@ -230,7 +231,7 @@ async def latest_walk(runtime: Runtime) -> audit.FullVerification | None:
     return None if row is None else _walk(row)
 
 
-async def start_full(conn: object, started_by: str | None) -> audit.FullVerification:
+async def start_full(conn: Connection, started_by: str | None) -> audit.FullVerification:
     """Begin a full walk, or join the one running (in the caller's transaction)."""
     running = await store.running_walk(conn)
     if running is None:
@@ -292,10 +293,22 @@ async def advance_walks(runtime: Runtime) -> bool:
     return True
 
 
+@dataclass
+class AuditState:
+    """What an audit process holds beside its runtime (`service_state`)."""
+
+    verify_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set to start the background walk at once (a full verification was asked for)."""
+
+
+def state_of(runtime: Runtime) -> AuditState:
+    return service_state(runtime, AuditState)
+
+
 async def background(runtime: Runtime) -> None:
     """Each replica: advance full walks as soon as there are any, and verify the new
     entries every BACKGROUND_EVERY_S (so a verification call has little left to walk)."""
-    wake: asyncio.Event = runtime.state.setdefault("verify_wake", asyncio.Event())
+    wake = state_of(runtime).verify_wake
     last_tail = 0.0
     loop = asyncio.get_running_loop()
     while True:

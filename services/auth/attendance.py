@@ -40,6 +40,7 @@ from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.auth import Account, AccountStatus
 from mesh import audit, db, outbox
 from mesh.context import CallContext
+from mesh.db import Sql
 from mesh.errors import (
     Conflict,
     Forbidden,
@@ -127,7 +128,7 @@ async def read_shift(executor: Any, account_id: str) -> Shift | None:
 
 
 async def apply(
-    conn: Any, kind: Kind, account_id: str, at: datetime, place: str, source: att.Source
+    conn: Sql, kind: Kind, account_id: str, at: datetime, place: str, source: att.Source
 ) -> tuple[Shift, bool]:
     """Apply one check-in or check-out in `conn`'s transaction; (the shift, whether it
     changed). An event older than the latest applied for this person changes nothing."""
@@ -215,7 +216,7 @@ def _payload(kind: Kind, staff_id: str, at: datetime, place: str) -> Any:
 
 async def _record(
     runtime: Runtime,
-    conn: Any,
+    conn: Sql,
     kind: Kind,
     account_id: str,
     shift: Shift,
@@ -478,7 +479,7 @@ def consume(runtime: Runtime) -> EventHandler:
             )
             return
 
-        async def effect(conn: Any) -> None:
+        async def effect(conn: Sql) -> None:
             shift, changed = await apply(
                 conn, kind, payload.staff_id, payload.at, payload.place, att.Source.timeclock
             )

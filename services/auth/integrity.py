@@ -12,6 +12,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from contracts import keyvault as kv
@@ -20,7 +21,7 @@ from contracts.auth import SERVICE, account_mac_row
 from contracts.rows import MacRow
 from mesh import audit
 from mesh.logging import get_logger
-from mesh.runtime import Runtime
+from mesh.runtime import Runtime, service_state
 from services.auth.store import StoredAccount, StoredToken, token_mac_row
 
 log = get_logger("auth.integrity")
@@ -63,9 +64,15 @@ class VerifiedRows:
             self._seen.popitem(last=False)
 
 
+@dataclass
+class AuthState:
+    """What an auth process holds beside its runtime (`service_state`)."""
+
+    verified_rows: VerifiedRows = field(default_factory=VerifiedRows)
+
+
 def _memory(runtime: Runtime) -> VerifiedRows:
-    memory: VerifiedRows = runtime.state.setdefault("verified_rows", VerifiedRows())
-    return memory
+    return service_state(runtime, AuthState).verified_rows
 
 
 async def verified(runtime: Runtime, items: Sequence[T]) -> list[T]:

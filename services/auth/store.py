@@ -11,7 +11,7 @@ from contracts.auth import TOKENS_TABLE, Account, AccountStatus, TokenRow
 from contracts.base import Role
 from contracts.rows import MacRow
 from mesh import db
-from mesh.db import Database
+from mesh.db import Database, Sql
 
 __all__ = ["TOKENS_TABLE"]
 
@@ -127,7 +127,7 @@ async def get_account(executor: Database | Any, account_id: str) -> StoredAccoun
     return _account(row) if row else None
 
 
-async def lock_account(conn: Any, account_id: str) -> StoredAccount | None:
+async def lock_account(conn: Sql, account_id: str) -> StoredAccount | None:
     sql = f"SELECT {ACCOUNT_COLUMNS} FROM staff_accounts WHERE account_id = %s FOR UPDATE"  # noqa: S608
     row = await db.fetchone(conn, sql, (account_id,))
     return _account(row) if row else None
@@ -148,12 +148,12 @@ async def administrators(executor: Database | Any) -> list[StoredAccount]:
     return [_account(r) for r in await db.fetchall(executor, sql, ())]
 
 
-async def username_taken(conn: Any, username: str) -> bool:
+async def username_taken(conn: Sql, username: str) -> bool:
     row = await db.fetchone(conn, "SELECT 1 FROM staff_accounts WHERE username = %s", (username,))
     return row is not None
 
 
-async def insert_account(conn: Any, stored: StoredAccount) -> None:
+async def insert_account(conn: Sql, stored: StoredAccount) -> None:
     a = stored.account
     await db.execute(
         conn,
@@ -174,7 +174,7 @@ async def insert_account(conn: Any, stored: StoredAccount) -> None:
     )
 
 
-async def update_account(conn: Any, stored: StoredAccount) -> None:
+async def update_account(conn: Sql, stored: StoredAccount) -> None:
     a = stored.account
     await db.execute(
         conn,
@@ -184,7 +184,7 @@ async def update_account(conn: Any, stored: StoredAccount) -> None:
     )
 
 
-async def insert_token(conn: Any, token: StoredToken) -> None:
+async def insert_token(conn: Sql, token: StoredToken) -> None:
     await db.execute(
         conn,
         f"INSERT INTO registration_tokens ({REGISTRATION_COLUMNS}) "  # noqa: S608
@@ -204,7 +204,7 @@ async def insert_token(conn: Any, token: StoredToken) -> None:
     )
 
 
-async def update_token(conn: Any, token: StoredToken) -> None:
+async def update_token(conn: Sql, token: StoredToken) -> None:
     await db.execute(
         conn,
         "UPDATE registration_tokens SET revoked_at = %s, used_by = %s, used_at = %s, mac = %s "
@@ -213,13 +213,13 @@ async def update_token(conn: Any, token: StoredToken) -> None:
     )
 
 
-async def lock_token_by_hash(conn: Any, token_hash: str) -> StoredToken | None:
+async def lock_token_by_hash(conn: Sql, token_hash: str) -> StoredToken | None:
     sql = f"SELECT {REGISTRATION_COLUMNS} FROM registration_tokens WHERE token_hash = %s FOR UPDATE"  # noqa: S608
     row = await db.fetchone(conn, sql, (token_hash,))
     return _token(row) if row else None
 
 
-async def lock_token(conn: Any, token_id: str) -> StoredToken | None:
+async def lock_token(conn: Sql, token_id: str) -> StoredToken | None:
     sql = f"SELECT {REGISTRATION_COLUMNS} FROM registration_tokens WHERE token_id = %s FOR UPDATE"  # noqa: S608
     row = await db.fetchone(conn, sql, (token_id,))
     return _token(row) if row else None

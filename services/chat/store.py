@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from mesh import db
-from mesh.db import Database
+from mesh.db import Database, Sql
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class MessageRow:
     sent_at: datetime
 
 
-async def find_direct(conn: Any, direct_key: str) -> str | None:
+async def find_direct(conn: Sql, direct_key: str) -> str | None:
     row = await db.fetchone(
         conn, "SELECT conversation_id FROM conversations WHERE direct_key = %s", (direct_key,)
     )
@@ -38,7 +38,7 @@ async def find_direct(conn: Any, direct_key: str) -> str | None:
 
 
 async def insert_conversation(
-    conn: Any,
+    conn: Sql,
     conversation_id: str,
     kind: str,
     name_enc: str | None,
@@ -112,7 +112,7 @@ async def unread_and_last(
     }
 
 
-async def sent(conn: Any, message: MessageRow) -> None:
+async def sent(conn: Sql, message: MessageRow) -> None:
     """A new last message, and one more unread for every other member."""
     await db.execute(
         conn,
@@ -128,7 +128,7 @@ async def sent(conn: Any, message: MessageRow) -> None:
     )
 
 
-async def next_message_id(conn: Any) -> int:
+async def next_message_id(conn: Sql) -> int:
     """Take the next message id; the row lock is held until the transaction ends."""
     await db.execute(
         conn, "UPDATE message_sequence SET next_id = LAST_INSERT_ID(next_id + 1) WHERE id = 1"
@@ -138,7 +138,7 @@ async def next_message_id(conn: Any) -> int:
     return int(row[0])
 
 
-async def insert_message(conn: Any, message: MessageRow) -> None:
+async def insert_message(conn: Sql, message: MessageRow) -> None:
     await db.execute(
         conn,
         "INSERT INTO messages (message_id, message_uuid, conversation_id, sender_id, text_enc, "
@@ -190,7 +190,7 @@ async def messages(
     return [MessageRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), r[5]) for r in rows]
 
 
-async def mark_read(conn: Any, conversation_id: str, account_id: str, up_to: int) -> int:
+async def mark_read(conn: Sql, conversation_id: str, account_id: str, up_to: int) -> int:
     """Move the read marker forward (never back); returns the marker after the update."""
     await db.execute(
         conn,

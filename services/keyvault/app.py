@@ -18,6 +18,7 @@ from services.keyvault import ciphers
 from services.keyvault.devmode import auto_unseal
 from services.keyvault.gate import AccountKeys
 from services.keyvault.handlers import router
+from services.keyvault.state import state_of
 from services.keyvault.vault import Vault
 
 log = get_logger("keyvault")
@@ -29,7 +30,8 @@ async def start_vault(runtime: Runtime) -> None:
     ciphers.use_phone_region(runtime.settings.clinic_region)
     vault = Vault(runtime.db, runtime.instance, block_size=runtime.settings.keyvault_block_size)
     await vault.load()
-    runtime.state["vault"] = vault
+    state = state_of(runtime)
+    state.vault = vault
     runtime.accounts = AccountKeys(runtime.rpc, vault)
     settings = runtime.settings
     redis = create_redis(
@@ -37,7 +39,7 @@ async def start_vault(runtime: Runtime) -> None:
         settings.keyvault_redis_url,
         sentinel_master=settings.keyvault_redis_sentinel_master,
     )
-    runtime.state["redis"] = redis
+    state.redis = redis
     runtime.ledger = RedisLedger(
         redis,
         f"{settings.redis_prefix}keyvault:proof:",
@@ -60,10 +62,10 @@ async def maintain(vault: Vault) -> None:
 
 
 async def stop_vault(runtime: Runtime) -> None:
-    vault: Vault | None = runtime.state.get("vault")
-    if vault is not None:
-        await vault.seal()
-    redis = runtime.state.get("redis")
+    state = state_of(runtime)
+    if state.vault is not None:
+        await state.vault.seal()
+    redis = state.redis
     if redis is not None:
         await redis.aclose()
 

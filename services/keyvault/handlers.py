@@ -24,6 +24,7 @@ from services.keyvault import accounts, exports, grants
 from services.keyvault.attendance import require_duty
 from services.keyvault.gate import AccountKeys
 from services.keyvault.sealedbox import SealedShareError, public_key_b64, seal_share
+from services.keyvault.state import state_of, vault_of
 from services.keyvault.vault import Vault
 
 router = RpcRouter(kv.SERVICE)
@@ -31,8 +32,7 @@ router = RpcRouter(kv.SERVICE)
 
 def _vault(ctx: CallContext) -> Vault:
     assert ctx.runtime is not None
-    vault: Vault = ctx.runtime.state["vault"]
-    return vault
+    return vault_of(ctx.runtime)
 
 
 def _accounts(ctx: CallContext) -> AccountKeys:
@@ -261,8 +261,10 @@ class CareCache:
 
 
 def _care(runtime: Runtime) -> CareCache:
-    cache: CareCache = runtime.state.setdefault("care", CareCache(runtime.settings.care_cache_s))
-    return cache
+    state = state_of(runtime)
+    if state.care is None:
+        state.care = CareCache(runtime.settings.care_cache_s)
+    return state.care
 
 
 @router.handler(kv.MAC)

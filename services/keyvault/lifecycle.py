@@ -24,6 +24,7 @@ from mesh.logging import get_logger
 from services.keyvault import grants, store
 from services.keyvault.handlers import audit_action, router, status_reply
 from services.keyvault.sealedbox import SealedShareError, seal_share
+from services.keyvault.state import vault_of
 from services.keyvault.vault import Vault
 
 log = get_logger("keyvault.lifecycle")
@@ -44,8 +45,7 @@ SYNC_WINDOW_S = 0.5
 
 def _vault(ctx: CallContext) -> Vault:
     assert ctx.runtime is not None
-    vault: Vault = ctx.runtime.state["vault"]
-    return vault
+    return vault_of(ctx.runtime)
 
 
 def _who(ctx: CallContext) -> str:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mesh import db
-from mesh.db import Database
+from mesh.db import Database, Sql
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ async def load_meta(database: Database) -> VaultMeta | None:
     return None if row is None else _meta(row)
 
 
-async def lock_meta(conn: Any) -> VaultMeta:
+async def lock_meta(conn: Sql) -> VaultMeta:
     """The metadata row, locked for this transaction (lifecycle steps serialise on it)."""
     row = await db.fetchone(conn, f"SELECT {_META} FROM vault_meta WHERE id = 1 FOR UPDATE")  # noqa: S608
     if row is None:
@@ -86,7 +86,7 @@ async def save_initialisation(database: Database, meta: VaultMeta, keys: list[St
             await insert_keys(conn, keys)
 
 
-async def insert_keys(conn: object, keys: list[StoredKey]) -> None:
+async def insert_keys(conn: Sql, keys: list[StoredKey]) -> None:
     for key in keys:
         await db.execute(
             conn,
@@ -495,7 +495,7 @@ async def latest_ceremony(database: Database) -> Ceremony | None:
     return None if row is None else _ceremony(row)
 
 
-async def get_ceremony(conn: Any, ceremony_id: str, *, lock: bool = False) -> Ceremony | None:
+async def get_ceremony(conn: Sql, ceremony_id: str, *, lock: bool = False) -> Ceremony | None:
     sql = _CEREMONY + " WHERE ceremony_id = %s" + (" FOR UPDATE" if lock else "")
     row = await db.fetchone(conn, sql, (ceremony_id,))
     return None if row is None else _ceremony(row)
@@ -519,7 +519,7 @@ async def prepare_ceremony(
     return changed == 1
 
 
-async def end_ceremony(conn: Any, ceremony_id: str, state: str) -> bool:
+async def end_ceremony(conn: Sql, ceremony_id: str, state: str) -> bool:
     """Committed or cancelled: the sealed new shares and their digest are dropped."""
     changed = await db.execute(
         conn,
@@ -532,7 +532,7 @@ async def end_ceremony(conn: Any, ceremony_id: str, state: str) -> bool:
 
 
 async def replace_root(
-    conn: Any,
+    conn: Sql,
     meta: VaultMeta,
     rewrapped: Sequence[tuple[int, bytes]],
 ) -> None:

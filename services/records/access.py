@@ -8,11 +8,14 @@ rule, checked by every handler once it knows the patient.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from contracts.base import Principal, Role
 from mesh.context import CallContext
 from mesh.db import Database
 from mesh.errors import Forbidden
-from mesh.runtime import Runtime
+from mesh.rpc import RpcServer
+from mesh.runtime import Runtime, service_state
 
 
 def runtime_of(ctx: CallContext) -> Runtime:
@@ -20,11 +23,25 @@ def runtime_of(ctx: CallContext) -> Runtime:
     return ctx.runtime
 
 
+@dataclass
+class RecordsState:
+    """What a records process holds beside its runtime (`service_state`)."""
+
+    lookup_db: Database | None = None
+    """The pool of `lookups` (set at start-up by `care.start_access_server`)."""
+    access_server: RpcServer | None = None
+    """The server of `recordsaccess`, records' access decisions."""
+
+
+def state_of(runtime: Runtime) -> RecordsState:
+    return service_state(runtime, RecordsState)
+
+
 def lookups(runtime: Runtime) -> Database:
     """The pool for short reads that need no transaction (care relationships, the catalog,
     what other services ask): never the pool a write's transaction holds a connection of,
     and never inside that transaction's snapshot (`store.lock_patient`)."""
-    pool = runtime.state.get("lookup_db") or runtime.db
+    pool = state_of(runtime).lookup_db or runtime.db
     assert pool is not None
     return pool
 

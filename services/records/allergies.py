@@ -21,6 +21,7 @@ from contracts.audit import AuditAction, AuditOutcome, AuditType
 from mesh import audit, auditing
 from mesh.auditing import audited
 from mesh.context import CallContext
+from mesh.db import Sql
 from mesh.errors import Conflict, IntegrityError, InvalidRequest, NotFound, RpcError, invalid_field
 from mesh.runtime import Runtime
 from services.records import access, codec, integrity, knowledge, store, vault
@@ -186,7 +187,7 @@ def list_row(patient_id: str, ciphertext: str, version: int, by: str) -> Allergy
     return AllergyListRow(patient_id, ciphertext, version, by, _now(), "")
 
 
-async def store_list(runtime: Runtime, conn: object, row: AllergyListRow) -> None:
+async def store_list(runtime: Runtime, conn: Sql, row: AllergyListRow) -> None:
     """MAC and store a list row (see `list_row`)."""
     (tag,) = await vault.mac(runtime, [integrity.allergy_list_mac_row(row)])
     await store.put_allergy_list(conn, replace(row, mac=tag))

@@ -25,7 +25,7 @@ from mesh.logging import get_logger
 from mesh.rpc import RpcRouter, RpcServer
 from mesh.runtime import Runtime
 from services.records import vault
-from services.records.access import lookups, principal_of, runtime_of
+from services.records.access import lookups, principal_of, runtime_of, state_of
 from services.records.vault import Batch
 
 log = get_logger("records.care")
@@ -113,17 +113,19 @@ async def start_access_server(runtime: Runtime) -> None:
     while they wait for those very services, which would then wait for records."""
     assert runtime.db is not None
     settings = runtime.settings.model_copy(update={"db_pool_size": LOOKUP_POOL_SIZE})
-    runtime.state["lookup_db"] = await db.Database.connect(settings, runtime.db.name)
+    state = state_of(runtime)
+    state.lookup_db = await db.Database.connect(settings, runtime.db.name)
     server = RpcServer(runtime, access_router, runtime.settings.rpc_prefetch)
     await server.start()
-    runtime.state["access_server"] = server
+    state.access_server = server
 
 
 async def stop_access_server(runtime: Runtime) -> None:
-    server: RpcServer | None = runtime.state.pop("access_server", None)
+    state = state_of(runtime)
+    server, state.access_server = state.access_server, None
     if server is not None:
         await server.stop(runtime.settings.shutdown_grace_s)
-    pool: db.Database | None = runtime.state.pop("lookup_db", None)
+    pool, state.lookup_db = state.lookup_db, None
     if pool is not None:
         await pool.close()
 
@@ -223,7 +225,7 @@ async def break_glass_report(
     runtime = runtime_of(ctx)
     where = " WHERE acknowledged_at IS NULL" if req.unacknowledged_only else ""
     rows = await db.fetchall(
-        runtime.db,
+        runtime.database,
         f"SELECT {COLUMNS} FROM break_glass{where} ORDER BY opened_at DESC LIMIT %s",  # noqa: S608
         (req.limit,),
     )

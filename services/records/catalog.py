@@ -21,6 +21,7 @@ from contracts.audit import AuditAction, AuditOutcome, AuditType
 from mesh import audit, db
 from mesh.auditing import audited
 from mesh.context import CallContext
+from mesh.db import Sql
 from mesh.errors import Conflict, InvalidRequest, NotFound
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
@@ -123,7 +124,7 @@ DUPLICATE = "the catalog already has this medicine (same name, strength and form
 
 
 async def _store(
-    conn: Any, medicine_id: str, details: rec.MedicineDetails, active: bool, *, new: bool
+    conn: Sql, medicine_id: str, details: rec.MedicineDetails, active: bool, *, new: bool
 ) -> None:
     sql = (
         "INSERT INTO medicines (name, active_ingredient, strength, dosage_form, route, type, "
@@ -261,6 +262,6 @@ async def search_medicines(req: rec.SearchMedicinesRequest, ctx: CallContext) ->
         where.append("active = 1")
     condition = " AND ".join(where)
     sql = f"SELECT {COLUMNS} FROM medicines WHERE {condition} ORDER BY name_key, strength LIMIT %s"  # noqa: S608
-    rows = await db.fetchall(runtime_of(ctx).db, sql, (*args, req.limit))
+    rows = await db.fetchall(runtime_of(ctx).database, sql, (*args, req.limit))
     vocabulary = knowledge.of(ctx)
     return rec.MedicineList(medicines=[described(_medicine(r), vocabulary) for r in rows])

@@ -16,6 +16,7 @@ from typing import Any
 import pymysql
 
 from mesh import db
+from mesh.db import Sql
 
 DEADLOCK = 1213
 LOCK_WAIT_TIMEOUT = 1205
@@ -135,7 +136,7 @@ async def patients_by_sound(target: Any, tokens: Sequence[str], limit: int) -> l
 
 
 async def replace_sounds(
-    conn: Any, patient_id: str, tokens: frozenset[str], *, new: bool = False
+    conn: Sql, patient_id: str, tokens: frozenset[str], *, new: bool = False
 ) -> None:
     """The patient's sound tokens, now `tokens` (the caller holds the patient's row lock).
 
@@ -178,7 +179,7 @@ async def recent_patients(target: Any, limit: int) -> list[PatientRow]:
     return [_patient(r) for r in await db.fetchall(target, sql, (limit,))]
 
 
-async def lock_similar(conn: Any, tokens: PatientTokens, limit: int) -> list[PatientRow]:
+async def lock_similar(conn: Sql, tokens: PatientTokens, limit: int) -> list[PatientRow]:
     """Patients whose family name sounds alike with the same birth date (or, registered
     before sound tokens, with the same name and birth date), locked with the index gaps,
     so a concurrent registration of the same person waits for this transaction. Indexed
@@ -210,7 +211,7 @@ async def lock_similar(conn: Any, tokens: PatientTokens, limit: int) -> list[Pat
 
 
 async def insert_patient(
-    conn: Any,
+    conn: Sql,
     patient_id: str,
     tokens: PatientTokens,
     cipher: dict[str, str],
@@ -241,7 +242,7 @@ async def insert_patient(
 
 
 async def update_demographics(
-    conn: Any,
+    conn: Sql,
     patient_id: str,
     tokens: PatientTokens,
     cipher: dict[str, str],
@@ -269,7 +270,7 @@ async def update_demographics(
     )
 
 
-async def update_flags(conn: Any, patient_id: str, flags_enc: str, by: str, at: datetime) -> None:
+async def update_flags(conn: Sql, patient_id: str, flags_enc: str, by: str, at: datetime) -> None:
     await db.execute(
         conn,
         "UPDATE patients SET clinical_flags_enc = %s, flags_updated_by = %s, "
@@ -337,7 +338,7 @@ def _version(r: Sequence[Any]) -> EncounterRow:
     )
 
 
-async def insert_encounter(conn: Any, row: EncounterRow, at: datetime) -> None:
+async def insert_encounter(conn: Sql, row: EncounterRow, at: datetime) -> None:
     """A new encounter: its head and its first version."""
     await db.execute(
         conn,
@@ -356,7 +357,7 @@ async def insert_encounter(conn: Any, row: EncounterRow, at: datetime) -> None:
     await insert_version(conn, row)
 
 
-async def insert_version(conn: Any, row: EncounterRow) -> None:
+async def insert_version(conn: Sql, row: EncounterRow) -> None:
     await db.execute(
         conn,
         "INSERT INTO encounter_versions (encounter_id, version, patient_id, occurred_at, "
@@ -377,7 +378,7 @@ async def insert_version(conn: Any, row: EncounterRow) -> None:
     )
 
 
-async def advance_head(conn: Any, row: EncounterRow) -> None:
+async def advance_head(conn: Sql, row: EncounterRow) -> None:
     """Point the encounter at its new latest version (the old versions stay as they are)."""
     await db.execute(
         conn,
@@ -498,7 +499,7 @@ async def get_allergy_list(target: Any, patient_id: str) -> AllergyListRow | Non
     )
 
 
-async def put_allergy_list(conn: Any, row: AllergyListRow) -> None:
+async def put_allergy_list(conn: Sql, row: AllergyListRow) -> None:
     """Insert the list, or replace it (the caller holds the patient's row lock)."""
     await db.execute(
         conn,
@@ -517,7 +518,7 @@ async def put_allergy_list(conn: Any, row: AllergyListRow) -> None:
     )
 
 
-async def lock_patient(conn: Any, patient_id: str) -> bool:
+async def lock_patient(conn: Sql, patient_id: str) -> bool:
     """Hold the patient's row until the transaction ends (writes of their allergy list and
     prescriptions are serialised on it); False: no such patient.
 
@@ -578,7 +579,7 @@ def _prescription(r: Sequence[Any]) -> PrescriptionRow:
     )
 
 
-async def insert_prescription(conn: Any, row: PrescriptionRow) -> None:
+async def insert_prescription(conn: Sql, row: PrescriptionRow) -> None:
     await db.execute(
         conn,
         f"INSERT INTO prescriptions ({PRESCRIPTION_COLUMNS}) "  # noqa: S608
@@ -602,7 +603,7 @@ async def insert_prescription(conn: Any, row: PrescriptionRow) -> None:
     )
 
 
-async def update_status(conn: Any, row: PrescriptionRow) -> None:
+async def update_status(conn: Sql, row: PrescriptionRow) -> None:
     await db.execute(
         conn,
         "UPDATE prescriptions SET status = %s, status_changed_at = %s, status_changed_by = %s, "

@@ -12,6 +12,7 @@ from contracts.audit import AuditAction, AuditType
 from mesh import auditing, outbox
 from mesh.auditing import audited
 from mesh.context import CallContext
+from mesh.db import Sql
 from mesh.errors import InvalidRequest, NotFound
 from mesh.runtime import Runtime
 from services.scheduling import access, rules, steps, store, timeplan
@@ -51,7 +52,7 @@ async def _availability(
     )
 
 
-async def _affected(conn: Any, runtime: Runtime, physician_id: str) -> list[AppointmentRow]:
+async def _affected(conn: Sql, runtime: Runtime, physician_id: str) -> list[AppointmentRow]:
     """Booked future appointments that the physician's working time no longer covers
     (the booking rule, `timeplan.bookable`, over one joined plan of all their days)."""
     tz = steps.tz(runtime)

@@ -6,12 +6,11 @@ physician), the API's views of a row, and the refusals by status.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from contracts import keyvault as kv
 from contracts import scheduling as sched
-from mesh.db import Database
+from mesh.db import Database, Sql
 from mesh.errors import Conflict, NotFound, RpcError
 from mesh.runtime import Runtime
 from services.scheduling import access, rules, store, timeplan
@@ -37,7 +36,7 @@ def db(runtime: Runtime) -> Database:
     return runtime.db
 
 
-async def lock(conn: Any, physician_id: str) -> int | None:
+async def lock(conn: Sql, physician_id: str) -> int | None:
     """Lock the physician's calendar for this transaction; its version, None if it has none.
 
     The checks that follow are plain reads of this transaction's snapshot, which must be
@@ -51,7 +50,7 @@ async def lock(conn: Any, physician_id: str) -> int | None:
 
 
 async def lock_and_check_slot(
-    conn: Any,
+    conn: Sql,
     runtime: Runtime,
     physician_id: str,
     start: datetime,
@@ -165,7 +164,7 @@ def slot(row: AppointmentRow) -> sched.AppointmentSlot:
     return sched.AppointmentSlot(appointment_id=row.appointment_id, start=row.start, end=row.end)
 
 
-async def locked_appointment(conn: Any, appointment_id: str) -> AppointmentRow:
+async def locked_appointment(conn: Sql, appointment_id: str) -> AppointmentRow:
     row = await store.get_appointment(conn, appointment_id, lock=True)
     if row is None:
         raise NotFound("unknown appointment", details={"appointment_id": appointment_id})

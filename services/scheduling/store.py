@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from mesh import db
+from mesh.db import Sql
 from services.scheduling.timeplan import AbsenceSpan, Plan
 
 OCCUPYING = ("booked", "arrived", "in_progress", "completed", "no_show")
@@ -79,7 +80,7 @@ def _row(r: Sequence[Any]) -> AppointmentRow:
 # ---------------------------------------------------------------- physicians and locking
 
 
-async def create_physician(conn: Any, physician_id: str) -> None:
+async def create_physician(conn: Sql, physician_id: str) -> None:
     """Make sure the physician's row exists, and lock it.
 
     ON DUPLICATE KEY UPDATE takes an exclusive lock on an existing row; INSERT IGNORE
@@ -93,7 +94,7 @@ async def create_physician(conn: Any, physician_id: str) -> None:
     )
 
 
-async def lock_physician(conn: Any, physician_id: str) -> int | None:
+async def lock_physician(conn: Sql, physician_id: str) -> int | None:
     """Lock the physician's row until the transaction ends; its version, None if absent."""
     row = await db.fetchone(
         conn, "SELECT version FROM physicians WHERE physician_id = %s FOR UPDATE", (physician_id,)
@@ -101,7 +102,7 @@ async def lock_physician(conn: Any, physician_id: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-async def snapshot_version(conn: Any, physician_id: str) -> int | None:
+async def snapshot_version(conn: Sql, physician_id: str) -> int | None:
     """The version as this transaction's consistent snapshot sees it (a plain read)."""
     row = await db.fetchone(
         conn, "SELECT version FROM physicians WHERE physician_id = %s", (physician_id,)
@@ -128,7 +129,7 @@ async def plan(target: Any, physician_id: str, first: date, last: date) -> Plan:
     return Plan(weekly, breaks, frozenset(off), tuple(r.span for r in absences))
 
 
-async def bump_version(conn: Any, physician_id: str) -> None:
+async def bump_version(conn: Sql, physician_id: str) -> None:
     await db.execute(
         conn,
         "UPDATE physicians SET version = version + 1, updated_at = NOW(6) WHERE physician_id = %s",
@@ -172,7 +173,7 @@ async def weekly_breaks(target: Any, physician_id: str) -> dict[int, list[tuple[
 
 
 async def _replace_weekly(
-    conn: Any, table: str, physician_id: str, periods: Iterable[tuple[int, int, int]]
+    conn: Sql, table: str, physician_id: str, periods: Iterable[tuple[int, int, int]]
 ) -> None:
     assert table in WEEKLY_TABLES
     await db.execute(
@@ -190,14 +191,14 @@ async def _replace_weekly(
 
 
 async def replace_weekly_hours(
-    conn: Any, physician_id: str, periods: Iterable[tuple[int, int, int]]
+    conn: Sql, physician_id: str, periods: Iterable[tuple[int, int, int]]
 ) -> None:
     """Replace every working period: (weekday, start minute, end minute)."""
     await _replace_weekly(conn, "working_hours", physician_id, periods)
 
 
 async def replace_weekly_breaks(
-    conn: Any, physician_id: str, periods: Iterable[tuple[int, int, int]]
+    conn: Sql, physician_id: str, periods: Iterable[tuple[int, int, int]]
 ) -> None:
     """Replace every weekly break: (weekday, start minute, end minute)."""
     await _replace_weekly(conn, "breaks", physician_id, periods)
@@ -222,7 +223,7 @@ async def days_off_from(target: Any, physician_id: str, first: date) -> list[dat
 
 
 async def change_days_off(
-    conn: Any, physician_id: str, add: Iterable[date], remove: Iterable[date]
+    conn: Sql, physician_id: str, add: Iterable[date], remove: Iterable[date]
 ) -> None:
     for day in add:
         await db.execute(
@@ -285,7 +286,7 @@ async def absences_from(
 
 
 async def add_absence(
-    conn: Any,
+    conn: Sql,
     absence_id: str,
     physician_id: str,
     kind: str,
@@ -311,7 +312,7 @@ async def add_absence(
     )
 
 
-async def remove_absences(conn: Any, physician_id: str, absence_ids: Sequence[str]) -> set[str]:
+async def remove_absences(conn: Sql, physician_id: str, absence_ids: Sequence[str]) -> set[str]:
     """Delete these absences of the physician; the ids that were not theirs (or not there)."""
     missing = set()
     for absence_id in absence_ids:
@@ -329,7 +330,7 @@ async def remove_absences(conn: Any, physician_id: str, absence_ids: Sequence[st
 
 
 async def first_overlap(
-    conn: Any,
+    conn: Sql,
     physician_id: str,
     start: datetime,
     end: datetime,
@@ -357,7 +358,7 @@ async def first_overlap(
     return None if row is None else _row(row)
 
 
-async def insert_appointment(conn: Any, a: AppointmentRow) -> None:
+async def insert_appointment(conn: Sql, a: AppointmentRow) -> None:
     await db.execute(
         conn,
         f"INSERT INTO appointments ({APPOINTMENT_COLUMNS}) "  # noqa: S608 - constant columns
@@ -391,7 +392,7 @@ async def get_appointment(
 
 
 async def move(
-    conn: Any, appointment_id: str, start: datetime, end: datetime, by: str, now: datetime
+    conn: Sql, appointment_id: str, start: datetime, end: datetime, by: str, now: datetime
 ) -> None:
     await db.execute(
         conn,
@@ -405,7 +406,7 @@ STAMPS = ("arrived_at", "started_at", "finished_at")
 
 
 async def set_status(
-    conn: Any,
+    conn: Sql,
     appointment_id: str,
     status: str,
     by: str,

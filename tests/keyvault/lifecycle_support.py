@@ -20,6 +20,7 @@ from mesh.rpc import RpcRouter
 from mesh.runtime import Runtime
 from mesh.settings import Settings
 from services.keyvault.sealedbox import open_share, public_key_b64, seal_share
+from services.keyvault.state import vault_of
 from services.keyvault.vault import Vault
 from tests.keyvault.support import Initialised, initialise, keyvault_runtime, operator, unseal
 from tests.support.clinic import Clinic, StaffMember, stand_in_auth
@@ -59,7 +60,7 @@ class World:
 
     @property
     def vault(self) -> Vault:
-        vault: Vault = self.keyvault.state["vault"]
+        vault: Vault = vault_of(self.keyvault)
         return vault
 
     async def admin(self, index: int = 0) -> StaffMember:

@@ -18,7 +18,7 @@ from mesh.settings import Settings
 from services.keyvault.app import start_vault, stop_vault
 from services.keyvault.handlers import router
 from services.keyvault.sealedbox import open_share, public_key_b64, seal_share
-from services.keyvault.vault import Vault
+from services.keyvault.state import vault_of as vault_of  # re-exported for the tests
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "keyvault" / "migrations"
 
@@ -51,11 +51,6 @@ async def operator(settings: Settings) -> AsyncIterator[Runtime]:
         yield runtime
     finally:
         await runtime.stop()
-
-
-def vault_of(runtime: Runtime) -> Vault:
-    vault: Vault = runtime.state["vault"]
-    return vault
 
 
 @dataclass

@@ -38,6 +38,7 @@ from contracts.base import OPERATOR, Role, RpcMethod
 from mesh.errors import Conflict, Forbidden, RpcError, Unauthenticated
 from mesh.events import ReceivedEvent
 from mesh.runtime import ConsumerSpec, Runtime
+from services.keyvault.state import vault_of
 from services.keyvault.vault import Vault
 from tests.auth.support import public_key_of, signed
 from tests.support.clinic import Clinic, StaffMember, clinic
@@ -61,7 +62,7 @@ class Mesh:
 
     @property
     def vault(self) -> Vault:
-        vault: Vault = self.clinic.keyvault.state["vault"]
+        vault: Vault = vault_of(self.clinic.keyvault)
         return vault
 
 

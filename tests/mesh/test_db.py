@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from mesh import db
+from mesh.db import Sql
 from mesh.settings import Settings
 
 TABLE = "CREATE TABLE items (id INT PRIMARY KEY, note VARCHAR(40)) ENGINE=InnoDB"
@@ -113,7 +114,7 @@ async def test_a_deadlock_victim_is_run_again_as_a_whole(database: db.Database) 
     first_rows = asyncio.Barrier(2)
 
     async def writer(name: str, first: int, second: int) -> None:
-        async def work(conn: object) -> None:
+        async def work(conn: Sql) -> None:
             attempts[name] += 1
             await db.execute(conn, "UPDATE items SET note = %s WHERE id = %s", (name, first))
             if attempts[name] == 1:
@@ -136,7 +137,7 @@ async def test_retries_are_bounded_and_other_errors_are_not_retried(
     bounded = db.Database(database.pool, database.name, settings)
     tries = 0
 
-    async def always_conflicts(conn: object) -> None:
+    async def always_conflicts(conn: Sql) -> None:
         nonlocal tries
         tries += 1
         raise pymysql.err.OperationalError(db.DEADLOCK, "Deadlock found (on purpose)")
@@ -147,7 +148,7 @@ async def test_retries_are_bounded_and_other_errors_are_not_retried(
 
     tries = 0
 
-    async def fails(conn: object) -> None:
+    async def fails(conn: Sql) -> None:
         nonlocal tries
         tries += 1
         await db.execute(conn, "INSERT INTO items VALUES (1, 'x'), (1, 'x')")

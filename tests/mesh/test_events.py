@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from mesh import db, outbox
+from mesh.db import Sql
 from mesh.events import ReceivedEvent, process_once
 from mesh.runtime import ConsumerSpec, Runtime
 from mesh.settings import Settings
@@ -147,7 +148,7 @@ async def test_outbox_survives_a_crash_between_commit_and_publish(settings: Sett
         async def handle(event: ReceivedEvent[NoteWritten]) -> None:
             assert runtime.db is not None
 
-            async def apply(conn: object) -> None:
+            async def apply(conn: Sql) -> None:
                 counts[event.payload.note] += 1
                 seen.append(("effect", event.payload.note))
 

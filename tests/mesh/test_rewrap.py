@@ -28,6 +28,7 @@ from mesh.rewrap import Col, Mac, Table
 from mesh.runtime import Runtime
 from services.chat import rewrap as chat_rewrap
 from services.keyvault import ciphers
+from services.keyvault.state import vault_of
 from services.scheduling import rewrap as scheduling_rewrap
 from tests.support.clinic import Clinic, StaffMember, clinic
 from tests.support.polling import until
@@ -287,7 +288,7 @@ async def check_scheduling(
         "FROM appointments"
     )
     assert len(rows) == len(booked)
-    vault = c.keyvault.state["vault"]
+    vault = vault_of(c.keyvault)
     seen: set[tuple[int, bytes]] = set()
     requests = []
     for key, patient, physician, reason, cancel in rows:
@@ -328,7 +329,7 @@ async def check_chat(
                 binding={"conversation": conversation},
             )
         )
-    plain, failed = await c.keyvault.state["vault"].decrypt(requests)
+    plain, failed = await vault_of(c.keyvault).decrypt(requests)
     assert failed == []
     assert sorted(p["text"] for p in plain) == sorted(sent.values())
     (name,) = await database.fetchall("SELECT name_enc FROM conversations")

@@ -29,6 +29,7 @@ from mesh.context import CallContext
 from mesh.events import ReceivedEvent
 from mesh.rpc import RpcRouter
 from mesh.runtime import ConsumerSpec, Runtime
+from services.keyvault.state import vault_of
 from services.keyvault.vault import Vault
 from services.records.care import start_access_server, stop_access_server
 from services.records.handlers import router
@@ -291,7 +292,7 @@ async def world(tag: str) -> AsyncIterator[World]:
 
     consumers = [ConsumerSpec(f"{tag}-audit", [AUDIT_RECORDED], collect)]
     async with clinic(tag, client_consumers=consumers) as c:
-        counter = count_keyvault(c.keyvault.state["vault"])
+        counter = count_keyvault(vault_of(c.keyvault))
         appointments: set[tuple[str, str]] = set()
         scheduling = await Runtime.start(
             sched.SERVICE, c.settings, router=stand_in_scheduling(appointments), use_database=False

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from contracts import keyvault as kv
 from contracts import records as rec
 from mesh.errors import Conflict, IntegrityError, InvalidRequest, NotFound
+from services.keyvault.state import vault_of
 from services.records import integrity, store
 from tests.records.support import World, key, medication, sign, signed_request, world
 
@@ -170,7 +171,7 @@ async def test_an_edited_row_is_caught_by_its_mac_and_its_signature(w: World) ->
     # signature covers the patient, and the MAC the row.
     row = await store.get_prescription(w.service.db, rx_id)
     assert row is not None and row.patient_id == victim
-    plain = await w.clinic.keyvault.state["vault"].decrypt(
+    plain = await vault_of(w.clinic.keyvault).decrypt(
         [
             kv.FieldRow(
                 table="prescriptions",

@@ -15,6 +15,7 @@ import pytest_asyncio
 from contracts import keyvault as kv
 from contracts import records as rec
 from mesh.errors import Conflict, RpcError
+from services.keyvault.state import vault_of
 from services.records import store
 from tests.records.support import World, demographics, world
 from tests.support.raw import gateway_reasons, is_4xx
@@ -172,7 +173,7 @@ async def test_a_phone_number_in_any_notation_of_the_clinic_region(w: World) -> 
 async def test_a_phone_token_stored_before_regions_is_still_found(w: World) -> None:
     """Numbers stored before the region was used have digit-only tokens: still found."""
     old = await w.register(given_name="Alt", family_name="Bestand", phone="089 5550199")
-    vault = w.clinic.keyvault.state["vault"]
+    vault = vault_of(w.clinic.keyvault)
     (legacy,) = vault.blind_indexes(
         [kv.BlindIndexQuery(terms=[kv.BlindIndexTerm(field="phone_digits", value="089 5550199")])]
     )

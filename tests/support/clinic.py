@@ -38,6 +38,7 @@ from mesh.httpsig import proof_from_headers, sign_request
 from mesh.rpc import RpcRouter
 from mesh.runtime import ConsumerSpec, Runtime
 from mesh.settings import Settings
+from services.keyvault.state import vault_of
 from tests.conftest import isolated_settings
 from tests.keyvault.support import unsealed_keyvault
 
@@ -123,7 +124,7 @@ class Clinic:
         )
         # As if auth had registered them: MAC'd by the clinic's own keyvault object (the
         # keyvault MACs account rows on the bus only for a signed registration).
-        (tag,) = await self.keyvault.state["vault"].mac([account_mac_row(account)])
+        (tag,) = await vault_of(self.keyvault).mac([account_mac_row(account)])
         self.records[account.account_id] = AccountRecord(account=account, mac=tag)
         self.forget(account.account_id)
         return StaffMember(key, account)
@@ -131,7 +132,7 @@ class Clinic:
     async def encrypt(self, rows: list[kv.FieldRow]) -> list[dict[str, str]]:
         """Ciphertexts made by the clinic's keyvault object itself (for tests that write
         rows straight into a service's database)."""
-        vault = self.keyvault.state["vault"]
+        vault = vault_of(self.keyvault)
         encrypted: list[dict[str, str]] = await vault.encrypt(rows)
         return encrypted
 
