@@ -79,6 +79,15 @@ class CallContext:
         return self.deadline - time.time()
 
 
+def runtime_of(ctx: CallContext) -> Runtime:
+    """The runtime serving `ctx`, with its database: the RPC server sets it on every call
+    it serves, so a service's handler never sees None."""
+    runtime = ctx.runtime
+    if runtime is None or runtime.db is None:
+        raise RuntimeError(f"{ctx.method} is not served by a service with a database")
+    return runtime
+
+
 current_call: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
     "medihaven_current_call", default=None
 )

@@ -9,7 +9,7 @@ from contracts import audit, fhir
 from contracts import keyvault as kv
 from contracts.audit import StoredAuditEvent
 from mesh import fhirmap
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import NotFound
 from mesh.logging import get_logger
 from mesh.rpc import RpcRouter
@@ -32,11 +32,6 @@ async def checkpoint(runtime: Runtime) -> int | None:
     return seq
 
 
-def _runtime(ctx: CallContext) -> Runtime:
-    assert ctx.runtime is not None and ctx.runtime.db is not None
-    return ctx.runtime
-
-
 def _page(entries: list[StoredAuditEvent], total: int, offset: int) -> audit.AuditPage:
     end = offset + len(entries)
     return audit.AuditPage(entries=entries, total=total, next_offset=end if end < total else None)
@@ -44,7 +39,7 @@ def _page(entries: list[StoredAuditEvent], total: int, offset: int) -> audit.Aud
 
 @router.handler(audit.QUERY)
 async def query(req: audit.AuditQuery, ctx: CallContext) -> audit.AuditPage:
-    db = _runtime(ctx).db
+    db = runtime_of(ctx).db
     assert db is not None
     entries, total = await store.search(db, req)
     return _page(entries, total, req.offset)
@@ -96,7 +91,7 @@ async def fhir_audit_events(req: fhir.AuditEventSearch, ctx: CallContext) -> aud
 @router.handler(audit.VERIFY)
 async def verify(req: audit.VerifyRequest, ctx: CallContext) -> audit.VerifyReply:
     """The chain since the last verified mark (seconds, whatever its size)."""
-    return await verify_since_mark(_runtime(ctx))
+    return await verify_since_mark(runtime_of(ctx))
 
 
 @router.handler(audit.VERIFY_FULL)
@@ -105,7 +100,7 @@ async def verify_full(
 ) -> audit.FullVerification:
     """Start the walk of the whole chain (a background job), or join the one running."""
     started = await start_full(ctx.tx, ctx.principal.account_id if ctx.principal else None)
-    state_of(_runtime(ctx)).verify_wake.set()
+    state_of(runtime_of(ctx)).verify_wake.set()
     return started
 
 
@@ -113,7 +108,7 @@ async def verify_full(
 async def full_verification(
     req: audit.FullVerificationRequest, ctx: CallContext
 ) -> audit.FullVerification:
-    latest = await latest_walk(_runtime(ctx))
+    latest = await latest_walk(runtime_of(ctx))
     if latest is None:
         raise NotFound("no full verification was started yet: POST /api/v1/audit/verify/full")
     return latest

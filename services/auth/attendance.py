@@ -39,7 +39,7 @@ from contracts import auth
 from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.auth import Account, AccountStatus
 from mesh import audit, db, outbox
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.db import Sql
 from mesh.errors import (
     Conflict,
@@ -174,11 +174,6 @@ async def apply(
     return new, True
 
 
-def _runtime(ctx: CallContext) -> Runtime:
-    assert ctx.runtime is not None and ctx.runtime.db is not None
-    return ctx.runtime
-
-
 async def _staff(runtime: Runtime, account_id: str, executor: Any = None) -> Account:
     """An active physician or receptionist whose row MAC verifies, or a 404 / 422
     (read in `executor`, a write's transaction, if given)."""
@@ -257,14 +252,14 @@ async def _refused(runtime: Runtime, type: AuditType, detail: str, account_id: s
 
 @router.handler(att.ON_DUTY)
 async def on_duty(req: att.OnDutyRequest, ctx: CallContext) -> att.DutyStatus:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     shift = await read_shift(runtime.db, req.account_id)
     return status_of(req.account_id, shift, runtime.settings, _now())
 
 
 @router.handler(att.MY_DUTY)
 async def my_duty(req: att.MyDutyRequest, ctx: CallContext) -> att.DutyStatus:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     assert ctx.operation is not None and ctx.operation.account is not None
     me = ctx.operation.account.account_id
     return status_of(me, await read_shift(runtime.db, me), runtime.settings, _now())
@@ -272,7 +267,7 @@ async def my_duty(req: att.MyDutyRequest, ctx: CallContext) -> att.DutyStatus:
 
 @router.handler(att.LIST_DUTY)
 async def list_duty(req: att.ListDutyRequest, ctx: CallContext) -> att.DutyList:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     assert runtime.db is not None
     accounts = [
         r.account
@@ -293,7 +288,7 @@ async def list_duty(req: att.ListDutyRequest, ctx: CallContext) -> att.DutyList:
 
 
 async def _by_hand(kind: Kind, req: att.ManualCheckRequest, ctx: CallContext) -> att.DutyStatus:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     account = await _staff(runtime, req.account_id, ctx.tx)
     now = _now()
     shift, changed = await apply(
@@ -370,7 +365,7 @@ def verify_webhook(
 
 @router.handler(att.WEBHOOK)
 async def webhook(req: att.WebhookRequest, ctx: CallContext) -> att.WebhookReply:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     assert runtime.db is not None
     settings = runtime.settings
     body = req.body.encode()

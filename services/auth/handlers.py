@@ -21,7 +21,7 @@ from contracts.auth import Account, AccountRecord, AccountStatus, TokenState, to
 from contracts.base import Principal, Role
 from mesh import audit, outbox
 from mesh.accounts import MAX_ACCOUNT_ID
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import (
     Conflict,
     Forbidden,
@@ -39,11 +39,6 @@ from services.auth.store import StoredAccount, StoredToken
 router = RpcRouter(auth.SERVICE)
 
 REFUSED_REGISTRATION = "this registration token is not valid (unknown, expired, revoked or used)"
-
-
-def _runtime(ctx: CallContext) -> Runtime:
-    assert ctx.runtime is not None and ctx.runtime.db is not None
-    return ctx.runtime
 
 
 def _now() -> datetime:
@@ -104,7 +99,7 @@ async def _audit(
         entity_id=entity_id,
         detail=detail,
     )
-    await audit.record(_runtime(ctx), event, conn=ctx.tx)
+    await audit.record(runtime_of(ctx), event, conn=ctx.tx)
 
 
 def _signer(ctx: CallContext) -> Account:
@@ -151,7 +146,7 @@ async def _store_new_token(ctx: CallContext, token: str, row: StoredToken) -> au
 async def bootstrap(req: auth.BootstrapRequest, ctx: CallContext) -> auth.IssuedToken:
     """The first administrator's token; refused once any administrator exists (here, and
     by the keyvault, which MACs it only while it never registered an administrator)."""
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     if await verified(runtime, await store.administrators(ctx.tx)):
         raise Conflict("an administrator already exists: ask them for a registration token")
     token, row = _token_row(Role.administrator, req.expires_hours, None)
@@ -163,7 +158,7 @@ async def bootstrap(req: auth.BootstrapRequest, ctx: CallContext) -> auth.Issued
 async def register(req: auth.RegisterRequest, ctx: CallContext) -> auth.Account:
     """A new staff member: token + identity + public key, signed by that key (checked by
     the runtime, and by the keyvault, which alone can MAC the new row)."""
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     _public_key_bytes(req.public_key)
     token = await store.lock_token_by_hash(ctx.tx, token_hash(req.token))
     valid = await verified(runtime, [token] if token else [])
@@ -207,7 +202,7 @@ async def register(req: auth.RegisterRequest, ctx: CallContext) -> auth.Account:
 
 @router.handler(auth.RESOLVE_KEY)
 async def resolve_key(req: auth.ResolveKeyRequest, ctx: CallContext) -> auth.AccountRecord:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     stored = await store.get_account(runtime.db, req.account_id)
     if stored is None:
         raise NotFound("no such account")
@@ -218,7 +213,7 @@ async def resolve_key(req: auth.ResolveKeyRequest, ctx: CallContext) -> auth.Acc
 
 @router.handler(auth.ME)
 async def me(req: auth.MeRequest, ctx: CallContext) -> auth.Me:
-    settings = _runtime(ctx).settings
+    settings = runtime_of(ctx).settings
     return auth.Me(
         **_signer(ctx).model_dump(),
         clinic_time_zone=settings.clinic_timezone,
@@ -229,13 +224,13 @@ async def me(req: auth.MeRequest, ctx: CallContext) -> auth.Me:
 @router.handler(auth.ISSUE_TOKEN)
 async def issue_token(req: auth.IssueTokenRequest, ctx: CallContext) -> auth.IssuedToken:
     token, row = _token_row(req.role, req.expires_hours, _signer(ctx).account_id)
-    reply = await _runtime(ctx).rpc.call(kv.MAC_TOKEN, kv.MacTokenRequest(token=row.row))
+    reply = await runtime_of(ctx).rpc.call(kv.MAC_TOKEN, kv.MacTokenRequest(token=row.row))
     return await _store_new_token(ctx, token, row.with_(mac=reply.tags[0]))
 
 
 @router.handler(auth.LIST_TOKENS)
 async def list_tokens(req: auth.ListTokensRequest, ctx: CallContext) -> auth.TokenList:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     assert runtime.db is not None
     tokens = [token_info(t) for t in await verified(runtime, await store.list_tokens(runtime.db))]
     if req.state is not None:
@@ -245,7 +240,7 @@ async def list_tokens(req: auth.ListTokensRequest, ctx: CallContext) -> auth.Tok
 
 @router.handler(auth.REVOKE_TOKEN)
 async def revoke_token(req: auth.RevokeTokenRequest, ctx: CallContext) -> auth.TokenInfo:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     token = await store.lock_token(ctx.tx, req.token_id)
     valid = await verified(runtime, [token] if token else [])
     if not valid:
@@ -273,14 +268,14 @@ async def revoke_token(req: auth.RevokeTokenRequest, ctx: CallContext) -> auth.T
 
 @router.handler(auth.LIST_STAFF)
 async def list_staff(req: auth.ListStaffRequest, ctx: CallContext) -> auth.StaffList:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     assert runtime.db is not None
     rows = await verified(runtime, await store.list_accounts(runtime.db, req.role))
     return auth.StaffList(accounts=[r.account for r in rows])
 
 
 async def _change_account(ctx: CallContext, account_id: str, **changes: object) -> Account:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     stored = await store.lock_account(ctx.tx, account_id)
     valid = await verified(runtime, [stored] if stored else [])
     if not valid:
@@ -336,7 +331,7 @@ async def rotate_key(req: auth.RotateKeyRequest, ctx: CallContext) -> auth.Accou
 
 @router.handler(auth.DIRECTORY)
 async def directory(req: auth.DirectoryRequest, ctx: CallContext) -> auth.Directory:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     assert runtime.db is not None
     rows = await verified(runtime, await store.list_accounts(runtime.db, req.role))
     return auth.Directory(

@@ -15,7 +15,7 @@ from contracts import keyvault as kv
 from contracts.auth import AccountStatus
 from contracts.base import Principal
 from mesh import outbox
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import Forbidden, InvalidRequest, NotFound
 from mesh.rpc import RpcRouter
 from mesh.runtime import Runtime
@@ -25,11 +25,6 @@ router = RpcRouter(chat.SERVICE)
 
 MESSAGES_TABLE = chat.MESSAGES_TABLE
 CONVERSATIONS_TABLE = chat.CONVERSATIONS_TABLE
-
-
-def _runtime(ctx: CallContext) -> Runtime:
-    assert ctx.runtime is not None and ctx.runtime.db is not None
-    return ctx.runtime
 
 
 def _me(ctx: CallContext) -> Principal:
@@ -49,7 +44,7 @@ async def _require_active_staff(runtime: Runtime, account_ids: list[str]) -> Non
 async def _member_conversation(ctx: CallContext, conversation_id: str) -> store.ConversationRow:
     """The conversation, if it exists and the caller is a member (404 / 403 otherwise).
     A write reads it through its own transaction (never a second pool connection)."""
-    target = ctx.tx if ctx.tx is not None else _runtime(ctx).db
+    target = ctx.tx if ctx.tx is not None else runtime_of(ctx).db
     conversation = await store.get_conversation(target, conversation_id)
     if conversation is None:
         raise NotFound("unknown conversation", details={"conversation_id": conversation_id})
@@ -86,7 +81,7 @@ async def open_direct(req: chat.OpenDirectRequest, ctx: CallContext) -> chat.Con
     me = _me(ctx).account_id
     if req.other_account_id == me:
         raise InvalidRequest("a direct conversation needs another staff member")
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     await _require_active_staff(runtime, [req.other_account_id])
     pair = sorted([me, req.other_account_id])
     direct_key = "|".join(pair)
@@ -105,7 +100,7 @@ async def create_group(req: chat.CreateGroupRequest, ctx: CallContext) -> chat.C
     members = sorted({me, *req.member_ids})
     if len(members) < 2:
         raise InvalidRequest("a group needs at least one other member")
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     await _require_active_staff(runtime, [m for m in members if m != me])
     conversation_id = str(uuid.uuid4())
     encrypted = await runtime.rpc.call(
@@ -133,7 +128,7 @@ async def create_group(req: chat.CreateGroupRequest, ctx: CallContext) -> chat.C
 async def list_conversations(
     req: chat.ListConversationsRequest, ctx: CallContext
 ) -> chat.ConversationList:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     assert runtime.db is not None
     me = _me(ctx).account_id
     rows = await store.conversations_of(runtime.db, me)
@@ -169,7 +164,7 @@ async def list_conversations(
 
 @router.handler(chat.SEND)
 async def send(req: chat.SendRequest, ctx: CallContext) -> chat.Message:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     conversation = await _member_conversation(ctx, req.conversation_id)
     message_uuid = str(uuid.uuid4())
     encrypted = await runtime.rpc.call(
@@ -244,7 +239,7 @@ async def _page(
     before_id: int | None,
     limit: int,
 ) -> chat.MessagePage:
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     assert runtime.db is not None
     rows = await store.messages(
         runtime.db, _me(ctx).account_id, conversation_id, after_id, before_id, limit
@@ -278,7 +273,7 @@ async def _page(
 @router.handler(chat.MARK_READ)
 async def mark_read(req: chat.MarkReadRequest, ctx: CallContext) -> chat.Receipt:
     conversation = await _member_conversation(ctx, req.conversation_id)
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     assert runtime.db is not None
     if req.up_to_message_id > await store.max_message_id(ctx.tx, req.conversation_id):
         raise InvalidRequest("up_to_message_id is beyond the conversation's last message")
@@ -305,7 +300,7 @@ async def mark_read(req: chat.MarkReadRequest, ctx: CallContext) -> chat.Receipt
 @router.handler(chat.RECEIPTS)
 async def receipts(req: chat.ReceiptsRequest, ctx: CallContext) -> chat.ReceiptList:
     await _member_conversation(ctx, req.conversation_id)
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     assert runtime.db is not None
     return chat.ReceiptList(
         receipts=[

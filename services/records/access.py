@@ -11,16 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.base import Principal, Role
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.db import Database
 from mesh.errors import Forbidden
 from mesh.rpc import RpcServer
 from mesh.runtime import Runtime, service_state
-
-
-def runtime_of(ctx: CallContext) -> Runtime:
-    assert ctx.runtime is not None and ctx.runtime.db is not None
-    return ctx.runtime
 
 
 @dataclass

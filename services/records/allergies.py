@@ -20,12 +20,12 @@ from contracts import records as rec
 from contracts.audit import AuditAction, AuditOutcome, AuditType
 from mesh import audit, auditing
 from mesh.auditing import audited
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.db import Sql
 from mesh.errors import Conflict, IntegrityError, InvalidRequest, NotFound, RpcError, invalid_field
 from mesh.runtime import Runtime
 from services.records import access, codec, integrity, knowledge, store, vault
-from services.records.access import principal_of, runtime_of
+from services.records.access import principal_of
 from services.records.store import AllergyListRow, AllergyRow
 from services.records.vault import Batch, Decrypted
 

@@ -19,13 +19,13 @@ from contracts import records as rec
 from contracts import scheduling as sched
 from contracts.audit import AuditAction, AuditOutcome, AuditType
 from mesh import audit, db, outbox
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import NotFound, RpcError, Unavailable, unreachable
 from mesh.logging import get_logger
 from mesh.rpc import RpcRouter, RpcServer
 from mesh.runtime import Runtime
 from services.records import vault
-from services.records.access import lookups, principal_of, runtime_of, state_of
+from services.records.access import lookups, principal_of, state_of
 from services.records.vault import Batch
 
 log = get_logger("records.care")

@@ -20,13 +20,12 @@ from contracts import records as rec
 from contracts.audit import AuditAction, AuditOutcome, AuditType
 from mesh import audit, db
 from mesh.auditing import audited
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.db import Sql
 from mesh.errors import Conflict, InvalidRequest, NotFound
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
 from services.records import knowledge
-from services.records.access import runtime_of
 from services.records.knowledge import Knowledge
 
 log = get_logger("records.catalog")

@@ -17,10 +17,10 @@ from contracts import records as rec
 from contracts.audit import AuditAction, AuditType
 from mesh import auditing
 from mesh.auditing import audited
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, IntegrityError, NotFound, RpcError
 from services.records import access, allergies, codec, store, vault, vocabulary
-from services.records.access import principal_of, runtime_of
+from services.records.access import principal_of
 from services.records.store import EncounterRow, version_row_id
 from services.records.vault import Batch
 

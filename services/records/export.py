@@ -32,7 +32,7 @@ from contracts.audit import AuditAction, AuditType
 from contracts.base import Principal
 from mesh import auditing, db, fhirmap
 from mesh.auditing import Subject
-from mesh.context import CallContext, current_call
+from mesh.context import CallContext, current_call, runtime_of
 from mesh.errors import (
     Conflict,
     Forbidden,
@@ -46,7 +46,7 @@ from mesh.httpsig import RequestProof
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
 from services.records import allergies, care, codec, store
-from services.records.access import principal_of, runtime_of
+from services.records.access import principal_of
 from services.records.prescriptions import decrypt_with_prescriptions
 from services.records.vault import Batch
 

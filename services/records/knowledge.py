@@ -18,8 +18,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts import records as rec
-from mesh.context import CallContext
-from services.records.access import runtime_of
+from mesh.context import CallContext, runtime_of
 
 SHIPPED = Path(__file__).with_name("drug_knowledge.json")
 INGREDIENT = "ingredient:"

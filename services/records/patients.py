@@ -19,11 +19,11 @@ from contracts.audit import AuditAction, AuditType
 from contracts.base import Role
 from mesh import auditing, db
 from mesh.auditing import audited
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, IntegrityError, InternalError, NotFound, RpcError
 from mesh.runtime import Runtime
 from services.records import access, codec, integrity, phones, store, vault
-from services.records.access import lookups, principal_of, runtime_of
+from services.records.access import lookups, principal_of
 from services.records.parallel import both
 from services.records.store import PatientRow, PatientTokens
 from services.records.vault import Batch

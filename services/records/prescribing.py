@@ -20,7 +20,7 @@ from contracts import records as rec
 from contracts.audit import AuditAction, AuditType
 from mesh import auditing, db
 from mesh.auditing import audited
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, NotFound, invalid_field
 from services.records import (
     access,
@@ -33,7 +33,7 @@ from services.records import (
     store,
     vault,
 )
-from services.records.access import lookups, principal_of, runtime_of
+from services.records.access import lookups, principal_of
 from services.records.knowledge import Drug, Knowledge
 from services.records.prescriptions import (
     ACTIVE,

@@ -25,10 +25,10 @@ from contracts.audit import AuditAction, AuditType
 from mesh import auditing, ed25519
 from mesh.auditing import audited
 from mesh.cache import TtlCache
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, IntegrityError, NotFound, RpcError
 from services.records import access, codec, integrity, store, vault
-from services.records.access import principal_of, runtime_of
+from services.records.access import principal_of
 from services.records.parallel import both
 from services.records.store import PrescriptionRow
 from services.records.vault import Batch, Decrypted

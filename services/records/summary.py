@@ -14,10 +14,9 @@ from contracts import records as rec
 from contracts.audit import AuditAction, AuditType
 from mesh import auditing
 from mesh.auditing import audited
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import IntegrityError, NotFound
 from services.records import access, allergies, codec, store
-from services.records.access import runtime_of
 from services.records.parallel import both, four, meanwhile
 from services.records.prescriptions import ACTIVE, decrypt_with_prescriptions
 from services.records.store import EncounterRow

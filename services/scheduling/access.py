@@ -16,11 +16,6 @@ from mesh.errors import Forbidden, NotFound, invalid_field
 from mesh.runtime import Runtime
 
 
-def runtime_of(ctx: CallContext) -> Runtime:
-    assert ctx.runtime is not None and ctx.runtime.db is not None
-    return ctx.runtime
-
-
 def principal_of(ctx: CallContext) -> Principal:
     assert ctx.principal is not None  # every scheduling method requires a role
     return ctx.principal

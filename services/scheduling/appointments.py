@@ -10,10 +10,10 @@ from contracts.audit import AuditAction, AuditType
 from contracts.base import Role
 from mesh import auditing, outbox
 from mesh.auditing import audited
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import Forbidden, NotFound
 from services.scheduling import access, rules, steps, store
-from services.scheduling.access import principal_of, runtime_of
+from services.scheduling.access import principal_of
 from services.scheduling.store import AppointmentRow
 
 

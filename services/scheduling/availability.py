@@ -11,12 +11,12 @@ from contracts import scheduling as sched
 from contracts.audit import AuditAction, AuditType
 from mesh import auditing, outbox
 from mesh.auditing import audited
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.db import Sql
 from mesh.errors import InvalidRequest, NotFound
 from mesh.runtime import Runtime
 from services.scheduling import access, rules, steps, store, timeplan
-from services.scheduling.access import calendar_owner, principal_of, runtime_of
+from services.scheduling.access import calendar_owner, principal_of
 from services.scheduling.store import AbsenceRow, AppointmentRow
 
 

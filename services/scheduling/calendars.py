@@ -8,9 +8,9 @@ from contracts import scheduling as sched
 from contracts.audit import AuditAction, AuditType
 from mesh import auditing
 from mesh.auditing import audited
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from services.scheduling import availability, rules, steps, store, timeplan
-from services.scheduling.access import calendar_owner, runtime_of
+from services.scheduling.access import calendar_owner
 
 
 def _within_reach(day: date, loc: str) -> None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from contracts import fhirexport as fx
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict
 from services.scheduling import steps, store
-from services.scheduling.access import runtime_of
 
 EXPORT_PAGE_APPOINTMENTS = 4000
 """At most this many appointments per export page (one keyvault call)."""

@@ -12,10 +12,10 @@ from contracts.audit import AuditAction, AuditType
 from contracts.base import Role
 from mesh import auditing, outbox
 from mesh.auditing import audited
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, Forbidden
 from services.scheduling import rules, steps, store, timeplan
-from services.scheduling.access import principal_of, runtime_of
+from services.scheduling.access import principal_of
 from services.scheduling.store import AppointmentRow
 
 
