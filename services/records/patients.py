@@ -21,10 +21,10 @@ from mesh import auditing, db
 from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, IntegrityError, InternalError, NotFound, RpcError
+from mesh.parallel import both
 from mesh.runtime import Runtime
 from services.records import access, codec, integrity, phones, store, vault
 from services.records.access import lookups, principal_of
-from services.records.parallel import both
 from services.records.store import PatientRow, PatientTokens
 from services.records.vault import Batch
 

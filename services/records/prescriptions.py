@@ -27,9 +27,9 @@ from mesh.auditing import audited
 from mesh.cache import TtlCache
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, IntegrityError, NotFound, RpcError
+from mesh.parallel import both
 from services.records import access, codec, integrity, store, vault
 from services.records.access import principal_of
-from services.records.parallel import both
 from services.records.store import PrescriptionRow
 from services.records.vault import Batch, Decrypted
 

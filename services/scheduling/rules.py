@@ -8,13 +8,13 @@ clinic worker understands, with times in the clinic's zone ("10:00-10:30 on Thu 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from contracts import scheduling as sched
+from mesh import parallel
 from mesh.errors import InvalidRequest, RpcError, Unauthenticated
 from services.scheduling import timeplan
 
@@ -296,7 +296,7 @@ async def concurrently(*checks: Awaitable[Any]) -> list[Any]:
 
     A refused signature wins over everything; several 422s become one that lists them all.
     """
-    results = await asyncio.gather(*checks, return_exceptions=True)
+    results = await parallel.settle(*checks)
     errors = [r for r in results if isinstance(r, BaseException)]
     if not errors:
         return results

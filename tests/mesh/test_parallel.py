@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.records.parallel import meanwhile
+from mesh.parallel import meanwhile
 
 
 async def test_the_call_is_sent_before_the_work_and_awaited_after() -> None:

@@ -1,4 +1,5 @@
-"""Run independent calls at once, and fail as a whole only after all of them ended.
+"""Run independent calls at once, and fail as a whole only after all of them ended
+(records' reads, scheduling's checks: one way to do it in every service).
 
 `asyncio.gather` without `return_exceptions` returns at the first error and leaves the
 other calls running unobserved; here every call has finished (or failed) before the
@@ -20,8 +21,13 @@ D = TypeVar("D")
 R = TypeVar("R")
 
 
+async def settle(*calls: Awaitable[Any]) -> list[Any]:
+    """Every call's result or exception, in order, once all of them have ended."""
+    return list(await asyncio.gather(*calls, return_exceptions=True))
+
+
 async def _all(*calls: Awaitable[Any]) -> list[Any]:
-    results = await asyncio.gather(*calls, return_exceptions=True)
+    results = await settle(*calls)
     for result in results:
         if isinstance(result, BaseException):
             raise result
