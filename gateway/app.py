@@ -143,7 +143,13 @@ def create_app(
                 ConsumerSpec("gateway-accounts", [ACCOUNT_CHANGED], forget_changed_accounts, False),
                 # One durable queue shared by the replicas: what is published while
                 # every gateway is down waits there, and each event is logged once, in order.
-                ConsumerSpec("gateway-live", LIVE_EVENTS, log_live_events(live_log), prefetch=1),
+                ConsumerSpec(
+                    "gateway-live",
+                    LIVE_EVENTS,
+                    log_live_events(live_log),
+                    prefetch=1,
+                    in_order=True,  # the live log holds events as they were published
+                ),
             ],
             on_startup=make_hub(live_log),
         )

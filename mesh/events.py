@@ -212,6 +212,7 @@ class EventConsumer:
         *,
         prefetch: int = 32,
         durable: bool = True,
+        in_order: bool = False,
         identity_of: Callable[[str | bytes | None], str | None] | None = None,
         on_refused: RefusalHandler | None = None,
     ) -> None:
@@ -227,6 +228,7 @@ class EventConsumer:
         self._handler = handler
         self._prefetch = prefetch
         self._durable = durable
+        self._in_order = in_order
         self._channel: AbstractChannel | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._tag: str | None = None
@@ -245,16 +247,31 @@ class EventConsumer:
                 dead_letter_queue(name), durable=True, arguments={"x-queue-type": "quorum"}
             )
             await dlq.bind(dlx, routing_key=dead_letter_queue(name))
-            queue = await channel.declare_queue(
-                name,
-                durable=True,
-                arguments={
-                    "x-queue-type": "quorum",
-                    "x-delivery-limit": DELIVERY_LIMIT,
-                    "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-                    "x-dead-letter-routing-key": dead_letter_queue(name),
-                },
-            )
+            arguments: dict[str, Any] = {
+                "x-queue-type": "quorum",
+                "x-delivery-limit": DELIVERY_LIMIT,
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                "x-dead-letter-routing-key": dead_letter_queue(name),
+            }
+            if self._in_order:
+                arguments["x-single-active-consumer"] = True
+            try:
+                queue = await channel.declare_queue(name, durable=True, arguments=arguments)
+            except aio_pika.exceptions.ChannelPreconditionFailed:
+                # Declared by an earlier version with other arguments (the broker closed
+                # the channel): used as it is, and the log says how to renew it.
+                log.warning(
+                    "events.queue_arguments_differ",
+                    queue=name,
+                    hint="delete the queue once while its consumers are stopped (rabbitmqctl "
+                    "delete_queue); the next start declares it as this version wants",
+                )
+                with contextlib.suppress(Exception):
+                    await channel.close()  # closed by the broker: not to be restored
+                channel = await self._connection.channel()
+                await channel.set_qos(prefetch_count=self._prefetch)
+                exchange = await declare_topology(channel)
+                queue = await channel.get_queue(name, ensure=True)
         else:
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         for routing_key in self._models:

@@ -45,6 +45,10 @@ class ConsumerSpec:
     durable: bool = True
     prefetch: int = 32
     """Events handled at once (a handler that batches, e.g. the audit chain, wants many)."""
+    in_order: bool = False
+    """One replica at a time takes the group's events (RabbitMQ's single active consumer;
+    the others stand by and one takes over when it goes): they are handled in the order
+    they were published, as the gateway's live log must hold them."""
 
 
 @dataclass
@@ -175,6 +179,7 @@ class Runtime:
             spec.handler(self),
             prefetch=spec.prefetch,
             durable=spec.durable,
+            in_order=spec.in_order,
             identity_of=self.settings.identity_of,
             on_refused=refused,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -104,6 +105,61 @@ async def test_two_replicas_of_a_group_compete(settings: Settings) -> None:
                 break
         assert len(replicas) == 2, "one replica never got an event"
         assert sorted(n for _, n in without_markers(seen)) == sorted(str(i) for i in range(20))
+
+
+async def test_a_group_in_order_is_taken_by_one_replica_at_a_time_in_publish_order(
+    settings: Settings,
+) -> None:
+    """(ConsumerSpec.in_order, the gateway's live log) Two replicas of a group, 30 events:
+    one replica handles them all, in the order they were published; when it stops, the
+    other takes over, still in order."""
+    seen: list[tuple[str, str]] = []
+    group = f"ordered-{uuid.uuid4().hex[:6]}"
+
+    def by_replica(runtime: Runtime):  # type: ignore[no-untyped-def]
+        async def handle(event: ReceivedEvent[NoteWritten]) -> None:
+            await asyncio.sleep(0)  # a handler that awaits, as the live log's does
+            seen.append((runtime.instance, event.payload.note))
+
+        return handle
+
+    spec = [ConsumerSpec(group, [NOTE_WRITTEN], by_replica, prefetch=1, in_order=True)]
+    async with client_runtime(settings) as client, running_service(settings, consumers=spec):
+        async with running_service(settings, consumers=spec) as second:
+            for i in range(30):
+                await client.rpc.call(
+                    WRITE_NOTE, NoteRequest(note=str(i)), idempotency_key=f"{group}{i}"
+                )
+            await until(lambda: len(seen) >= 30, timeout=20)
+            assert [n for _, n in seen] == [str(i) for i in range(30)]
+            assert len({who for who, _ in seen}) == 1, "two replicas took from the group"
+            active = seen[0][0]
+        # the one that stopped was either; after it, one replica goes on, in order
+        for i in range(30, 40):
+            await client.rpc.call(
+                WRITE_NOTE, NoteRequest(note=str(i)), idempotency_key=f"{group}{i}"
+            )
+        await until(lambda: len(seen) >= 40, timeout=20)
+        assert [n for _, n in seen] == [str(i) for i in range(40)]
+        if active == second.instance:
+            assert {who for who, _ in seen[30:]} != {active}
+
+
+async def test_a_group_declared_before_in_order_existed_is_still_consumed(
+    settings: Settings,
+) -> None:
+    """A broker that has the group's queue from an earlier version (no single active
+    consumer) refuses the new arguments: the queue is used as it is, never left unread."""
+    seen: list[tuple[str, str]] = []
+    group = f"upgraded-{uuid.uuid4().hex[:6]}"
+    old = [ConsumerSpec(group, [NOTE_WRITTEN], recorder(seen, "old"))]
+    new = [ConsumerSpec(group, [NOTE_WRITTEN], recorder(seen, "new"), in_order=True)]
+    async with client_runtime(settings) as client:
+        async with running_service(settings, consumers=old):
+            pass  # the durable queue stays, with the old arguments
+        async with running_service(settings, consumers=new):
+            await client.rpc.call(WRITE_NOTE, NoteRequest(note=group), idempotency_key=group)
+            await until(lambda: ("new", group) in seen)
 
 
 CRASHING_WRITER = textwrap.dedent(
