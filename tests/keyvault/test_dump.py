@@ -7,8 +7,6 @@ every unwrapped key, as raw bytes, hex (either case) and base64.
 from __future__ import annotations
 
 import base64
-import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -19,8 +17,7 @@ from services.keyvault import shamir
 from tests.conftest import isolated_settings
 from tests.keyvault.support import unsealed_keyvault, vault_of
 from tests.mesh.fixtures import client_runtime
-
-DUMP = shutil.which("mariadb-dump") or shutil.which("mysqldump")
+from tests.support.dump import DUMP, dump
 
 
 def encodings(secret: bytes) -> list[bytes]:
@@ -31,17 +28,6 @@ def encodings(secret: bytes) -> list[bytes]:
         base64.b64encode(secret),
         base64.urlsafe_b64encode(secret).rstrip(b"="),
     ]
-
-
-def dump(settings: Settings, database: str, *extra: str) -> bytes:
-    assert DUMP is not None
-    args = [DUMP, "-h", settings.db_host, "-P", str(settings.db_port), "-u", settings.db_user]
-    password = settings.db_password.get_secret_value()
-    if password:
-        args.append(f"-p{password}")
-    return subprocess.run(
-        [*args, *extra, database], check=True, capture_output=True, timeout=60
-    ).stdout
 
 
 @pytest.fixture(scope="module")

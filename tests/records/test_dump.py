@@ -10,28 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import subprocess
 from datetime import date
 
 import pytest
 
 from contracts import records as rec
-from mesh.settings import Settings
 from tests.records.support import World, content, demographics, world
-
-DUMP = shutil.which("mariadb-dump") or shutil.which("mysqldump")
-
-
-def dump(settings: Settings, database: str, *extra: str) -> bytes:
-    assert DUMP is not None
-    args = [DUMP, "-h", settings.db_host, "-P", str(settings.db_port), "-u", settings.db_user]
-    password = settings.db_password.get_secret_value()
-    if password:
-        args.append(f"-p{password}")
-    return subprocess.run(
-        [*args, *extra, database], check=True, capture_output=True, timeout=60
-    ).stdout
+from tests.support.dump import DUMP, dump
 
 
 def forms(secret: str) -> set[bytes]:

@@ -8,8 +8,6 @@ outbox of events and audit events, the stored replies of idempotent writes).
 from __future__ import annotations
 
 import base64
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -17,10 +15,9 @@ import pytest
 import pytest_asyncio
 
 from contracts import scheduling as sched
-from mesh.settings import Settings
 from tests.scheduling.support import World, at, key, today, world
+from tests.support.dump import DUMP, dump
 
-DUMP = shutil.which("mariadb-dump") or shutil.which("mysqldump")
 REASONS = [
     "Suspected pregnancy, wishes discretion",
     "HIV test result discussion",
@@ -33,18 +30,6 @@ CANCEL_REASON = "Admitted to psychiatric ward"
 async def w() -> AsyncIterator[World]:
     async with world("scheddump") as w:
         yield w
-
-
-def dump(settings: Settings, *extra: str) -> bytes:
-    assert DUMP is not None
-    args = [DUMP, "-h", settings.db_host, "-P", str(settings.db_port), "-u", settings.db_user]
-    password = settings.db_password.get_secret_value()
-    if password:
-        args.append(f"-p{password}")
-    database = settings.database(sched.SERVICE)
-    return subprocess.run(
-        [*args, *extra, database], check=True, capture_output=True, timeout=60
-    ).stdout
 
 
 def encodings(text: str) -> list[bytes]:
@@ -94,7 +79,8 @@ async def test_a_database_dump_holds_no_reason_for_visit(w: World) -> None:
     assert {a.reason for a in calendar.appointments} == set(REASONS)
     assert CANCEL_REASON in {a.cancellation_reason for a in calendar.appointments}
     # ... and nowhere in the database.
-    dumps = [dump(w.clinic.settings), dump(w.clinic.settings, "--hex-blob")]
+    database = w.clinic.settings.database(sched.SERVICE)
+    dumps = [dump(w.clinic.settings, database), dump(w.clinic.settings, database, "--hex-blob")]
     for d in dumps:
         assert b"INSERT INTO `appointments`" in d
         assert b"INSERT INTO `mesh_idempotency`" in d and b"INSERT INTO `mesh_outbox`" in d
