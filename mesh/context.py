@@ -11,11 +11,12 @@ import contextvars
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from contracts.base import Principal
 
 if TYPE_CHECKING:
+    from mesh.db import Connection
     from mesh.proofs import Operation
     from mesh.runtime import Runtime
 
@@ -63,13 +64,27 @@ class CallContext:
     operation: Operation | None = None
     """For a method served for a user: the signed operation, rebuilt from the proof."""
     runtime: Runtime | None = None
-    tx: Any = None
-    """For `write` methods of a service with a database: the open transaction's connection."""
+    transaction: Connection | None = None
+    """For `write` methods of a service with a database: the open transaction's connection
+    (set by `mesh.idempotency.run_idempotent` while the handler runs, else None)."""
     replies: dict[tuple[str, str, bytes], bytes] | None = None
     """While a write may run again (a transaction retried after a conflict): the replies
     of calls it made with the user's proof, by queue, method and body. The keyvault
     serves a proof once per method, so a second attempt gets the first one's reply
     instead (a repeat within one attempt would have been refused there anyway)."""
+
+    @property
+    def tx(self) -> Connection:
+        """The open transaction's connection of a `write` method; raises outside one (a
+        read, or a write's context after its handler returned): test `transaction` to
+        see whether there is one."""
+        conn = self.transaction
+        if conn is None:
+            raise RuntimeError(
+                f"{self.method} has no open transaction: ctx.tx is only set while the "
+                "handler of a write method (write=True) of a service with a database runs"
+            )
+        return conn
 
     @property
     def trace_id(self) -> str:

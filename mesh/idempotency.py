@@ -75,11 +75,11 @@ async def run_idempotent(
                             "request signature refused: this signed request was already used"
                         ) from None
                 else:
-                    ctx.tx = conn
+                    ctx.transaction = conn
                     try:
                         result = await handler(request, ctx)
                     finally:
-                        ctx.tx = None
+                        ctx.transaction = None
                     body = result.model_dump_json().encode()
                     await db.execute(
                         conn,

@@ -44,7 +44,7 @@ async def _require_active_staff(runtime: Runtime, account_ids: list[str]) -> Non
 async def _member_conversation(ctx: CallContext, conversation_id: str) -> store.ConversationRow:
     """The conversation, if it exists and the caller is a member (404 / 403 otherwise).
     A write reads it through its own transaction (never a second pool connection)."""
-    target = ctx.tx if ctx.tx is not None else runtime_of(ctx).db
+    target = ctx.transaction if ctx.transaction is not None else runtime_of(ctx).db
     conversation = await store.get_conversation(target, conversation_id)
     if conversation is None:
         raise NotFound("unknown conversation", details={"conversation_id": conversation_id})

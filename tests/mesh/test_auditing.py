@@ -15,7 +15,7 @@ from contracts.audit import MAX_PATIENTS, AuditAction, AuditEvent, AuditOutcome,
 from contracts.base import Principal, Role
 from mesh import auditing
 from mesh.context import CallContext, current_call
-from mesh.db import Sql
+from mesh.db import Connection
 from mesh.errors import Forbidden
 from mesh.runtime import Runtime
 from mesh.settings import Settings
@@ -26,9 +26,9 @@ DOCTOR = Principal(account_id=str(uuid.uuid4()), role=Role.physician, username="
 
 
 @contextmanager
-def serving(runtime: Runtime, tx: Sql | None = None) -> Iterator[CallContext]:
+def serving(runtime: Runtime, tx: Connection | None = None) -> Iterator[CallContext]:
     """The context of a call being served, current as the RPC server makes it."""
-    ctx = CallContext("records.get_patient", principal=DOCTOR, runtime=runtime, tx=tx)
+    ctx = CallContext("records.get_patient", principal=DOCTOR, runtime=runtime, transaction=tx)
     token = current_call.set(ctx)
     try:
         yield ctx

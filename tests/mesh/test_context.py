@@ -1,10 +1,11 @@
 """mesh/context.py: trace ids are read only from well-formed traceparents, fresh ones are
-unique, and a call context says how long is left."""
+unique, a call context says how long is left, and its `tx` is there only inside a write."""
 
 from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import pytest
 
@@ -46,3 +47,22 @@ def test_a_context_defaults_to_no_principal_and_a_deadline_ahead() -> None:
 
 def test_no_call_is_current_outside_a_handler() -> None:
     assert current_call.get() is None
+
+
+class _Conn:
+    """A stand-in for a transaction's connection (`mesh.db.Connection`)."""
+
+    def cursor(self, *cursor_types: Any) -> Any:
+        raise AssertionError("not used")
+
+
+def test_tx_raises_outside_a_write_and_is_the_connection_inside() -> None:
+    ctx = CallContext("svc.read_thing")
+    with pytest.raises(RuntimeError, match=r"svc\.read_thing has no open transaction"):
+        _ = ctx.tx
+    conn = _Conn()
+    ctx.transaction = conn  # as mesh.idempotency.run_idempotent does around a write
+    assert ctx.tx is conn
+    ctx.transaction = None
+    with pytest.raises(RuntimeError, match="no open transaction"):
+        _ = ctx.tx
