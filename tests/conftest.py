@@ -6,16 +6,28 @@ database-name prefix and Redis key prefix, and removes them at the end. Service 
 come from `MEDIHAVEN_*` variables (defaults: the local services); the broker users and
 vhosts are made with `rabbitmqctl import_definitions`, so the tests need `rabbitmqctl`
 on the broker's host.
+
+When no `MEDIHAVEN_*` server setting is set, `CI` is not, and a Docker engine answers, the
+session runs on RabbitMQ, MariaDB and Redis containers instead (`tests/session_servers.py`,
+started in `pytest_configure`, before any test reads its settings). Their broker users and
+vhosts are made over the broker's management API, so `rabbitmqctl` is not needed then.
+What that does not cover: tests that drive a server with this machine's own tools
+(`tests/faults` restarts the broker with `rabbitmqctl` and MariaDB with `start-stop-daemon`,
+the dump tests run `mariadb-dump` against the settings' host and port, `tests/cluster`
+starts local clusters, and `tests/test_servers.py` runs its own `redis-server`) still need
+those tools here and skip without them; with the tools installed, `tests/faults`' restarts
+act on this machine's servers, not on the containers (they would fail, not pass wrongly).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -27,6 +39,7 @@ from mesh import broker
 from mesh.db import drop_databases
 from mesh.logging import configure_logging
 from mesh.settings import Settings
+from tests import session_servers
 
 pytest_plugins = ["tests.ci_skips"]
 RUN_ID = secrets.token_hex(3)
@@ -35,6 +48,24 @@ TEST_IDENTITIES = ("testsvc", "testclient", "benchecho", "observer", "outsider")
 """Broker users of test fixtures (unconfined on the test vhosts, unknown to contracts)."""
 ALL_IDENTITIES = (*IDENTITIES, *TEST_IDENTITIES)
 SECRETS = Path(tempfile.mkdtemp(prefix="medihaven-test-amqp-"))
+CONTAINER_BROKER: list[session_servers.BrokerAdmin] = []
+"""The containers' management API when the session runs on containers (else empty)."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test module reads its settings: with no server named, outside CI, and a
+    Docker engine answering, start the containers and point the session (and the processes
+    it starts, which inherit the environment) at them; they are removed at the end."""
+    if config.option.collectonly or config.option.help or config.option.version:
+        return
+    if session_servers.choose(os.environ, session_servers.docker_answers) is not (
+        session_servers.Choice.CONTAINERS
+    ):
+        return  # the given servers, or the local defaults: nothing to do
+    stack = ExitStack()
+    config.add_cleanup(stack.close)
+    os.environ.update(stack.enter_context(session_servers.containers()))
+    CONTAINER_BROKER.append(session_servers.broker_admin(os.environ))
 
 
 def _with_vhost(amqp_url: str, vhost: str) -> str:
@@ -44,12 +75,18 @@ def _with_vhost(amqp_url: str, vhost: str) -> str:
 
 def create_vhost(name: str) -> None:
     """The vhost, and every identity's user with its permissions there (one import)."""
+    if CONTAINER_BROKER:
+        CONTAINER_BROKER[0].provision(session_settings(name), SECRETS, ALL_IDENTITIES)
+        return
     if shutil.which("rabbitmqctl") is None:
         raise RuntimeError("the tests make their broker users with rabbitmqctl; it is missing")
     broker.provision(session_settings(name), SECRETS, ALL_IDENTITIES)
 
 
 def delete_vhost(name: str) -> None:
+    if CONTAINER_BROKER:
+        CONTAINER_BROKER[0].delete_vhost(name)
+        return
     subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60)
 
 
@@ -57,7 +94,10 @@ def delete_vhost(name: str) -> None:
 def broker_users() -> Iterator[None]:
     """Remove the session's broker users and their passwords at the end."""
     yield
-    broker.delete_users(session_settings(None), ALL_IDENTITIES)
+    if CONTAINER_BROKER:
+        CONTAINER_BROKER[0].delete_users(session_settings(None), ALL_IDENTITIES)
+    else:
+        broker.delete_users(session_settings(None), ALL_IDENTITIES)
     shutil.rmtree(SECRETS, ignore_errors=True)
 
 
