@@ -46,7 +46,7 @@ from contracts.base import (
 )
 from contracts.common import PingReply, PingRequest, ping, served_by
 from contracts.errors import ErrorCode, ErrorReply
-from mesh import metrics
+from mesh import metrics, watchdog
 from mesh.amqp import BUS_UNAVAILABLE
 from mesh.context import (
     HEADER_DEADLINE,
@@ -521,6 +521,7 @@ class RpcServer:
         self._consumer_tag: str | None = None
         self._own_queue: AbstractQueue | None = None
         self._own_tag: str | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -538,33 +539,92 @@ class RpcServer:
         self.router.routes[method.name] = _Route(method, answer_ping)
 
     async def start(self) -> None:
-        channel = await self.runtime.connection.channel(publisher_confirms=False)
-        await channel.set_qos(prefetch_count=self.prefetch)
         queue_name = rpc_queue(self.router.service)
-        dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, "topic", durable=True)
         await self._declare_dead_letters(dead_letter_queue(queue_name))
-        # auto_delete: once the last replica stops consuming, the queue goes away, so a
-        # caller's `mandatory` publish is returned at once instead of waiting for a deadline.
-        # (No queue-level dead-lettering: requests that expire in the queue are the
-        # caller's business, not poison; `_dead_letter` sends only unparseable ones.)
-        # Transient on purpose, not a quorum queue, also in a cluster: a request is worth
-        # only its deadline, and its reply-to dies with the caller's connection anyway. If
-        # its node is lost, the consumers on the other nodes are cancelled and aio-pika
-        # declares it again on theirs; the requests it held time out (docs/clustering.md).
-        self._queue = await channel.declare_queue(queue_name, durable=False, auto_delete=True)
-        self._channel, self._dlx = channel, dlx
-        self._consumer_tag = await self._queue.consume(self._on_request)
-        # This replica's own queue: for calls addressed to it, and for broadcasts
-        # (`RpcClient.gather`) that every replica answers.
-        broadcast = await channel.declare_exchange(
-            broadcast_exchange(self.router.service), "fanout", durable=True
+        await self._consume()
+        self._watch = asyncio.create_task(
+            watchdog.keep_consuming(
+                queue_name,
+                connected=self._connected,
+                consuming=self._consuming,
+                renew=self._renew,
+                interval_s=self.runtime.settings.rpc_watch_s,
+            ),
+            name=f"watch {queue_name}",
         )
-        self._own_queue = await channel.declare_queue(
-            instance_queue(self.router.service, self.instance), exclusive=True, auto_delete=True
-        )
-        await self._own_queue.bind(broadcast)
-        self._own_tag = await self._own_queue.consume(self._on_request)
         log.info("rpc.serving", queue=queue_name, prefetch=self.prefetch, instance=self.instance)
+
+    async def _consume(self) -> None:
+        """A channel of its own, with a consumer on the service's request queue and one
+        on this replica's own queue (declared where missing)."""
+        channel = await self.runtime.connection.channel(publisher_confirms=False)
+        try:
+            await channel.set_qos(prefetch_count=self.prefetch)
+            dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, "topic", durable=True)
+            # Replies and dead letters go out on the newest channel (`_reply`), also for
+            # requests taken on an older one that is being renewed.
+            self._channel, self._dlx = channel, dlx
+            # auto_delete: once the last replica stops consuming, the queue goes away, so
+            # a caller's `mandatory` publish is returned at once instead of waiting for a
+            # deadline. (No queue-level dead-lettering: requests that expire in the queue
+            # are the caller's business, not poison; `_dead_letter` sends only
+            # unparseable ones.) Transient on purpose, not a quorum queue, also in a
+            # cluster: a request is worth only its deadline, and its reply-to dies with
+            # the caller's connection anyway. If its node is lost, the consumers on the
+            # other nodes are cancelled and aio-pika declares it again on theirs (and, if
+            # that ever fails, the watchdog does); the requests it held time out
+            # (docs/clustering.md).
+            self._queue = await channel.declare_queue(
+                rpc_queue(self.router.service), durable=False, auto_delete=True
+            )
+            self._consumer_tag = await self._queue.consume(self._on_request)
+            # This replica's own queue: for calls addressed to it, and for broadcasts
+            # (`RpcClient.gather`) that every replica answers.
+            broadcast = await channel.declare_exchange(
+                broadcast_exchange(self.router.service), "fanout", durable=True
+            )
+            self._own_queue = await channel.declare_queue(
+                instance_queue(self.router.service, self.instance), exclusive=True, auto_delete=True
+            )
+            await self._own_queue.bind(broadcast)
+            self._own_tag = await self._own_queue.consume(self._on_request)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise
+
+    def _connected(self) -> bool:
+        connected = getattr(self.runtime.connection, "connected", None)
+        return bool(connected is None or connected.is_set())
+
+    async def _consuming(self) -> bool:
+        """The broker's answer: this replica's channel is open with both consumers on it,
+        the request queue exists with a consumer, and so does this replica's queue."""
+        channel = self._channel
+        if channel is None or channel.is_closed or not (self._consumer_tag and self._own_tag):
+            return False
+        underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
+        if not {self._consumer_tag, self._own_tag} <= underlay.consumers.keys():
+            return False
+        probe = await underlay.connection.channel(publisher_confirms=False, timeout=5)
+        try:  # passive: a missing queue is a no (404, which closes the probe), not a new one
+            shared = await probe.queue_declare(rpc_queue(self.router.service), passive=True)
+            own = await probe.queue_declare(
+                instance_queue(self.router.service, self.instance), passive=True
+            )
+            return bool(shared.consumer_count and own.consumer_count)
+        finally:
+            if not probe.is_closed:
+                await probe.close()
+
+    async def _renew(self) -> None:
+        """Consume again on a new channel, then close the old one (whose unacknowledged
+        requests the broker hands out again: writes run once by their idempotency key)."""
+        old = self._channel
+        await self._consume()
+        if old is not None and old is not self._channel:
+            with contextlib.suppress(Exception):
+                await old.close()
 
     async def _declare_dead_letters(self, name: str) -> None:
         """The request queue's dead-letter queue: durable, so a quorum queue (it outlives
@@ -597,6 +657,8 @@ class RpcServer:
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking requests, finish the ones in flight (up to `grace_s`), then close."""
+        await watchdog.stop(self._watch)
+        self._watch = None
         for queue, tag in ((self._queue, self._consumer_tag), (self._own_queue, self._own_tag)):
             if queue is not None and tag is not None:
                 try:

@@ -155,6 +155,13 @@ class Settings(BaseSettings):
     rpc_prefetch: int = Field(
         default=32, ge=1, description="Requests one replica works on at once."
     )
+    rpc_watch_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often a replica checks with the broker that it still consumes its "
+        "request queue (renewed after two misses in a row: mesh.watchdog).",
+    )
     outbox_poll_s: float = 0.5
     outbox_retention_s: float = Field(
         default=86_400, gt=0, description="How long sent outbox rows are kept."

@@ -344,6 +344,28 @@ def audited_creations(admin: Staff) -> set[str]:
     }
 
 
+def recovery_report(world: Mesh, nodes: rabbitmq.Cluster, health: httpx.Response) -> str:
+    """What a failed recovery looked like: the mesh's answer, the broker's queues,
+    consumers and connections on a surviving node, and each process's last warnings."""
+    vhost = broker.vhost_of(world.settings)
+    survivor = nodes.names[1]
+    parts = [f"mesh health: {health.status_code} {health.text}"]
+    for what in (
+        ("list_queues", "-p", vhost, "name", "pid", "consumers", "messages"),
+        ("list_consumers", "-p", vhost, "queue_name", "channel_pid", "consumer_tag"),
+        ("list_connections", "user", "peer_port", "state", "channels"),
+    ):
+        parts.append(f"{what[0]}:\n{rabbitmq.ctl(survivor, *what, check=False)}")
+    for proc in [*world.procs.values(), world.gateway]:
+        lines = [
+            line
+            for line in proc.log().splitlines()
+            if "warning" in line.lower() or "error" in line.lower() or "rpc.serving" in line
+        ]
+        parts.append(f"{proc.module} (last warnings):\n" + "\n".join(lines[-25:]))
+    return "\n\n".join(parts)
+
+
 def test_killing_a_node_under_load_loses_and_duplicates_nothing(cluster: Cluster) -> None:
     world, nodes = cluster.world, cluster.nodes
     victim = nodes.nodes[0]  # every process is connected to it
@@ -408,7 +430,7 @@ def test_killing_a_node_under_load_loses_and_duplicates_nothing(cluster: Cluster
         health.append(httpx.get(f"{world.url}/api/v1/health/mesh", timeout=10))
         return health[-1].status_code == 200
 
-    assert until_sync(mesh_healthy, RECOVERY_S, 0.5), health[-1].text
+    assert until_sync(mesh_healthy, RECOVERY_S, 0.5), recovery_report(world, nodes, health[-1])
     print(f"mesh healthy again {time.monotonic() - killed_at:.1f} s after the kill")
     assert desk.client.request("GET", "/api/v1/me").status_code == 200
     connected = rabbitmq.ctl(nodes.names[1], "list_connections", "user", "--no-table-headers")

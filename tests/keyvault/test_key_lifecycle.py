@@ -31,8 +31,9 @@ from tests.keyvault.lifecycle_support import (
     world,
 )
 from tests.keyvault.support import keyvault_runtime, vault_of
-from tests.keyvault.test_dump import DUMP, dump, encodings
+from tests.keyvault.test_dump import encodings
 from tests.mesh.fixtures import client_runtime
+from tests.support.dump import DUMP, dump
 
 ROW = kv.FieldRow(
     table="patients", row_id="life-1", fields={"identity": "Ada"}, binding={"patient": "p1"}

@@ -43,8 +43,9 @@ from services.keyvault.sealedbox import open_share, public_key_b64, seal_share
 from tests.gateway.support import Mesh, Staff, mesh
 from tests.keyvault.offline import check_every_database
 from tests.keyvault.support import unseal
-from tests.keyvault.test_dump import DUMP, dump, encodings
+from tests.keyvault.test_dump import encodings
 from tests.processes import Process, process_env
+from tests.support.dump import DUMP, dump
 
 SERVICES = [
     "services.keyvault",
