@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, cast
 
 import aio_pika
 import aiormq
@@ -91,6 +91,17 @@ RespT = TypeVar("RespT", bound=BaseModel)
 REPLY_TO = "amq.rabbitmq.reply-to"
 QUORUM = {"x-queue-type": "quorum"}
 JSON = "application/json"
+
+
+class CallOptions(TypedDict, total=False):
+    """What a caller may say about one call besides the method and its request."""
+
+    principal: Principal | None
+    idempotency_key: str | None
+    proof: str | None
+    signed_body: bytes | None
+    timeout: float | None
+    instance: str | None
 
 
 # ---------------------------------------------------------------------------- client
@@ -178,16 +189,7 @@ class RpcClient:
         # A reply nobody waits for any more (the caller timed out) is dropped here.
 
     async def call(
-        self,
-        method: RpcMethod[ReqT, RespT],
-        request: ReqT,
-        *,
-        principal: Principal | None = None,
-        idempotency_key: str | None = None,
-        proof: str | None = None,
-        signed_body: bytes | None = None,
-        timeout: float | None = None,
-        instance: str | None = None,
+        self, method: RpcMethod[ReqT, RespT], request: ReqT, **options: Unpack[CallOptions]
     ) -> RespT:
         """Call `method` and return its typed reply, or raise the typed error it replied.
 
@@ -196,41 +198,24 @@ class RpcClient:
         through the mesh; a method that is not served for a user never receives them.
         `instance` addresses one replica (see `RpcServer.instance`) instead of any.
         """
-        raw = await self.call_json(
-            method,
-            request,
-            principal=principal,
-            idempotency_key=idempotency_key,
-            proof=proof,
-            signed_body=signed_body,
-            timeout=timeout,
-            instance=instance,
-        )
+        raw = await self.call_json(method, request, **options)
         return method.response.model_validate_json(raw)
 
     async def call_json(
-        self,
-        method: RpcMethod[ReqT, RespT],
-        request: ReqT,
-        *,
-        principal: Principal | None = None,
-        idempotency_key: str | None = None,
-        proof: str | None = None,
-        signed_body: bytes | None = None,
-        timeout: float | None = None,
-        instance: str | None = None,
+        self, method: RpcMethod[ReqT, RespT], request: ReqT, **options: Unpack[CallOptions]
     ) -> bytes:
         """As `call`, but the reply stays the JSON the service wrote (`method.response`
         serialised), for a caller that only hands it on (the gateway relaying a reply)."""
+        instance = options.get("instance")
         return await self.call_raw(
             instance_queue(method.service, instance) if instance else method.queue,
             method.name,
             request.model_dump_json().encode(),
-            principal=principal,
-            idempotency_key=idempotency_key,
-            proof=proof,
-            signed_body=signed_body,
-            timeout=timeout,
+            principal=options.get("principal"),
+            idempotency_key=options.get("idempotency_key"),
+            proof=options.get("proof"),
+            signed_body=options.get("signed_body"),
+            timeout=options.get("timeout"),
             for_user=method.for_user,
         )
 
