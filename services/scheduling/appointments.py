@@ -8,7 +8,7 @@ from dataclasses import replace
 from contracts import scheduling as sched
 from contracts.audit import AuditAction, AuditType
 from contracts.base import Role
-from mesh import auditing, outbox
+from mesh import auditing
 from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Forbidden, NotFound
@@ -52,18 +52,7 @@ async def book(req: sched.BookRequest, ctx: CallContext) -> sched.Appointment:
         )
         await store.insert_appointment(ctx.tx, row)
         await store.bump_version(ctx.tx, req.physician_id)
-        await outbox.add_event(
-            ctx.tx,
-            sched.APPOINTMENT_BOOKED,
-            sched.AppointmentBooked(
-                appointment_id=appointment_id,
-                physician_id=row.physician_id,
-                patient_id=row.patient_id,
-                start=row.start,
-                end=row.end,
-                by=me.account_id,
-            ),
-        )
+        await steps.add_event(ctx.tx, sched.APPOINTMENT_BOOKED, row, me.account_id)
         await auditing.written(ctx, subject)
     return steps.appointment(row)
 
@@ -79,27 +68,22 @@ async def reschedule(req: sched.RescheduleRequest, ctx: CallContext) -> sched.Ap
     ) as subject:
         rules.check_times(req.start, req.end, now)
         # Lock order everywhere: appointment row, then physician row.
-        current = await steps.locked_appointment(ctx.tx, req.appointment_id)
-        subject.patient_id = current.patient_id
+        current = await steps.locked_for(ctx.tx, subject, req.appointment_id)
         steps.require_booked(current, now, "reschedule")
         await steps.lock_and_check_slot(
             ctx.tx, runtime, current.physician_id, req.start, req.end, current.appointment_id
         )
         await store.move(ctx.tx, current.appointment_id, req.start, req.end, me.account_id, now)
         await store.bump_version(ctx.tx, current.physician_id)
-        await outbox.add_event(
+        await steps.add_event(
             ctx.tx,
             sched.APPOINTMENT_RESCHEDULED,
-            sched.AppointmentRescheduled(
-                appointment_id=current.appointment_id,
-                physician_id=current.physician_id,
-                patient_id=current.patient_id,
-                start=req.start,
-                end=req.end,
-                previous_start=current.start,
-                previous_end=current.end,
-                by=me.account_id,
-            ),
+            current,
+            me.account_id,
+            start=req.start,
+            end=req.end,
+            previous_start=current.start,
+            previous_end=current.end,
         )
         await auditing.written(
             ctx, subject, f"from {current.start.isoformat()} to {req.start.isoformat()}"
@@ -118,8 +102,7 @@ async def cancel(req: sched.CancelRequest, ctx: CallContext) -> sched.Appointmen
         steps.ENTITY,
         entity_id=req.appointment_id,
     ) as subject:
-        current = await steps.locked_appointment(ctx.tx, req.appointment_id)
-        subject.patient_id = current.patient_id
+        current = await steps.locked_for(ctx.tx, subject, req.appointment_id)
         steps.require_booked(current, now, "cancel")
         encrypted = await steps.encrypt(
             runtime,
@@ -136,18 +119,7 @@ async def cancel(req: sched.CancelRequest, ctx: CallContext) -> sched.Appointmen
             now,
             encrypted[steps.CANCEL_REASON],
         )
-        await outbox.add_event(
-            ctx.tx,
-            sched.APPOINTMENT_CANCELLED,
-            sched.AppointmentCancelled(
-                appointment_id=current.appointment_id,
-                physician_id=current.physician_id,
-                patient_id=current.patient_id,
-                start=current.start,
-                end=current.end,
-                by=me.account_id,
-            ),
-        )
+        await steps.add_event(ctx.tx, sched.APPOINTMENT_CANCELLED, current, me.account_id)
         await auditing.written(ctx, subject)
     return steps.appointment(
         replace(current, status=status, updated_by=me.account_id, updated_at=now)

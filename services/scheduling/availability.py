@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -90,32 +90,37 @@ async def _roster_changed(
     return await _availability(ctx.tx, runtime, physician_id, affected)
 
 
+async def _set_weekly(
+    ctx: CallContext,
+    requested: str | None,
+    weekly: Iterable[sched.WorkingPeriod],
+    replace: Callable[[Sql, str, list[tuple[int, int, int]]], Awaitable[None]],
+    detail: str,
+) -> sched.Availability:
+    """Replace one weekly table (hours or breaks); `detail` takes the number of periods."""
+    async with audited(
+        ctx, AuditType.availability_change, AuditAction.update, entity_type="physician"
+    ) as subject:
+        physician_id = calendar_owner(ctx, requested)
+        subject.entity_id = physician_id
+        periods = rules.weekly_periods(weekly)
+        await _roster_change(ctx, physician_id)
+        await replace(ctx.tx, physician_id, periods)
+        return await _roster_changed(ctx, subject, physician_id, detail.format(len(periods)))
+
+
 async def set_working_hours(
     req: sched.SetWorkingHoursRequest, ctx: CallContext
 ) -> sched.Availability:
-    async with audited(
-        ctx, AuditType.availability_change, AuditAction.update, entity_type="physician"
-    ) as subject:
-        physician_id = calendar_owner(ctx, req.physician_id)
-        subject.entity_id = physician_id
-        periods = rules.weekly_periods(req.weekly)
-        await _roster_change(ctx, physician_id)
-        await store.replace_weekly_hours(ctx.tx, physician_id, periods)
-        return await _roster_changed(
-            ctx, subject, physician_id, f"working hours: {len(periods)} periods"
-        )
+    return await _set_weekly(
+        ctx, req.physician_id, req.weekly, store.replace_weekly_hours, "working hours: {} periods"
+    )
 
 
 async def set_breaks(req: sched.SetBreaksRequest, ctx: CallContext) -> sched.Availability:
-    async with audited(
-        ctx, AuditType.availability_change, AuditAction.update, entity_type="physician"
-    ) as subject:
-        physician_id = calendar_owner(ctx, req.physician_id)
-        subject.entity_id = physician_id
-        periods = rules.weekly_periods(req.breaks)
-        await _roster_change(ctx, physician_id)
-        await store.replace_weekly_breaks(ctx.tx, physician_id, periods)
-        return await _roster_changed(ctx, subject, physician_id, f"breaks: {len(periods)}")
+    return await _set_weekly(
+        ctx, req.physician_id, req.breaks, store.replace_weekly_breaks, "breaks: {}"
+    )
 
 
 async def set_days_off(req: sched.SetDaysOffRequest, ctx: CallContext) -> sched.Availability:

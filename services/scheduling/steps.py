@@ -6,17 +6,22 @@ physician), the API's views of a row, and the refusals by status.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from contracts import keyvault as kv
 from contracts import scheduling as sched
-from mesh.db import Database, Sql
+from contracts.base import EventType
+from mesh import auditing, outbox
+from mesh.db import Connection, Database, Sql
 from mesh.errors import Conflict, NotFound, RpcError
 from mesh.runtime import Runtime
 from services.scheduling import access, rules, store, timeplan
 from services.scheduling.store import AppointmentRow
 
 ENTITY = "appointment"
+
+EventT = TypeVar("EventT", bound=sched.AppointmentEvent)
 
 TABLE = "appointments"
 REASON = "reason"
@@ -169,6 +174,33 @@ async def locked_appointment(conn: Sql, appointment_id: str) -> AppointmentRow:
     if row is None:
         raise NotFound("unknown appointment", details={"appointment_id": appointment_id})
     return row
+
+
+async def locked_for(conn: Sql, subject: auditing.Subject, appointment_id: str) -> AppointmentRow:
+    """The appointment, its row locked; the audit subject learns its patient."""
+    row = await locked_appointment(conn, appointment_id)
+    subject.patient_id = row.patient_id
+    return row
+
+
+async def add_event(
+    conn: Connection,
+    event: EventType[EventT],
+    row: AppointmentRow,
+    by: str,
+    **changed: datetime,
+) -> None:
+    """The event of a change to an appointment: its ids and times (`changed` overrides the
+    row's times, or adds the previous ones), in the outbox of the change's transaction."""
+    fields: dict[str, object] = {
+        "appointment_id": row.appointment_id,
+        "physician_id": row.physician_id,
+        "patient_id": row.patient_id,
+        "start": row.start,
+        "end": row.end,
+        "by": by,
+    }
+    await outbox.add_event(conn, event, event.model.model_validate(fields | changed))
 
 
 STATUS_WORDS = {

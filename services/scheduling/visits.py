@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from contracts import scheduling as sched
 from contracts.audit import AuditAction, AuditType
 from contracts.base import Role
-from mesh import auditing, outbox
+from mesh import auditing
 from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, Forbidden
@@ -101,8 +101,7 @@ async def _transition(
     async with audited(
         ctx, step.audit, AuditAction.update, steps.ENTITY, entity_id=req.appointment_id
     ) as subject:
-        current = await steps.locked_appointment(ctx.tx, req.appointment_id)
-        subject.patient_id = current.patient_id
+        current = await steps.locked_for(ctx.tx, subject, req.appointment_id)
         if step.own_only and me.role is Role.physician and current.physician_id != me.account_id:
             raise Forbidden(f"Physicians {step.verb} their own appointments only.")
         if current.status not in step.sources:
@@ -118,18 +117,7 @@ async def _transition(
             stamp=step.stamp,
             clear_finished=clear,
         )
-        await outbox.add_event(
-            ctx.tx,
-            step.event,
-            step.event.model(
-                appointment_id=current.appointment_id,
-                physician_id=current.physician_id,
-                patient_id=current.patient_id,
-                start=current.start,
-                end=current.end,
-                by=me.account_id,
-            ),
-        )
+        await steps.add_event(ctx.tx, step.event, current, me.account_id)
         await auditing.written(ctx, subject, f"{current.status} to {step.target.value}")
     changed: dict[str, Any] = {step.stamp: now}
     if clear:
