@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from contracts.audit import MAX_PATIENTS, AuditAction, AuditOutcome, AuditType
 from mesh import audit
-from mesh.context import CallContext
+from mesh.context import CallContext, runtime_of
 from mesh.runtime import Runtime
 
 
@@ -33,18 +33,13 @@ class Subject:
     entity_id: str | None = None
 
 
-def _runtime(ctx: CallContext) -> Runtime:
-    assert ctx.runtime is not None
-    return ctx.runtime
-
-
 def _source(runtime: Runtime) -> str:
     return runtime.identity or runtime.name
 
 
 async def written(ctx: CallContext, subject: Subject, detail: str | None = None) -> None:
     """A successful write: its event commits (or not) with the write's transaction."""
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx, database=False)
     event = audit.make_event(
         _source(runtime),
         subject.type,
@@ -68,7 +63,7 @@ async def read(
     closed): `patient_id` for one, `patients` for several (pages of more than
     MAX_PATIENTS make one event per MAX_PATIENTS); one without a patient if there is none
     (e.g. a search that found nobody)."""
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx, database=False)
     ids = sorted(set(patient_ids))
     groups = [ids[i : i + MAX_PATIENTS] for i in range(0, len(ids), MAX_PATIENTS)] or [[]]
     for group in groups:
@@ -101,7 +96,7 @@ async def audited(
     try:
         yield subject
     except Exception as exc:
-        runtime = _runtime(ctx)
+        runtime = runtime_of(ctx, database=False)
         await audit.record_unsuccessful(
             runtime,
             _source(runtime),

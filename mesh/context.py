@@ -94,12 +94,16 @@ class CallContext:
         return self.deadline - time.time()
 
 
-def runtime_of(ctx: CallContext) -> Runtime:
-    """The runtime serving `ctx`, with its database: the RPC server sets it on every call
-    it serves, so a service's handler never sees None."""
+def runtime_of(ctx: CallContext, *, database: bool = True) -> Runtime:
+    """The runtime serving `ctx`: the RPC server sets it on every call it serves, so a
+    service's handler never sees None. With `database` (the default) it must also have
+    its database (a service's handlers); without, any runtime will do (mesh helpers that
+    serve processes without one too)."""
     runtime = ctx.runtime
-    if runtime is None or runtime.db is None:
+    if database and (runtime is None or runtime.db is None):
         raise RuntimeError(f"{ctx.method} is not served by a service with a database")
+    if runtime is None:
+        raise RuntimeError(f"{ctx.method} is not served by a runtime")
     return runtime
 
 
