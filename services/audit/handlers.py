@@ -45,19 +45,26 @@ async def query(req: audit.AuditQuery, ctx: CallContext) -> audit.AuditPage:
     return _page(entries, total, req.offset)
 
 
-@router.handler(audit.PATIENT_HISTORY)
-async def patient_history(req: audit.PatientHistoryRequest, ctx: CallContext) -> audit.AuditPage:
-    """Who read or changed this patient's record, and when (newest first)."""
+async def _newest_first(
+    ctx: CallContext, patient_id: str | None, offset: int, limit: int
+) -> audit.AuditPage:
+    """A page of one patient's events, newest first."""
     return await query(
         audit.AuditQuery(
-            patient_id=req.patient_id,
+            patient_id=patient_id,
             sort=audit.SortField.recorded,
             descending=True,
-            offset=req.offset,
-            limit=req.limit,
+            offset=offset,
+            limit=limit,
         ),
         ctx,
     )
+
+
+@router.handler(audit.PATIENT_HISTORY)
+async def patient_history(req: audit.PatientHistoryRequest, ctx: CallContext) -> audit.AuditPage:
+    """Who read or changed this patient's record, and when (newest first)."""
+    return await _newest_first(ctx, req.patient_id, req.offset, req.limit)
 
 
 @router.handler(audit.EXPORT)
@@ -76,16 +83,7 @@ async def export(req: audit.AuditQuery, ctx: CallContext) -> audit.ExportReply:
 @router.handler(fhir.AUDIT_EVENT_SEARCH)
 async def fhir_audit_events(req: fhir.AuditEventSearch, ctx: CallContext) -> audit.AuditPage:
     """FHIR `AuditEvent?patient=`: newest first, a page (the gateway maps the entries)."""
-    return await query(
-        audit.AuditQuery(
-            patient_id=req.patient,
-            sort=audit.SortField.recorded,
-            descending=True,
-            offset=req.offset,
-            limit=req.count,
-        ),
-        ctx,
-    )
+    return await _newest_first(ctx, req.patient, req.offset, req.count)
 
 
 @router.handler(audit.VERIFY)
