@@ -11,7 +11,8 @@ Every step is audited, refusals too.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from prometheus_client import Counter
 
@@ -408,11 +409,24 @@ async def _scan(ctx: CallContext, key_id: int) -> dict[str, int]:
     return counts
 
 
+@asynccontextmanager
+async def _refusals(
+    ctx: CallContext, type: AuditType, what: str | None = None
+) -> AsyncIterator[None]:
+    """An `RpcError` of the steps inside is audited as refused (`what: message`), then raised."""
+    try:
+        yield
+    except RpcError as exc:
+        detail = f"{what}: {exc.message}" if what is not None else exc.message
+        await audit_action(ctx, type, AuditOutcome.refused, detail)
+        raise
+
+
 @router.handler(kv.DESTROY_KEY)
 async def destroy_key(req: kv.DestroyKeyRequest, ctx: CallContext) -> kv.DestroyKeyReply:
     vault = _vault(ctx)
     vault.require_unsealed()
-    try:
+    async with _refusals(ctx, AuditType.vault_key_destroyed, f"key {req.key_id}"):
         stored = await vault.check_destroyable(req.key_id)
         why = await _proof_of_disuse(vault, [stored])
         if why is not None:
@@ -421,14 +435,6 @@ async def destroy_key(req: kv.DestroyKeyRequest, ctx: CallContext) -> kv.Destroy
         if any(counts.values()):
             raise Conflict(f"rows still use key {req.key_id}: {counts}", details={"in_use": counts})
         destroyed = await vault.destroy(req.key_id)
-    except RpcError as exc:
-        await audit_action(
-            ctx,
-            AuditType.vault_key_destroyed,
-            AuditOutcome.refused,
-            f"key {req.key_id}: {exc.message}",
-        )
-        raise
     await _sync_replicas(ctx)
     await audit_action(
         ctx, AuditType.vault_key_destroyed, AuditOutcome.success, f"key {req.key_id}"
@@ -479,15 +485,10 @@ async def ceremony_start(req: kv.CeremonyStartRequest, ctx: CallContext) -> kv.C
     except SealedShareError as exc:
         raise BadRequest(f"recipient_public_key is not usable: {exc}") from None
     what = f"{req.kind.value} to {req.threshold} of {req.shares}"
-    try:
+    async with _refusals(ctx, AuditType.vault_ceremony_started, what):
         ceremony_id = await vault.start_ceremony(
             req.kind.value, req.threshold, req.shares, req.recipient_public_key, _who(ctx)
         )
-    except RpcError as exc:
-        await audit_action(
-            ctx, AuditType.vault_ceremony_started, AuditOutcome.refused, f"{what}: {exc.message}"
-        )
-        raise
     await audit_action(
         ctx, AuditType.vault_ceremony_started, AuditOutcome.success, f"{what} ({ceremony_id})"
     )
@@ -504,25 +505,19 @@ async def ceremony_status_handler(
     return await ceremony_status(vault, ceremony)
 
 
-def _addressed(vault: Vault, instance: str) -> None:
+def _addressed(ctx: CallContext, instance: str) -> Vault:
+    """The vault of this replica, which the request must name."""
+    vault = _vault(ctx)
     if instance != vault.instance:
         raise BadRequest(f"this is replica {vault.instance}, not {instance}")
+    return vault
 
 
 @router.handler(kv.CEREMONY_SHARE)
 async def ceremony_share(req: kv.CeremonyShareRequest, ctx: CallContext) -> kv.CeremonyStatus:
-    vault = _vault(ctx)
-    _addressed(vault, req.instance)
-    try:
+    vault = _addressed(ctx, req.instance)
+    async with _refusals(ctx, AuditType.vault_ceremony_share, req.ceremony_id):
         sealed = await vault.ceremony_share(req.ceremony_id, req.sealed_share)
-    except RpcError as exc:
-        await audit_action(
-            ctx,
-            AuditType.vault_ceremony_share,
-            AuditOutcome.refused,
-            f"{req.ceremony_id}: {exc.message}",
-        )
-        raise
     ceremony = await store.get_ceremony(vault.db, req.ceremony_id)
     if sealed:
         await audit_action(
@@ -536,18 +531,9 @@ async def ceremony_share(req: kv.CeremonyShareRequest, ctx: CallContext) -> kv.C
 
 @router.handler(kv.CEREMONY_COMMIT)
 async def ceremony_commit(req: kv.CeremonyCommitRequest, ctx: CallContext) -> kv.CeremonyStatus:
-    vault = _vault(ctx)
-    _addressed(vault, req.instance)
-    try:
+    vault = _addressed(ctx, req.instance)
+    async with _refusals(ctx, AuditType.vault_ceremony_committed, req.ceremony_id):
         handover = await vault.commit_ceremony(req.ceremony_id, req.shares_digest)
-    except RpcError as exc:
-        await audit_action(
-            ctx,
-            AuditType.vault_ceremony_committed,
-            AuditOutcome.refused,
-            f"{req.ceremony_id}: {exc.message}",
-        )
-        raise
     kind = "root rotated" if handover else "shares rekeyed"
     detail = f"{kind} ({req.ceremony_id})"
     await audit_action(ctx, AuditType.vault_ceremony_committed, AuditOutcome.success, detail)
@@ -599,11 +585,8 @@ async def ceremony_cancel(req: kv.CeremonyCancelRequest, ctx: CallContext) -> kv
 @router.handler(kv.ADOPT_ROOT)
 async def adopt_root(req: kv.AdoptRootRequest, ctx: CallContext) -> kv.AdoptRootReply:
     vault = _vault(ctx)
-    try:
+    async with _refusals(ctx, AuditType.vault_root_adopted):
         adopted = await vault.adopt_root(req.generation, req.sealed_root)
-    except RpcError as exc:
-        await audit_action(ctx, AuditType.vault_root_adopted, AuditOutcome.refused, exc.message)
-        raise
     if adopted:
         detail = f"generation {req.generation}"
         await audit_action(ctx, AuditType.vault_root_adopted, AuditOutcome.success, detail)
