@@ -274,7 +274,10 @@ async def list_staff(req: auth.ListStaffRequest, ctx: CallContext) -> auth.Staff
     return auth.StaffList(accounts=[r.account for r in rows])
 
 
-async def _change_account(ctx: CallContext, account_id: str, **changes: object) -> Account:
+async def _change_account(
+    ctx: CallContext, account_id: str, audit_type: AuditType, **changes: object
+) -> Account:
+    """Change one account (its MAC renewed by the keyvault), announce and audit it."""
     runtime = runtime_of(ctx)
     stored = await store.lock_account(ctx.tx, account_id)
     valid = await verified(runtime, [stored] if stored else [])
@@ -291,6 +294,14 @@ async def _change_account(ctx: CallContext, account_id: str, **changes: object) 
     await outbox.add_event(
         ctx.tx, auth.ACCOUNT_CHANGED, auth.AccountChanged(account_id=account.account_id)
     )
+    await _audit(
+        ctx,
+        audit_type,
+        AuditAction.update,
+        AuditOutcome.success,
+        entity_type="staff_accounts",
+        entity_id=account.account_id,
+    )
     return account
 
 
@@ -299,34 +310,18 @@ async def set_account_status(req: auth.SetAccountStatusRequest, ctx: CallContext
     admin = _signer(ctx)
     if req.account_id == admin.account_id and req.status is AccountStatus.disabled:
         raise Forbidden("an administrator cannot disable their own account")
-    account = await _change_account(ctx, req.account_id, status=req.status)
-    await _audit(
-        ctx,
-        AuditType.auth_account_disabled
-        if req.status is AccountStatus.disabled
-        else AuditType.auth_account_enabled,
-        AuditAction.update,
-        AuditOutcome.success,
-        entity_type="staff_accounts",
-        entity_id=account.account_id,
-    )
-    return account
+    disabled = req.status is AccountStatus.disabled
+    audit_type = AuditType.auth_account_disabled if disabled else AuditType.auth_account_enabled
+    return await _change_account(ctx, req.account_id, audit_type, status=req.status)
 
 
 @router.handler(auth.ROTATE_KEY)
 async def rotate_key(req: auth.RotateKeyRequest, ctx: CallContext) -> auth.Account:
     """Replace one's own key; the request is signed by the old key."""
     _public_key_bytes(req.new_public_key)
-    account = await _change_account(ctx, _signer(ctx).account_id, public_key=req.new_public_key)
-    await _audit(
-        ctx,
-        AuditType.auth_key_rotated,
-        AuditAction.update,
-        AuditOutcome.success,
-        entity_type="staff_accounts",
-        entity_id=account.account_id,
+    return await _change_account(
+        ctx, _signer(ctx).account_id, AuditType.auth_key_rotated, public_key=req.new_public_key
     )
-    return account
 
 
 @router.handler(auth.DIRECTORY)
