@@ -11,10 +11,9 @@ import uuid
 from datetime import UTC, datetime
 
 from contracts import chat
-from contracts import keyvault as kv
 from contracts.auth import AccountStatus
 from contracts.base import Principal
-from mesh import outbox
+from mesh import keyvault, outbox
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Forbidden, InvalidRequest, NotFound
 from mesh.rpc import RpcRouter
@@ -51,17 +50,6 @@ async def _member_conversation(ctx: CallContext, conversation_id: str) -> store.
     if _me(ctx).account_id not in conversation.member_ids:
         raise Forbidden("you are not a member of this conversation")
     return conversation
-
-
-async def _decrypt(runtime: Runtime, rows: list[kv.FieldRow]) -> list[dict[str, str]]:
-    if not rows:
-        return []
-    reply = await runtime.rpc.call(kv.DECRYPT, kv.DecryptRequest(rows=rows))
-    return reply.rows
-
-
-def _bound(conversation_id: str) -> dict[str, str]:
-    return {"conversation": conversation_id}
 
 
 def _conversation(row: store.ConversationRow, name: str | None) -> chat.Conversation:
@@ -103,21 +91,15 @@ async def create_group(req: chat.CreateGroupRequest, ctx: CallContext) -> chat.C
     runtime = runtime_of(ctx)
     await _require_active_staff(runtime, [m for m in members if m != me])
     conversation_id = str(uuid.uuid4())
-    encrypted = await runtime.rpc.call(
-        kv.ENCRYPT,
-        kv.EncryptRequest(
-            rows=[
-                kv.FieldRow(
-                    table=CONVERSATIONS_TABLE,
-                    row_id=conversation_id,
-                    fields={"name": req.name},
-                    binding=_bound(conversation_id),
-                )
-            ]
-        ),
+    cipher = await keyvault.encrypt_row(
+        runtime,
+        CONVERSATIONS_TABLE,
+        conversation_id,
+        {"name": req.name},
+        conversation=conversation_id,
     )
     await store.insert_conversation(
-        ctx.tx, conversation_id, "group", encrypted.rows[0]["name"], None, me, members
+        ctx.tx, conversation_id, "group", cipher["name"], None, me, members
     )
     row = await store.get_conversation(ctx.tx, conversation_id)
     assert row is not None
@@ -134,18 +116,15 @@ async def list_conversations(
     rows = await store.conversations_of(runtime.db, me)
     counts = await store.unread_and_last(runtime.db, me)
     named = [r for r in rows if r.name_enc]
-    names = await _decrypt(
-        runtime,
-        [
-            kv.FieldRow(
-                table=CONVERSATIONS_TABLE,
-                row_id=r.conversation_id,
-                fields={"name": r.name_enc or ""},
-                binding=_bound(r.conversation_id),
-            )
-            for r in named
-        ],
-    )
+    batch = keyvault.Batch()
+    for r in named:
+        batch.add(
+            CONVERSATIONS_TABLE,
+            r.conversation_id,
+            {"name": r.name_enc or ""},
+            conversation=r.conversation_id,
+        )
+    names = (await keyvault.decrypt(runtime, batch)).rows
     name_of = {r.conversation_id: n.get("name") for r, n in zip(named, names, strict=True)}
     summaries = []
     for row in rows:
@@ -167,18 +146,12 @@ async def send(req: chat.SendRequest, ctx: CallContext) -> chat.Message:
     runtime = runtime_of(ctx)
     conversation = await _member_conversation(ctx, req.conversation_id)
     message_uuid = str(uuid.uuid4())
-    encrypted = await runtime.rpc.call(
-        kv.ENCRYPT,
-        kv.EncryptRequest(
-            rows=[
-                kv.FieldRow(
-                    table=MESSAGES_TABLE,
-                    row_id=message_uuid,
-                    fields={"text": req.text},
-                    binding=_bound(conversation.conversation_id),
-                )
-            ]
-        ),
+    cipher = await keyvault.encrypt_row(
+        runtime,
+        MESSAGES_TABLE,
+        message_uuid,
+        {"text": req.text},
+        conversation=conversation.conversation_id,
     )
     sent_at = datetime.now(UTC)
     # Taken last, so the sequence row is locked only for the insert and the commit.
@@ -189,7 +162,7 @@ async def send(req: chat.SendRequest, ctx: CallContext) -> chat.Message:
         message_uuid,
         conversation.conversation_id,
         me,
-        encrypted.rows[0]["text"],
+        cipher["text"],
         sent_at,
     )
     await store.insert_message(ctx.tx, message)
@@ -244,18 +217,12 @@ async def _page(
     rows = await store.messages(
         runtime.db, _me(ctx).account_id, conversation_id, after_id, before_id, limit
     )
-    texts = await _decrypt(
-        runtime,
-        [
-            kv.FieldRow(
-                table=MESSAGES_TABLE,
-                row_id=r.message_uuid,
-                fields={"text": r.text_enc},
-                binding=_bound(r.conversation_id),
-            )
-            for r in rows
-        ],
-    )
+    batch = keyvault.Batch()
+    for r in rows:
+        batch.add(
+            MESSAGES_TABLE, r.message_uuid, {"text": r.text_enc}, conversation=r.conversation_id
+        )
+    texts = (await keyvault.decrypt(runtime, batch)).rows
     messages = [
         chat.Message(
             message_id=r.message_id,

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from contracts import keyvault as kv
 from contracts import scheduling as sched
 from contracts.base import EventType
-from mesh import auditing, outbox
+from mesh import auditing, keyvault, outbox
 from mesh.db import Connection, Database, Sql
 from mesh.errors import Conflict, NotFound, RpcError
 from mesh.runtime import Runtime
@@ -100,49 +100,26 @@ def binding(patient_id: str, physician_id: str) -> dict[str, str]:
 async def encrypt(
     runtime: Runtime, row_id: str, fields: dict[str, str], binding: dict[str, str]
 ) -> dict[str, str]:
-    row = kv.FieldRow(table=TABLE, row_id=row_id, fields=fields, binding=binding)
-    reply = await runtime.rpc.call(kv.ENCRYPT, kv.EncryptRequest(rows=[row]))
-    return reply.rows[0]
+    return await keyvault.encrypt_row(runtime, TABLE, row_id, fields, **binding)
+
+
+def reason_batch(rows: list[AppointmentRow]) -> keyvault.Batch:
+    """Reason (and cancellation reason) of every row, bound to its patient and physician."""
+    batch = keyvault.Batch()
+    for r in rows:
+        fields = {REASON: r.reason_enc, CANCEL_REASON: r.cancel_reason_enc or None}
+        batch.add(TABLE, r.appointment_id, fields, **binding(r.patient_id, r.physician_id))
+    return batch
 
 
 def reason_rows(rows: list[AppointmentRow]) -> list[kv.FieldRow]:
-    return [
-        kv.FieldRow(
-            table=TABLE,
-            row_id=r.appointment_id,
-            fields={REASON: r.reason_enc}
-            | ({CANCEL_REASON: r.cancel_reason_enc} if r.cancel_reason_enc else {}),
-            binding=binding(r.patient_id, r.physician_id),
-        )
-        for r in rows
-    ]
+    return reason_batch(rows).rows
 
 
 async def decrypt(runtime: Runtime, rows: list[AppointmentRow]) -> list[dict[str, str]]:
     """Reason (and cancellation reason) of every row, in one keyvault batch ({} for a row
     whose ciphertext does not decrypt: shown without its reason, never with another's)."""
-    if not rows:
-        return []
-    fields = [
-        {REASON: r.reason_enc}
-        | ({CANCEL_REASON: r.cancel_reason_enc} if r.cancel_reason_enc else {})
-        for r in rows
-    ]
-    reply = await runtime.rpc.call(
-        kv.DECRYPT,
-        kv.DecryptRequest(
-            rows=[
-                kv.FieldRow(
-                    table=TABLE,
-                    row_id=r.appointment_id,
-                    fields=f,
-                    binding=binding(r.patient_id, r.physician_id),
-                )
-                for r, f in zip(rows, fields, strict=True)
-            ],
-        ),
-    )
-    return reply.rows
+    return (await keyvault.decrypt(runtime, reason_batch(rows))).rows
 
 
 def appointment(row: AppointmentRow, plain: dict[str, str] | None = None) -> sched.Appointment:
