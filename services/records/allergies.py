@@ -18,16 +18,16 @@ from datetime import UTC, datetime
 from contracts import keyvault as kv
 from contracts import records as rec
 from contracts.audit import AuditAction, AuditOutcome, AuditType
-from mesh import audit, auditing
+from mesh import audit, auditing, keyvault
 from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.db import Sql
 from mesh.errors import Conflict, IntegrityError, InvalidRequest, NotFound, RpcError, invalid_field
+from mesh.keyvault import Batch, Decrypted
 from mesh.runtime import Runtime
-from services.records import access, codec, integrity, knowledge, store, vault
+from services.records import access, codec, integrity, knowledge, store
 from services.records.access import principal_of
 from services.records.store import AllergyListRow, AllergyRow
-from services.records.vault import Batch, Decrypted
 
 ENTITY = "allergy"
 TABLE = rec.ALLERGIES_TABLE
@@ -189,7 +189,7 @@ def list_row(patient_id: str, ciphertext: str, version: int, by: str) -> Allergy
 
 async def store_list(runtime: Runtime, conn: Sql, row: AllergyListRow) -> None:
     """MAC and store a list row (see `list_row`)."""
-    (tag,) = await vault.mac(runtime, [integrity.allergy_list_mac_row(row)])
+    (tag,) = await keyvault.mac(runtime, [integrity.allergy_list_mac_row(row)])
     await store.put_allergy_list(conn, replace(row, mac=tag))
 
 
@@ -200,7 +200,7 @@ async def save(
     runtime = runtime_of(ctx)
     batch = Batch()
     add_list(batch, patient_id, entries)
-    (cipher,) = await vault.encrypt(runtime, batch)
+    (cipher,) = await keyvault.encrypt(runtime, batch)
     row = list_row(patient_id, cipher[COLUMN], version, principal_of(ctx).account_id)
     await store_list(runtime, ctx.tx, row)
 
@@ -214,7 +214,7 @@ async def keep_built(ctx: CallContext, patient_id: str, loaded: Loaded) -> None:
     runtime = runtime_of(ctx)
     batch = Batch()
     add_list(batch, patient_id, loaded.entries)
-    (cipher,) = await vault.encrypt(runtime, batch)
+    (cipher,) = await keyvault.encrypt(runtime, batch)
     assert runtime.db is not None
     async for attempt in runtime.db.transactions():
         async with attempt as conn:
@@ -306,7 +306,7 @@ async def locked_list(ctx: CallContext, patient_id: str) -> Loaded:
     src = await source(ctx.tx, patient_id)
     batch = Batch()
     src.add_to(batch)
-    return await read(ctx, src, await vault.decrypt(runtime_of(ctx), batch))
+    return await read(ctx, src, await keyvault.decrypt(runtime_of(ctx), batch))
 
 
 async def list_allergies(req: rec.ListAllergiesRequest, ctx: CallContext) -> rec.AllergyList:
@@ -320,7 +320,7 @@ async def list_allergies(req: rec.ListAllergiesRequest, ctx: CallContext) -> rec
         src = await source(database, req.patient_id)
         batch = Batch()
         src.add_to(batch)
-        loaded = await read(ctx, src, await vault.decrypt(runtime_of(ctx), batch))
+        loaded = await read(ctx, src, await keyvault.decrypt(runtime_of(ctx), batch))
         await auditing.read(ctx, subject, [req.patient_id])
     await keep_built(ctx, req.patient_id, loaded)
     shown = loaded.entries if req.include_inactive else loaded.active

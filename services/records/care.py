@@ -18,15 +18,14 @@ from typing import Any
 from contracts import records as rec
 from contracts import scheduling as sched
 from contracts.audit import AuditAction, AuditOutcome, AuditType
-from mesh import audit, db, outbox
+from mesh import audit, db, keyvault, outbox
 from mesh.context import CallContext, runtime_of
 from mesh.errors import NotFound, RpcError, Unavailable, unreachable
+from mesh.keyvault import Batch
 from mesh.logging import get_logger
 from mesh.rpc import RpcRouter, RpcServer
 from mesh.runtime import Runtime
-from services.records import vault
 from services.records.access import lookups, principal_of, state_of
-from services.records.vault import Batch
 
 log = get_logger("records.care")
 TABLE = "break_glass"
@@ -145,7 +144,7 @@ async def break_glass(req: rec.BreakGlassRequest, ctx: CallContext) -> rec.Break
     expires = now + timedelta(hours=runtime.settings.break_glass_hours)
     batch = Batch()
     batch.add(TABLE, grant_id, {"reason": req.reason}, patient=req.patient_id)
-    (cipher,) = await vault.encrypt(runtime, batch)
+    (cipher,) = await keyvault.encrypt(runtime, batch)
     await db.execute(
         ctx.tx,
         "INSERT INTO break_glass (grant_id, physician_id, patient_id, reason_enc, opened_at, "
@@ -201,7 +200,7 @@ async def _grants(runtime: Runtime, rows: list[tuple[Any, ...]]) -> list[rec.Bre
         batch.add(TABLE, str(row[0]), {"reason": row[5]}, patient=str(row[1]))
     # Reasons are decrypted for the reviewing administrator (the report's grant: reasons
     # only, at most the page the administrator signed for).
-    decrypted = await vault.decrypt(runtime, batch)
+    decrypted = await keyvault.decrypt(runtime, batch)
     plain = [p if "reason" in p else {"reason": "(does not decrypt)"} for p in decrypted.rows]
     return [
         rec.BreakGlassGrant(

@@ -14,8 +14,8 @@ from datetime import date
 from pydantic import BaseModel, TypeAdapter
 
 from contracts import records as rec
+from mesh.keyvault import Terms
 from services.records.store import EncounterRow, PatientRow, PatientTokens, PrescriptionRow
-from services.records.vault import Terms
 
 PATIENTS = "patients"
 ENCOUNTERS = "encounter_versions"

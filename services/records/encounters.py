@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 
 from contracts import records as rec
 from contracts.audit import AuditAction, AuditType
-from mesh import auditing
+from mesh import auditing, keyvault
 from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, IntegrityError, NotFound, RpcError
-from services.records import access, allergies, codec, store, vault, vocabulary
+from mesh.keyvault import Batch
+from services.records import access, allergies, codec, store, vocabulary
 from services.records.access import principal_of
 from services.records.store import EncounterRow, version_row_id
-from services.records.vault import Batch
 
 ENTITY = "encounter"
 
@@ -124,7 +124,7 @@ async def add_encounter(req: rec.AddEncounterRequest, ctx: CallContext) -> rec.E
         encounter_id = str(uuid.uuid4())
         batch = _version_batch(req.patient_id, encounter_id, 1, req.content)
         change = await _merge_allergies(ctx, req.patient_id, encounter_id, req.content, batch)
-        cipher = await vault.encrypt(runtime_of(ctx), batch)
+        cipher = await keyvault.encrypt(runtime_of(ctx), batch)
         now = _now()
         row = EncounterRow(
             encounter_id=encounter_id,
@@ -168,7 +168,7 @@ async def amend_encounter(req: rec.AmendEncounterRequest, ctx: CallContext) -> r
         version = head.current_version + 1
         batch = _version_batch(head.patient_id, req.encounter_id, version, req.content, req.reason)
         change = await _merge_allergies(ctx, head.patient_id, req.encounter_id, req.content, batch)
-        cipher = await vault.encrypt(runtime_of(ctx), batch)
+        cipher = await keyvault.encrypt(runtime_of(ctx), batch)
         row = EncounterRow(
             encounter_id=req.encounter_id,
             version=version,
@@ -199,7 +199,7 @@ async def decrypt_encounters(ctx: CallContext, rows: list[EncounterRow]) -> list
         batch.add(
             codec.ENCOUNTERS, row.row_id, codec.encounter_stored_fields(row), patient=row.patient_id
         )
-    plain = await vault.decrypt(runtime_of(ctx), batch)
+    plain = await keyvault.decrypt(runtime_of(ctx), batch)
     if plain.failed:
         raise IntegrityError("a version of this encounter does not decrypt (edited or moved)")
     return [codec.encounter(r, p) for r, p in zip(rows, plain.rows, strict=True)]

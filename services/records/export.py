@@ -43,12 +43,12 @@ from mesh.errors import (
     Unavailable,
 )
 from mesh.httpsig import RequestProof
+from mesh.keyvault import Batch
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
 from services.records import allergies, care, codec, store
 from services.records.access import principal_of
 from services.records.prescriptions import decrypt_with_prescriptions
-from services.records.vault import Batch
 
 log = get_logger("records.export")
 

@@ -17,16 +17,16 @@ from datetime import UTC, datetime
 from contracts import records as rec
 from contracts.audit import AuditAction, AuditType
 from contracts.base import Role
-from mesh import auditing, db
+from mesh import auditing, db, keyvault
 from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, IntegrityError, InternalError, NotFound, RpcError
+from mesh.keyvault import Batch
 from mesh.parallel import both
 from mesh.runtime import Runtime
-from services.records import access, codec, integrity, phones, store, vault
+from services.records import access, codec, integrity, phones, store
 from services.records.access import lookups, principal_of
 from services.records.store import PatientRow, PatientTokens
-from services.records.vault import Batch
 
 ENTITY = "patient"
 MRN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648 base32
@@ -68,7 +68,7 @@ async def _refuse_duplicates(ctx: CallContext, tokens: PatientTokens) -> None:
     for row in matches:
         fields = codec.patient_brief_fields(row)
         batch.add(codec.PATIENTS, row.patient_id, fields, patient=row.patient_id)
-    plain = await vault.decrypt(runtime_of(ctx), batch)
+    plain = await keyvault.decrypt(runtime_of(ctx), batch)
     shown = [
         codec.patient_brief(row, p)
         for row, p in zip(matches, plain.rows, strict=True)
@@ -112,8 +112,8 @@ async def create_patient(req: rec.CreatePatientRequest, ctx: CallContext) -> rec
                 patient=patient_id,
             )
         tokens, ciphers = await both(
-            vault.blind_index(runtime, [*demographic, *(codec.mrn_terms(m) for m in mrns)]),
-            vault.encrypt(runtime, batch),
+            keyvault.blind_index(runtime, [*demographic, *(codec.mrn_terms(m) for m in mrns)]),
+            keyvault.encrypt(runtime, batch),
         )
         mrn_tokens = tokens[len(demographic) :]
         for attempt in range(MRN_ATTEMPTS):
@@ -161,8 +161,8 @@ async def update_patient(req: rec.UpdatePatientRequest, ctx: CallContext) -> rec
         fields = codec.demographics_fields(d)
         batch.add(codec.PATIENTS, req.patient_id, fields, patient=req.patient_id)
         tokens, (cipher,) = await both(
-            vault.blind_index(runtime, codec.demographics_queries(signed)),
-            vault.encrypt(runtime, batch),
+            keyvault.blind_index(runtime, codec.demographics_queries(signed)),
+            keyvault.encrypt(runtime, batch),
         )
         stored = codec.demographics_tokens(signed, tokens)
         now, version = _now(), row.version + 1
@@ -190,7 +190,7 @@ async def set_clinical_flags(
             {"clinical_flags": codec.flags_text(req.flags)},
             patient=req.patient_id,
         )
-        (cipher,) = await vault.encrypt(runtime, batch)
+        (cipher,) = await keyvault.encrypt(runtime, batch)
         row = await store.get_patient(ctx.tx, req.patient_id, lock=True)
         if row is None:
             raise _not_found(req.patient_id)
@@ -221,7 +221,7 @@ async def get_patient(
         if columns is not None:
             fields = {name: value for name, value in fields.items() if name in columns}
         batch.add(codec.PATIENTS, row.patient_id, fields, patient=row.patient_id)
-        plain = await vault.decrypt(runtime, batch)
+        plain = await keyvault.decrypt(runtime, batch)
         if plain.failed:
             raise _tampered(row.patient_id)
         patient = codec.patient(row, plain.rows[0], clinical)
@@ -245,7 +245,7 @@ async def _briefs(
         if by == "phone":
             fields["contact"] = row.contact_enc
         batch.add(codec.PATIENTS, row.patient_id, fields, patient=row.patient_id)
-    plain = await vault.decrypt(runtime_of(ctx), batch)
+    plain = await keyvault.decrypt(runtime_of(ctx), batch)
     briefs = [
         codec.patient_brief(r, p)
         for r, p in zip(rows, plain.rows, strict=True)
@@ -300,7 +300,7 @@ async def patient_briefs(req: rec.PatientBriefsRequest, ctx: CallContext) -> rec
 SEARCH_LIMIT = rec.SEARCH_LIMIT
 
 
-def search_queries(req: rec.SearchPatientsRequest) -> tuple[str, list[vault.Terms]]:
+def search_queries(req: rec.SearchPatientsRequest) -> tuple[str, list[keyvault.Terms]]:
     """Which blind index a search uses, and its queries (validated: exactly one criterion).
     A name is looked up exactly (patients registered before sound tokens) and by sound."""
     if req.phone is not None:
@@ -332,7 +332,7 @@ async def search_patients(req: rec.SearchPatientsRequest, ctx: CallContext) -> r
     runtime = runtime_of(ctx)
     kind, queries = search_queries(req)
     async with audited(ctx, AuditType.patient_search, AuditAction.read, ENTITY) as subject:
-        tokens = await vault.blind_index(runtime, queries)
+        tokens = await keyvault.blind_index(runtime, queries)
         rows = await _candidates(runtime, kind, tokens)
         if not rows:
             # Nothing read, but who searched (never for what) is worth keeping.

@@ -18,10 +18,11 @@ from typing import Any
 
 from contracts import records as rec
 from contracts.audit import AuditAction, AuditType
-from mesh import auditing, db
+from mesh import auditing, db, keyvault
 from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, NotFound, invalid_field
+from mesh.keyvault import Batch
 from services.records import (
     access,
     allergies,
@@ -31,7 +32,6 @@ from services.records import (
     knowledge,
     safety,
     store,
-    vault,
 )
 from services.records.access import lookups, principal_of
 from services.records.knowledge import Drug, Knowledge
@@ -42,7 +42,6 @@ from services.records.prescriptions import (
     signature_valid,
 )
 from services.records.store import PrescriptionRow
-from services.records.vault import Batch
 
 
 def _now() -> datetime:
@@ -227,7 +226,7 @@ async def prescribe(req: rec.PrescribeRequest, ctx: CallContext) -> rec.Prescrip
         batch.add(codec.PRESCRIPTIONS, req.prescription_id, fields, patient=req.patient_id)
         if built:
             allergies.add_list(batch, req.patient_id, assessment.allergies.entries)
-        cipher = await vault.encrypt(runtime, batch)
+        cipher = await keyvault.encrypt(runtime, batch)
         row = PrescriptionRow(
             prescription_id=req.prescription_id,
             patient_id=req.patient_id,
@@ -250,7 +249,7 @@ async def prescribe(req: rec.PrescribeRequest, ctx: CallContext) -> rec.Prescrip
                 req.patient_id, cipher[1][allergies.COLUMN], 1, me.account_id
             )
             mac_rows.append(integrity.allergy_list_mac_row(listed))
-        tags = await vault.mac(runtime, mac_rows)
+        tags = await keyvault.mac(runtime, mac_rows)
         if built:
             await store.put_allergy_list(ctx.tx, replace(listed, mac=tags[1]))
         try:

@@ -22,16 +22,16 @@ from datetime import UTC, datetime
 from contracts import keyvault as kv
 from contracts import records as rec
 from contracts.audit import AuditAction, AuditType
-from mesh import auditing, ed25519
+from mesh import auditing, ed25519, keyvault
 from mesh.auditing import audited
 from mesh.cache import TtlCache
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, IntegrityError, NotFound, RpcError
+from mesh.keyvault import Batch, Decrypted
 from mesh.parallel import both
-from services.records import access, codec, integrity, store, vault
+from services.records import access, codec, integrity, store
 from services.records.access import principal_of
 from services.records.store import PrescriptionRow
-from services.records.vault import Batch, Decrypted
 
 ENTITY = "prescription"
 ACTIVE = rec.PrescriptionStatus.active.value
@@ -110,8 +110,8 @@ async def _change_status(
         fields: dict[str, str | None] = {"cancellation_reason": reason}
         batch.add(codec.PRESCRIPTIONS, prescription_id, fields, patient=row.patient_id)
     (intact,), cipher = await both(
-        vault.verify_macs(runtime, [integrity.prescription_mac_row(row)], [row.mac]),
-        vault.encrypt(runtime, batch),
+        keyvault.verify_macs(runtime, [integrity.prescription_mac_row(row)], [row.mac]),
+        keyvault.encrypt(runtime, batch),
     )
     if not intact:
         raise await _refuse_tampered(ctx, row)
@@ -127,7 +127,7 @@ async def _change_status(
         status_changed_by=me.account_id,
         cancellation_reason_enc=cipher[0]["cancellation_reason"] if cipher else None,
     )
-    (tag,) = await vault.mac(runtime, [integrity.prescription_mac_row(changed)])
+    (tag,) = await keyvault.mac(runtime, [integrity.prescription_mac_row(changed)])
     await store.update_status(ctx.tx, replace(changed, mac=tag))
     await auditing.written(ctx, subject, status.value)
     return rec.PrescriptionWritten(
@@ -199,7 +199,7 @@ async def decrypt_with_prescriptions(
         )
     for row in every:
         combined.check(integrity.prescription_mac_row(row), row.mac)
-    plain = await vault.decrypt(
+    plain = await keyvault.decrypt(
         runtime, combined, countersigned=countersigned, export_page=export_page
     )
     valid = plain.mac_valid[own_macs:]
@@ -291,7 +291,7 @@ async def verify_prescription(
             return None if record is None else record.account.public_key
 
         decrypted, current_key = await both(
-            vault.decrypt(runtime, batch),
+            keyvault.decrypt(runtime, batch),
             prescriber_key(),
         )
         mac_ok = decrypted.mac_valid[0]

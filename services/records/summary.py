@@ -16,11 +16,11 @@ from mesh import auditing
 from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.errors import IntegrityError, NotFound
+from mesh.keyvault import Batch
 from mesh.parallel import both, four, meanwhile
 from services.records import access, allergies, codec, store
 from services.records.prescriptions import ACTIVE, decrypt_with_prescriptions
 from services.records.store import EncounterRow
-from services.records.vault import Batch
 
 
 async def _nothing() -> list[EncounterRow]:
