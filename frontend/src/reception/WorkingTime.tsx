@@ -4,7 +4,7 @@
 import { useCallback, useState, type ReactNode } from "react";
 
 import { must } from "../shared/api/client";
-import type { AbsenceKind, Availability, Weekday, WorkingPeriod } from "../shared/api/types";
+import type { AbsenceKind, Availability, NewAbsence, Weekday, WorkingPeriod } from "../shared/api/types";
 import { DirectoryError, PhysicianOptions, useApp, useDirectory, useLive, useLoad } from "../shared/context";
 import { dayLabel, instantOf, when } from "../shared/time";
 import { Field, field, Select, Status, useAction, useProblem, type Action } from "../shared/ui";
@@ -123,6 +123,15 @@ function Periods(props: {
     setRows({ ...rows, [day]: list });
     action.clear();
   };
+  /** Changes the `i`th period of `day`. */
+  const edit = (day: Weekday, i: number, change: Partial<Row>): void =>
+    set(
+      day,
+      rows[day].map((x, j) => (j === i ? { ...x, ...change } : x)),
+    );
+  /** What a screen reader says for a period's start or end: "Monday break from (2)". */
+  const boundLabel = (day: Weekday, i: number, bound: "from" | "until"): string =>
+    `${title(day)} ${hours ? "" : "break "}${bound}${rows[day].length > 1 ? ` (${i + 1})` : ""}`;
   const label = hours ? "Working hours" : "Breaks";
   const id = `${props.kind}-title`;
   const problem = useProblem(action, hours ? "weekly" : "breaks");
@@ -172,26 +181,17 @@ function Periods(props: {
                     {rows[day].map((r, i) => (
                       <span key={i} className="period">
                         <label>
-                          <span className="sr-only">
-                            {title(day)} {hours ? "" : "break "}from{rows[day].length > 1 ? ` (${i + 1})` : ""}
-                          </span>
+                          <span className="sr-only">{boundLabel(day, i, "from")}</span>
                           <input
                             type="time"
                             required
                             value={r.start}
-                            onChange={(e) =>
-                              set(
-                                day,
-                                rows[day].map((x, j) => (j === i ? { ...x, start: e.target.value } : x)),
-                              )
-                            }
+                            onChange={(e) => edit(day, i, { start: e.target.value })}
                           />
                         </label>
                         –
                         <label>
-                          <span className="sr-only">
-                            {title(day)} {hours ? "" : "break "}until{rows[day].length > 1 ? ` (${i + 1})` : ""}
-                          </span>
+                          <span className="sr-only">{boundLabel(day, i, "until")}</span>
                           <input
                             type="text"
                             inputMode="numeric"
@@ -200,12 +200,7 @@ function Periods(props: {
                             size={5}
                             required
                             value={r.end}
-                            onChange={(e) =>
-                              set(
-                                day,
-                                rows[day].map((x, j) => (j === i ? { ...x, end: e.target.value } : x)),
-                              )
-                            }
+                            onChange={(e) => edit(day, i, { end: e.target.value })}
                           />
                         </label>
                         <button
@@ -284,6 +279,14 @@ function Absences(props: {
   const [byTime, setByTime] = useState(false);
   const { availability } = props;
   const path = { params: { path: { physician_id: props.physicianId } } };
+  const changeAbsences = (add: NewAbsence[], remove: string[]): Promise<Availability> =>
+    writeOnce("/api/v1/physicians/{physician_id}/absences", { ...path, body: { add, remove } }, (o) =>
+      must(session.api.POST("/api/v1/physicians/{physician_id}/absences", o)),
+    );
+  const changeDaysOff = (add: string[], remove: string[]): Promise<Availability> =>
+    writeOnce("/api/v1/physicians/{physician_id}/days-off", { ...path, body: { add, remove } }, (o) =>
+      must(session.api.POST("/api/v1/physicians/{physician_id}/days-off", o)),
+    );
 
   const change = (act: Action, body: () => Promise<Availability>, done: string): void =>
     void act.run(async () => {
@@ -295,39 +298,23 @@ function Absences(props: {
   return (
     <section aria-labelledby="absences-title">
       <h2 id="absences-title">Absences and days off</h2>
-      <ul className="plain" aria-label="Absences">
-        {availability.absences.length === 0 && <li className="hint">No absence planned.</li>}
-        {availability.absences.map((a) => (
-          <li key={a.absence_id}>
+      <Planned
+        label="Absences"
+        none="No absence planned."
+        items={availability.absences}
+        itemKey={(a) => a.absence_id}
+        show={(a) => (
+          <>
             <strong>{a.kind}</strong>{" "}
             {a.first_day
               ? a.last_day && a.last_day !== a.first_day
                 ? `${dayLabel(a.first_day)} to ${dayLabel(a.last_day)}`
                 : dayLabel(a.first_day)
-              : `${when(a.start)} to ${when(a.end)}`}{" "}
-            <button
-              className="link"
-              onClick={() =>
-                change(
-                  action,
-                  () =>
-                    writeOnce(
-                      "/api/v1/physicians/{physician_id}/absences",
-                      {
-                        ...path,
-                        body: { add: [], remove: [a.absence_id] },
-                      },
-                      (o) => must(session.api.POST("/api/v1/physicians/{physician_id}/absences", o)),
-                    ),
-                  "Absence removed.",
-                )
-              }
-            >
-              Remove
-            </button>
-          </li>
-        ))}
-      </ul>
+              : `${when(a.start)} to ${when(a.end)}`}
+          </>
+        )}
+        onRemove={(a) => change(action, () => changeAbsences([], [a.absence_id]), "Absence removed.")}
+      />
       <form
         onSubmit={(e) => {
           e.preventDefault();
@@ -336,19 +323,7 @@ function Absences(props: {
           const absence = byTime
             ? { kind, start: instantOf(field(form, "absence_start")), end: instantOf(field(form, "absence_end")) }
             : { kind, first_day: field(form, "first_day"), last_day: field(form, "last_day") || null };
-          change(
-            action,
-            () =>
-              writeOnce(
-                "/api/v1/physicians/{physician_id}/absences",
-                {
-                  ...path,
-                  body: { add: [absence], remove: [] },
-                },
-                (o) => must(session.api.POST("/api/v1/physicians/{physician_id}/absences", o)),
-              ),
-            "Absence added.",
-          );
+          change(action, () => changeAbsences([absence], []), "Absence added.");
         }}
       >
         <Select label="Kind of absence" name="kind" defaultValue="holiday" action={action}>
@@ -377,51 +352,19 @@ function Absences(props: {
       </form>
       <Status action={action} />
       <h3>Days off</h3>
-      <ul className="plain" aria-label="Days off">
-        {availability.days_off.length === 0 && <li className="hint">No day off planned.</li>}
-        {availability.days_off.map((d) => (
-          <li key={d}>
-            {dayLabel(d)}{" "}
-            <button
-              className="link"
-              onClick={() =>
-                change(
-                  daysOff,
-                  () =>
-                    writeOnce(
-                      "/api/v1/physicians/{physician_id}/days-off",
-                      {
-                        ...path,
-                        body: { add: [], remove: [d] },
-                      },
-                      (o) => must(session.api.POST("/api/v1/physicians/{physician_id}/days-off", o)),
-                    ),
-                  "Day off removed.",
-                )
-              }
-            >
-              Remove
-            </button>
-          </li>
-        ))}
-      </ul>
+      <Planned
+        label="Days off"
+        none="No day off planned."
+        items={availability.days_off}
+        itemKey={(d) => d}
+        show={dayLabel}
+        onRemove={(d) => change(daysOff, () => changeDaysOff([], [d]), "Day off removed.")}
+      />
       <form
         onSubmit={(e) => {
           e.preventDefault();
           const day = field(e.currentTarget, "day_off");
-          change(
-            daysOff,
-            () =>
-              writeOnce(
-                "/api/v1/physicians/{physician_id}/days-off",
-                {
-                  ...path,
-                  body: { add: [day], remove: [] },
-                },
-                (o) => must(session.api.POST("/api/v1/physicians/{physician_id}/days-off", o)),
-              ),
-            "Day off added.",
-          );
+          change(daysOff, () => changeDaysOff([day], []), "Day off added.");
         }}
       >
         <Field label="Day off" name="day_off" shows="add" type="date" required action={daysOff} />
@@ -429,5 +372,29 @@ function Absences(props: {
       </form>
       <Status action={daysOff} />
     </section>
+  );
+}
+
+/** What is planned (absences, days off), each with a button that removes it. */
+function Planned<T>(props: {
+  label: string;
+  none: string;
+  items: T[];
+  itemKey: (item: T) => string;
+  show: (item: T) => ReactNode;
+  onRemove: (item: T) => void;
+}): ReactNode {
+  return (
+    <ul className="plain" aria-label={props.label}>
+      {props.items.length === 0 && <li className="hint">{props.none}</li>}
+      {props.items.map((item) => (
+        <li key={props.itemKey(item)}>
+          {props.show(item)}{" "}
+          <button className="link" onClick={() => props.onRemove(item)}>
+            Remove
+          </button>
+        </li>
+      ))}
+    </ul>
   );
 }
