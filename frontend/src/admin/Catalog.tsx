@@ -7,13 +7,14 @@ import { useCallback, useState, type ReactNode } from "react";
 
 import sample from "../../../services/records/catalog_seed.json";
 import { ApiError, must } from "../shared/api/client";
-import type { DosageForm, Medicine, MedicineDetails, MedicineType, Route } from "../shared/api/types";
+import type { Medicine, MedicineDetails, MedicineType } from "../shared/api/types";
 import { useApp, useLoad } from "../shared/context";
 import { DataTable } from "../shared/DataTable";
-import { DOSAGE_FORMS, ROUTES } from "../shared/medicines";
+import { ingredientsOf } from "../shared/medicines";
+import { DrugFormFields } from "../shared/MedicineFields";
 import { describe } from "../shared/problems";
 import { when } from "../shared/time";
-import { Field, Select, Status, TextArea, useAction, type Action } from "../shared/ui";
+import { bindTo, Field, Select, Status, TextArea, useAction, WordOptions, words, type Action } from "../shared/ui";
 import { writeOnce } from "../shared/submit";
 
 /** SAMPLE DATA for development and demonstrations, not clinical advice (its own notice). */
@@ -35,8 +36,6 @@ const TYPES: MedicineType[] = [
   "gastrointestinal",
   "other",
 ];
-
-const words = (value: string): string => value.replace(/_/g, " ");
 
 export function Catalog(): ReactNode {
   const { session } = useApp();
@@ -125,11 +124,7 @@ export function Catalog(): ReactNode {
             onChange={(e) => setType(e.target.value as MedicineType | "")}
           >
             <option value="">every type</option>
-            {TYPES.map((t) => (
-              <option key={t} value={t}>
-                {words(t)}
-              </option>
-            ))}
+            <WordOptions values={TYPES} />
           </Select>
           <label className="inline">
             <input type="checkbox" checked={retired} onChange={(e) => setRetired(e.target.checked)} /> Show retired
@@ -159,7 +154,7 @@ export function Catalog(): ReactNode {
               header: "Ingredients",
               cell: (m) => (
                 <>
-                  {m.ingredients.length ? m.ingredients.join(" + ") : m.details.active_ingredient}
+                  {ingredientsOf(m, " + ")}
                   {m.classes.length > 0 && <div className="hint">{m.classes.join(", ")}</div>}
                 </>
               ),
@@ -299,8 +294,7 @@ function MedicineForm(props: {
 }): ReactNode {
   const [d, setD] = useState<MedicineDetails>(props.initial ?? EMPTY);
   const { action } = props;
-  const set = <K extends keyof MedicineDetails>(name: K, value: MedicineDetails[K]): void =>
-    setD({ ...d, [name]: value });
+  const bind = bindTo(d, setD, action);
   return (
     <>
       <form
@@ -320,70 +314,16 @@ function MedicineForm(props: {
           });
         }}
       >
-        <Field
-          label="Name"
-          name="name"
-          required
-          action={action}
-          value={d.name}
-          onChange={(e) => set("name", e.target.value)}
-        />
+        <Field label="Name" required {...bind("name")} />
         <Field
           label="Active ingredient"
-          name="active_ingredient"
           required
-          action={action}
           hint="As the drug vocabulary names it; several separated by / (amoxicillin/clavulanic acid)"
-          value={d.active_ingredient}
-          onChange={(e) => set("active_ingredient", e.target.value)}
+          {...bind("active_ingredient")}
         />
-        <Field
-          label="Strength"
-          name="strength"
-          required
-          action={action}
-          placeholder="e.g. 500 mg"
-          value={d.strength}
-          onChange={(e) => set("strength", e.target.value)}
-        />
-        <Select
-          label="Dosage form"
-          name="dosage_form"
-          action={action}
-          value={d.dosage_form}
-          onChange={(e) => set("dosage_form", e.target.value as DosageForm)}
-        >
-          {DOSAGE_FORMS.map((f) => (
-            <option key={f} value={f}>
-              {words(f)}
-            </option>
-          ))}
-        </Select>
-        <Select
-          label="Route"
-          name="route"
-          action={action}
-          value={d.route}
-          onChange={(e) => set("route", e.target.value as Route)}
-        >
-          {ROUTES.map((r) => (
-            <option key={r} value={r}>
-              {words(r)}
-            </option>
-          ))}
-        </Select>
-        <Select
-          label="Type"
-          name="type"
-          action={action}
-          value={d.type}
-          onChange={(e) => set("type", e.target.value as MedicineType)}
-        >
-          {TYPES.map((t) => (
-            <option key={t} value={t}>
-              {words(t)}
-            </option>
-          ))}
+        <DrugFormFields draft={d} onChange={setD} action={action} example="e.g. 500 mg" />
+        <Select label="Type" {...bind("type")}>
+          <WordOptions values={TYPES} />
         </Select>
         <TextArea
           label="Default instructions"
@@ -392,7 +332,7 @@ function MedicineForm(props: {
           maxLength={2000}
           rows={2}
           value={d.default_instructions ?? ""}
-          onChange={(e) => set("default_instructions", e.target.value)}
+          onChange={(e) => setD({ ...d, default_instructions: e.target.value })}
         />
         <button disabled={action.busy}>{props.submit}</button>
       </form>

@@ -7,7 +7,7 @@ import { must } from "../shared/api/client";
 import { useApp } from "../shared/context";
 import { useDraft, useKept } from "../shared/drafts";
 import { when } from "../shared/time";
-import { Status, TextArea, useAction } from "../shared/ui";
+import { Status, Terms, TextArea, useAction } from "../shared/ui";
 import { contentOf, draftOf, emptyEncounter, EncounterFields, type EncounterDraft } from "./EncounterForm";
 import type { Encounter, EncounterContent } from "./types";
 import { idempotent, submitOnce, writeOnce } from "../shared/submit";
@@ -47,18 +47,7 @@ export function EncounterNote({ content }: { content: EncounterContent }): React
         .join("; "),
     ],
   ];
-  return (
-    <dl className="note">
-      {rows
-        .filter(([, value]) => value !== "")
-        .map(([label, value]) => (
-          <div key={label}>
-            <dt>{label}</dt>
-            <dd>{value}</dd>
-          </div>
-        ))}
-    </dl>
-  );
+  return <Terms className="note" rows={rows} />;
 }
 
 export function EncounterList(props: {

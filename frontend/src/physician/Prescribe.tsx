@@ -12,11 +12,12 @@ import { useDraft, useKept } from "../shared/drafts";
 import { describe } from "../shared/problems";
 import { idempotent, newIdempotencyKey, submitOnce } from "../shared/submit";
 import { when } from "../shared/time";
-import { Field, Select, Status, TextArea, useAction, useProblem } from "../shared/ui";
+import { bindTo, Field, Select, Status, TextArea, useAction, useProblem, words } from "../shared/ui";
 import { type Medication, signPrescription, timestamp } from "./prescription";
 import { AllergyBanner } from "./Allergies";
 import type { DosageForm, Route } from "../shared/api/types";
-import { DOSAGE_FORMS, ROUTES } from "../shared/medicines";
+import { ingredientsOf } from "../shared/medicines";
+import { DrugFormFields } from "../shared/MedicineFields";
 import type { AllergyEntry, Medicine, SafetyCheck, Summary } from "./types";
 import { Typeahead } from "./Typeahead";
 
@@ -201,7 +202,7 @@ export function Prescribe(props: {
   const encounterId = summary.encounters.some((e) => e.encounter_id === draft.encounter_id)
     ? draft.encounter_id
     : summary.encounters[0].encounter_id;
-  const set = <K extends keyof RxDraft>(name: K, value: RxDraft[K]): void => setDraft({ ...draft, [name]: value });
+  const bind = bindTo(draft, setDraft, action);
 
   const sign = async (): Promise<string> => {
     if (!base) throw new Error("Choose a medicine from the catalog (or write a free-text prescription).");
@@ -290,13 +291,7 @@ export function Prescribe(props: {
           void action.run(sign);
         }}
       >
-        <Select
-          label="Encounter"
-          name="encounter_id"
-          action={action}
-          value={encounterId}
-          onChange={(e) => set("encounter_id", e.target.value)}
-        >
+        <Select label="Encounter" {...bind("encounter_id")} value={encounterId}>
           {summary.encounters.map((e) => (
             <option key={e.encounter_id} value={e.encounter_id}>
               {when(e.content.occurred_at)}: {e.content.chief_complaint}
@@ -309,7 +304,7 @@ export function Prescribe(props: {
               type="checkbox"
               name="free_text"
               checked={draft.free_text}
-              onChange={(e) => set("free_text", e.target.checked)}
+              onChange={(e) => setDraft({ ...draft, free_text: e.target.checked })}
             />{" "}
             Free text (outside the catalog)
           </label>
@@ -322,12 +317,9 @@ export function Prescribe(props: {
             onQuery={(query) => setDraft({ ...draft, query, medicine: null })}
             search={search}
             optionKey={(m) => m.medicine_id}
-            optionLabel={(m) => `${m.details.name} ${m.details.strength} ${m.details.dosage_form.replace(/_/g, " ")}`}
+            optionLabel={(m) => `${m.details.name} ${m.details.strength} ${words(m.details.dosage_form)}`}
             optionHint={(m) =>
-              [
-                m.ingredients.length ? m.ingredients.join(" + ") : m.details.active_ingredient,
-                ...(m.classes.length ? [m.classes.join(", ")] : []),
-              ].join(" · ")
+              [ingredientsOf(m, " + "), ...(m.classes.length ? [m.classes.join(", ")] : [])].join(" · ")
             }
             onPick={(m) => setDraft({ ...draft, medicine: m, query: `${m.details.name} ${m.details.strength}` })}
             placeholder="name or active ingredient"
@@ -336,49 +328,8 @@ export function Prescribe(props: {
           />
         ) : (
           <>
-            <Field
-              label="Drug name"
-              name="drug_name"
-              required
-              action={action}
-              value={draft.drug_name}
-              onChange={(e) => set("drug_name", e.target.value)}
-            />
-            <Field
-              label="Strength"
-              name="strength"
-              required
-              placeholder="500 mg"
-              action={action}
-              value={draft.strength}
-              onChange={(e) => set("strength", e.target.value)}
-            />
-            <Select
-              label="Dosage form"
-              name="dosage_form"
-              action={action}
-              value={draft.dosage_form}
-              onChange={(e) => set("dosage_form", e.target.value as DosageForm)}
-            >
-              {DOSAGE_FORMS.map((f) => (
-                <option key={f} value={f}>
-                  {f.replace(/_/g, " ")}
-                </option>
-              ))}
-            </Select>
-            <Select
-              label="Route"
-              name="route"
-              action={action}
-              value={draft.route}
-              onChange={(e) => set("route", e.target.value as Route)}
-            >
-              {ROUTES.map((r) => (
-                <option key={r} value={r}>
-                  {r}
-                </option>
-              ))}
-            </Select>
+            <Field label="Drug name" required {...bind("drug_name")} />
+            <DrugFormFields draft={draft} onChange={setDraft} action={action} example="500 mg" />
           </>
         )}
         {chosen && !draft.free_text && (
@@ -386,71 +337,20 @@ export function Prescribe(props: {
             <strong>
               {chosen.details.name} {chosen.details.strength}
             </strong>
-            , {chosen.details.dosage_form.replace(/_/g, " ")}, {chosen.details.route}
+            , {words(chosen.details.dosage_form)}, {chosen.details.route}
             <div className="hint">
-              Active ingredients:{" "}
-              {chosen.ingredients.length ? chosen.ingredients.join(", ") : chosen.details.active_ingredient}
+              Active ingredients: {ingredientsOf(chosen, ", ")}
               {chosen.classes.length > 0 && ` · classes: ${chosen.classes.join(", ")}`}
             </div>
             {chosen.details.default_instructions && <div className="hint">{chosen.details.default_instructions}</div>}
           </div>
         )}
-        <Field
-          label="Dose"
-          name="dose"
-          required
-          action={action}
-          value={draft.dose}
-          onChange={(e) => set("dose", e.target.value)}
-        />
-        <Field
-          label="Frequency"
-          name="frequency"
-          required
-          action={action}
-          value={draft.frequency}
-          onChange={(e) => set("frequency", e.target.value)}
-        />
-        <Field
-          label="Days"
-          name="duration_days"
-          type="number"
-          min={1}
-          max={365}
-          required
-          action={action}
-          value={draft.duration_days}
-          onChange={(e) => set("duration_days", e.target.value)}
-        />
-        <Field
-          label="Quantity"
-          name="quantity"
-          type="number"
-          min={1}
-          max={10000}
-          required
-          action={action}
-          value={draft.quantity}
-          onChange={(e) => set("quantity", e.target.value)}
-        />
-        <Field
-          label="Refills"
-          name="refills"
-          type="number"
-          min={0}
-          max={12}
-          required
-          action={action}
-          value={draft.refills}
-          onChange={(e) => set("refills", e.target.value)}
-        />
-        <Field
-          label="Instructions to the patient"
-          name="instructions"
-          action={action}
-          value={draft.instructions}
-          onChange={(e) => set("instructions", e.target.value)}
-        />
+        <Field label="Dose" required {...bind("dose")} />
+        <Field label="Frequency" required {...bind("frequency")} />
+        <Field label="Days" type="number" min={1} max={365} required {...bind("duration_days")} />
+        <Field label="Quantity" type="number" min={1} max={10000} required {...bind("quantity")} />
+        <Field label="Refills" type="number" min={0} max={12} required {...bind("refills")} />
+        <Field label="Instructions to the patient" {...bind("instructions")} />
         <div className="wide" aria-live="polite">
           {!base && (
             <p className="hint">
@@ -476,14 +376,11 @@ export function Prescribe(props: {
         {alerts.length > 0 && (
           <TextArea
             label="Reason for overriding the alerts"
-            name="override_reason"
             required
             maxLength={2000}
             rows={2}
-            action={action}
             hint="Signed with the prescription and shown wherever it is read."
-            value={draft.override_reason}
-            onChange={(e) => set("override_reason", e.target.value)}
+            {...bind("override_reason")}
           />
         )}
         <div className="buttons wide">

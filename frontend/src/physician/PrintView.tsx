@@ -7,6 +7,7 @@ import { createPortal } from "react-dom";
 
 import { age } from "../shared/age";
 import { fullName } from "../shared/patients";
+import { Terms, words } from "../shared/ui";
 import { fingerprint } from "./format";
 import type { Patient, Prescription } from "./types";
 
@@ -53,7 +54,7 @@ export function PrintView(props: {
   }, [onClose]);
   const rows: [string, string][] = [
     ["Medication", `${m.drug_name} ${m.strength}`],
-    ["Form and route", `${m.dosage_form.replace(/_/g, " ")}, ${m.route}`],
+    ["Form and route", `${words(m.dosage_form)}, ${m.route}`],
     ["Dose", m.dose],
     ["Frequency", m.frequency],
     ["Duration", `${m.duration_days} days`],
@@ -92,16 +93,7 @@ export function PrintView(props: {
             </p>
           </div>
         </div>
-        <dl className="rx-medication">
-          {rows
-            .filter(([, value]) => value !== "")
-            .map(([label, value]) => (
-              <div key={label}>
-                <dt>{label}</dt>
-                <dd>{value}</dd>
-              </div>
-            ))}
-        </dl>
+        <Terms className="rx-medication" rows={rows} />
         {m.free_text && <p className="hint">Prescribed as free text (outside the catalog).</p>}
         {rx.alerts.length > 0 && (
           <div className="rx-override">

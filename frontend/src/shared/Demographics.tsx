@@ -6,7 +6,7 @@ import type { ReactNode } from "react";
 import { age } from "./age";
 import type { Demographics, Patient, Sex } from "./api/types";
 import { fullName } from "./patients";
-import { Field, Select, type Action } from "./ui";
+import { bindTo, Field, Select, WordOptions, type Action } from "./ui";
 
 export function DemographicsCard(props: {
   patient: Patient;
@@ -86,6 +86,8 @@ export function DemographicsCard(props: {
     </div>
   );
 }
+
+const SEXES: Sex[] = ["female", "male", "other", "unknown"];
 
 /** The form's fields, as typed (strings). */
 export interface DemographicsDraft {
@@ -203,57 +205,35 @@ export function DemographicsFields(props: {
   onChange: (draft: DemographicsDraft) => void;
   action: Action;
 }): ReactNode {
-  const { draft, action } = props;
-  const bind = (name: keyof DemographicsDraft) => ({
-    value: draft[name],
-    onChange: (e: { target: { value: string } }) => props.onChange({ ...draft, [name]: e.target.value }),
-    action,
-  });
+  const bind = bindTo(props.draft, props.onChange, props.action);
   return (
     <>
-      <Field label="Given name" name="given_name" required autoComplete="off" {...bind("given_name")} />
-      <Field label="Family name" name="family_name" required autoComplete="off" {...bind("family_name")} />
-      <Field label="Date of birth" name="date_of_birth" type="date" required {...bind("date_of_birth")} />
-      <Select label="Sex" name="sex" {...bind("sex")}>
-        <option value="female">female</option>
-        <option value="male">male</option>
-        <option value="other">other</option>
-        <option value="unknown">unknown</option>
+      <Field label="Given name" required autoComplete="off" {...bind("given_name")} />
+      <Field label="Family name" required autoComplete="off" {...bind("family_name")} />
+      <Field label="Date of birth" type="date" required {...bind("date_of_birth")} />
+      <Select label="Sex" {...bind("sex")}>
+        <WordOptions values={SEXES} />
       </Select>
       <Field
         label="Phone"
-        name="phone"
         type="tel"
         autoComplete="off"
         hint="Any notation: 030 1234567 or +49 30 1234567"
         {...bind("phone")}
       />
-      <Field label="Email" name="email" type="email" autoComplete="off" {...bind("email")} />
+      <Field label="Email" type="email" autoComplete="off" {...bind("email")} />
       <fieldset className="group">
         <legend>Address</legend>
-        <Field label="Street and number" name="line1" shows="address.line1" autoComplete="off" {...bind("line1")} />
-        <Field
-          label="Postal code"
-          name="postal_code"
-          shows="address.postal_code"
-          autoComplete="off"
-          {...bind("postal_code")}
-        />
-        <Field label="City" name="city" shows="address.city" autoComplete="off" {...bind("city")} />
-        <Field label="Country (2 letters)" name="country" shows="address.country" maxLength={2} {...bind("country")} />
+        <Field label="Street and number" shows="address.line1" autoComplete="off" {...bind("line1")} />
+        <Field label="Postal code" shows="address.postal_code" autoComplete="off" {...bind("postal_code")} />
+        <Field label="City" shows="address.city" autoComplete="off" {...bind("city")} />
+        <Field label="Country (2 letters)" shows="address.country" maxLength={2} {...bind("country")} />
       </fieldset>
       <fieldset className="group">
         <legend>Emergency contact</legend>
-        <Field
-          label="Contact's name"
-          name="contact_name"
-          shows="emergency_contact.name"
-          autoComplete="off"
-          {...bind("contact_name")}
-        />
+        <Field label="Contact's name" shows="emergency_contact.name" autoComplete="off" {...bind("contact_name")} />
         <Field
           label="Relationship"
-          name="contact_relationship"
           shows="emergency_contact.relationship"
           autoComplete="off"
           placeholder="e.g. daughter"
@@ -261,7 +241,6 @@ export function DemographicsFields(props: {
         />
         <Field
           label="Contact's number"
-          name="contact_phone"
           shows="emergency_contact.phone"
           type="tel"
           autoComplete="off"
@@ -270,27 +249,9 @@ export function DemographicsFields(props: {
       </fieldset>
       <fieldset className="group">
         <legend>Insurance</legend>
-        <Field
-          label="Insurance company"
-          name="insurance_company"
-          shows="insurance.company"
-          autoComplete="off"
-          {...bind("insurance_company")}
-        />
-        <Field
-          label="Member number"
-          name="insurance_member_id"
-          shows="insurance.member_id"
-          autoComplete="off"
-          {...bind("insurance_member_id")}
-        />
-        <Field
-          label="Valid until"
-          name="insurance_valid_until"
-          shows="insurance.valid_until"
-          type="date"
-          {...bind("insurance_valid_until")}
-        />
+        <Field label="Insurance company" shows="insurance.company" autoComplete="off" {...bind("insurance_company")} />
+        <Field label="Member number" shows="insurance.member_id" autoComplete="off" {...bind("insurance_member_id")} />
+        <Field label="Valid until" shows="insurance.valid_until" type="date" {...bind("insurance_valid_until")} />
       </fieldset>
     </>
   );

@@ -33,6 +33,9 @@ export function PatientSearch({
   const [found, setFound] = useState<{ patients: PatientBrief[]; family: string } | null>(null);
   const id = `${prefix}-title`;
   const Heading = props.level === 3 ? "h3" : "h2";
+  const named = (criterion: string): string => `${prefix}_${criterion}`;
+  /** A criterion's field: named with the prefix, showing the problem with the criterion. */
+  const criterion = (name: string) => ({ name: named(name), shows: name, action: search });
   return (
     <section aria-labelledby={id}>
       <Heading id={id}>{title}</Heading>
@@ -48,51 +51,24 @@ export function PatientSearch({
         onSubmit={(e) => {
           e.preventDefault();
           const form = e.currentTarget;
+          const typed = (name: string): string => field(form, named(name));
           void search.run(async () => {
-            const family = field(form, `${prefix}_family_name`);
+            const family = typed("family_name");
             const patients = await searchPatients(session, {
               family_name: family,
-              date_of_birth: field(form, `${prefix}_date_of_birth`),
-              phone: props.phone ? field(form, `${prefix}_phone`) : undefined,
-              mrn: field(form, `${prefix}_mrn`),
+              date_of_birth: typed("date_of_birth"),
+              phone: props.phone ? typed("phone") : undefined,
+              mrn: typed("mrn"),
             });
             setFound({ patients, family });
             return patients.length ? "" : "No patient matches.";
           });
         }}
       >
-        <Field
-          label="Family name"
-          name={`${prefix}_family_name`}
-          shows="family_name"
-          action={search}
-          autoComplete="off"
-        />
-        <Field
-          label="Date of birth"
-          name={`${prefix}_date_of_birth`}
-          shows="date_of_birth"
-          type="date"
-          action={search}
-        />
-        {props.phone && (
-          <Field
-            label="or phone"
-            name={`${prefix}_phone`}
-            shows="phone"
-            type="tel"
-            action={search}
-            autoComplete="off"
-          />
-        )}
-        <Field
-          label="or record number"
-          name={`${prefix}_mrn`}
-          shows="mrn"
-          action={search}
-          placeholder="MH-…"
-          autoComplete="off"
-        />
+        <Field label="Family name" {...criterion("family_name")} autoComplete="off" />
+        <Field label="Date of birth" {...criterion("date_of_birth")} type="date" />
+        {props.phone && <Field label="or phone" {...criterion("phone")} type="tel" autoComplete="off" />}
+        <Field label="or record number" {...criterion("mrn")} placeholder="MH-…" autoComplete="off" />
         <button disabled={search.busy}>{search.busy ? "Searching…" : "Search"}</button>
       </form>
       <Status action={search} />

@@ -140,6 +140,42 @@ function Problem({ id, text }: { id: string; text: string }): ReactNode {
   );
 }
 
+/** A labelled control's id, the problem it shows (`shows`, for `action`) and the ARIA
+ * attributes that tie the control to that problem, or else to its hint. */
+function useControl(name: string, action: Action | undefined, shows: string, hint: string | undefined) {
+  const id = `${useId()}${name}`;
+  const problem = useProblem(action, shows);
+  const aria = {
+    "aria-invalid": problem ? true : undefined,
+    "aria-describedby": problem ? `${id}-problem` : hint ? `${id}-hint` : undefined,
+  } as const;
+  return { id, problem, aria };
+}
+
+/** The frame of a labelled control: its label, then the control, then its hint or its problem. */
+function Labelled(props: {
+  className: string;
+  id: string;
+  label: string;
+  hint?: string;
+  problem: string | undefined;
+  children: ReactNode;
+}): ReactNode {
+  const { id, hint, problem } = props;
+  return (
+    <div className={props.className}>
+      <label htmlFor={id}>{props.label}</label>
+      {props.children}
+      {hint && !problem && (
+        <small id={`${id}-hint`} className="hint">
+          {hint}
+        </small>
+      )}
+      {problem && <Problem id={`${id}-problem`} text={problem} />}
+    </div>
+  );
+}
+
 type InputProps = InputHTMLAttributes<HTMLInputElement> & {
   label: string;
   name: string;
@@ -151,25 +187,11 @@ type InputProps = InputHTMLAttributes<HTMLInputElement> & {
 
 /** A labelled input; the API's problem with the field of the same name shows under it. */
 export function Field({ label, name, action, hint, shows, ...rest }: InputProps): ReactNode {
-  const id = `${useId()}${name}`;
-  const problem = useProblem(action, shows ?? name);
+  const { id, problem, aria } = useControl(name, action, shows ?? name, hint);
   return (
-    <div className="field">
-      <label htmlFor={id}>{label}</label>
-      <input
-        id={id}
-        name={name}
-        aria-invalid={problem ? true : undefined}
-        aria-describedby={problem ? `${id}-problem` : hint ? `${id}-hint` : undefined}
-        {...rest}
-      />
-      {hint && !problem && (
-        <small id={`${id}-hint`} className="hint">
-          {hint}
-        </small>
-      )}
-      {problem && <Problem id={`${id}-problem`} text={problem} />}
-    </div>
+    <Labelled className="field" id={id} label={label} hint={hint} problem={problem}>
+      <input id={id} name={name} {...aria} {...rest} />
+    </Labelled>
   );
 }
 
@@ -182,26 +204,11 @@ type TextAreaProps = TextareaHTMLAttributes<HTMLTextAreaElement> & {
 
 /** A labelled multi-line field (notes, reasons), with the API's problem under it. */
 export function TextArea({ label, name, action, hint, ...rest }: TextAreaProps): ReactNode {
-  const id = `${useId()}${name}`;
-  const problem = useProblem(action, name);
+  const { id, problem, aria } = useControl(name, action, name, hint);
   return (
-    <div className="field wide">
-      <label htmlFor={id}>{label}</label>
-      <textarea
-        id={id}
-        name={name}
-        rows={3}
-        aria-invalid={problem ? true : undefined}
-        aria-describedby={problem ? `${id}-problem` : hint ? `${id}-hint` : undefined}
-        {...rest}
-      />
-      {hint && !problem && (
-        <small id={`${id}-hint`} className="hint">
-          {hint}
-        </small>
-      )}
-      {problem && <Problem id={`${id}-problem`} text={problem} />}
-    </div>
+    <Labelled className="field wide" id={id} label={label} hint={hint} problem={problem}>
+      <textarea id={id} name={name} rows={3} {...aria} {...rest} />
+    </Labelled>
   );
 }
 
@@ -213,22 +220,56 @@ type SelectProps = SelectHTMLAttributes<HTMLSelectElement> & {
 };
 
 export function Select({ label, name, action, children, ...rest }: SelectProps): ReactNode {
-  const id = `${useId()}${name}`;
-  const problem = useProblem(action, name);
+  const { id, problem, aria } = useControl(name, action, name, undefined);
   return (
-    <div className="field">
-      <label htmlFor={id}>{label}</label>
-      <select
-        id={id}
-        name={name}
-        aria-invalid={problem ? true : undefined}
-        aria-describedby={problem ? `${id}-problem` : undefined}
-        {...rest}
-      >
+    <Labelled className="field" id={id} label={label} problem={problem}>
+      <select id={id} name={name} {...aria} {...rest}>
         {children}
       </select>
-      {problem && <Problem id={`${id}-problem`} text={problem} />}
-    </div>
+    </Labelled>
+  );
+}
+
+/** The draft's keys whose values are text (what a field can edit). */
+type TextKeys<D> = { [K in keyof D]-?: D[K] extends string ? K : never }[keyof D] & string;
+
+/** Binds fields to a draft: `<Field label="Dose" {...bind("dose")} />` gives the field its
+ * name, the draft's value under that name, a change handler that writes it back with
+ * `onChange`, and the action whose problems it shows. */
+export function bindTo<D>(draft: D, onChange: (draft: D) => void, action: Action) {
+  return (name: TextKeys<D>) => ({
+    name,
+    value: draft[name] as string,
+    onChange: (e: { target: { value: string } }) => onChange({ ...draft, [name]: e.target.value }),
+    action,
+  });
+}
+
+/** A vocabulary's value in words: oral_solution, "oral solution". */
+export const words = (value: string): string => value.replace(/_/g, " ");
+
+/** One option per value of a vocabulary, shown in words. */
+export function WordOptions({ values }: { values: readonly string[] }): ReactNode {
+  return values.map((v) => (
+    <option key={v} value={v}>
+      {words(v)}
+    </option>
+  ));
+}
+
+/** Terms and what they say, in a description list; the empty ones are left out. */
+export function Terms({ className, rows }: { className: string; rows: [string, ReactNode][] }): ReactNode {
+  return (
+    <dl className={className}>
+      {rows
+        .filter(([, value]) => value !== "")
+        .map(([label, value]) => (
+          <div key={label}>
+            <dt>{label}</dt>
+            <dd>{value}</dd>
+          </div>
+        ))}
+    </dl>
   );
 }
 
