@@ -8,9 +8,13 @@ rule, checked by every handler once it knows the patient.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from contracts.audit import AuditAction, AuditType
 from contracts.base import Principal, Role
+from mesh.auditing import Subject, audited
 from mesh.context import CallContext, runtime_of
 from mesh.db import Database
 from mesh.errors import Forbidden
@@ -69,3 +73,22 @@ async def check_patient_access(ctx: CallContext, patient_id: str, *, clinical: b
             "break-glass, giving a reason",
             details={"patient_id": patient_id, "break_glass": True},
         )
+
+
+@asynccontextmanager
+async def audited_patient(
+    ctx: CallContext,
+    type: AuditType,
+    action: AuditAction,
+    entity_type: str,
+    patient_id: str,
+    *,
+    entity_id: str | None = None,
+) -> AsyncIterator[Subject]:
+    """`audited`, for a request that names its patient: the patient's rules
+    (`check_patient_access`) are checked first, inside the audited block."""
+    async with audited(
+        ctx, type, action, entity_type, patient_id=patient_id, entity_id=entity_id
+    ) as subject:
+        await check_patient_access(ctx, patient_id)
+        yield subject

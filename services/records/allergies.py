@@ -19,7 +19,6 @@ from contracts import keyvault as kv
 from contracts import records as rec
 from contracts.audit import AuditAction, AuditOutcome, AuditType
 from mesh import audit, auditing, keyvault
-from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.db import Sql
 from mesh.errors import Conflict, IntegrityError, InvalidRequest, NotFound, RpcError, invalid_field
@@ -311,10 +310,9 @@ async def locked_list(ctx: CallContext, patient_id: str) -> Loaded:
 
 async def list_allergies(req: rec.ListAllergiesRequest, ctx: CallContext) -> rec.AllergyList:
     database = runtime_of(ctx).db
-    async with audited(
-        ctx, AuditType.allergy_list, AuditAction.read, ENTITY, patient_id=req.patient_id
+    async with access.audited_patient(
+        ctx, AuditType.allergy_list, AuditAction.read, ENTITY, req.patient_id
     ) as subject:
-        await access.check_patient_access(ctx, req.patient_id)
         if not await store.patient_exists(database, req.patient_id):
             raise NotFound("unknown patient", details={"patient_id": req.patient_id})
         src = await source(database, req.patient_id)
@@ -329,10 +327,9 @@ async def list_allergies(req: rec.ListAllergiesRequest, ctx: CallContext) -> rec
 
 async def record_allergy(req: rec.RecordAllergyRequest, ctx: CallContext) -> rec.AllergyWritten:
     me = principal_of(ctx)
-    async with audited(
-        ctx, AuditType.allergy_record, AuditAction.create, ENTITY, patient_id=req.patient_id
+    async with access.audited_patient(
+        ctx, AuditType.allergy_record, AuditAction.create, ENTITY, req.patient_id
     ) as subject:
-        await access.check_patient_access(ctx, req.patient_id)
         check_codes([req.allergy], ctx, ("allergy",))
         loaded = await locked_list(ctx, req.patient_id)
         listed = next((e for e in loaded.entries if e.key == req.allergy.key), None)
@@ -357,15 +354,14 @@ async def record_allergy(req: rec.RecordAllergyRequest, ctx: CallContext) -> rec
 
 async def change_allergy(req: rec.ChangeAllergyRequest, ctx: CallContext) -> rec.AllergyWritten:
     me = principal_of(ctx)
-    async with audited(
+    async with access.audited_patient(
         ctx,
         AuditType.allergy_change,
         AuditAction.update,
         ENTITY,
-        patient_id=req.patient_id,
+        req.patient_id,
         entity_id=req.allergy_id,
     ) as subject:
-        await access.check_patient_access(ctx, req.patient_id)
         check_codes([req.allergy], ctx, ("allergy",))
         loaded = await locked_list(ctx, req.patient_id)
         if req.expected_version != loaded.version:

@@ -114,10 +114,9 @@ async def _store_list(
 
 async def add_encounter(req: rec.AddEncounterRequest, ctx: CallContext) -> rec.EncounterWritten:
     me = principal_of(ctx)
-    async with audited(
-        ctx, AuditType.encounter_create, AuditAction.create, ENTITY, patient_id=req.patient_id
+    async with access.audited_patient(
+        ctx, AuditType.encounter_create, AuditAction.create, ENTITY, req.patient_id
     ) as subject:
-        await access.check_patient_access(ctx, req.patient_id)
         _check_content(ctx, req.content)
         if not await store.lock_patient(ctx.tx, req.patient_id):
             raise NotFound("unknown patient", details={"patient_id": req.patient_id})
@@ -227,10 +226,9 @@ async def get_encounter(req: rec.GetEncounterRequest, ctx: CallContext) -> rec.E
 
 async def list_encounters(req: rec.ListEncountersRequest, ctx: CallContext) -> rec.EncounterList:
     database = runtime_of(ctx).db
-    async with audited(
-        ctx, AuditType.encounter_list, AuditAction.read, ENTITY, patient_id=req.patient_id
+    async with access.audited_patient(
+        ctx, AuditType.encounter_list, AuditAction.read, ENTITY, req.patient_id
     ) as subject:
-        await access.check_patient_access(ctx, req.patient_id)
         rows = await store.current_encounters(database, req.patient_id, req.limit, req.before)
         if not rows and not await store.patient_exists(database, req.patient_id):
             raise NotFound("unknown patient", details={"patient_id": req.patient_id})

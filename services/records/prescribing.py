@@ -19,7 +19,6 @@ from typing import Any
 from contracts import records as rec
 from contracts.audit import AuditAction, AuditType
 from mesh import auditing, db, keyvault
-from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, NotFound, invalid_field
 from mesh.keyvault import Batch
@@ -157,10 +156,9 @@ async def check_prescription(
     req: rec.CheckPrescriptionRequest, ctx: CallContext
 ) -> rec.SafetyCheck:
     database = runtime_of(ctx).db
-    async with audited(
-        ctx, AuditType.prescription_check, AuditAction.read, ENTITY, patient_id=req.patient_id
+    async with access.audited_patient(
+        ctx, AuditType.prescription_check, AuditAction.read, ENTITY, req.patient_id
     ) as subject:
-        await access.check_patient_access(ctx, req.patient_id)
         if not await store.patient_exists(database, req.patient_id):
             raise NotFound("unknown patient", details={"patient_id": req.patient_id})
         await check_catalog(ctx, req.medication)
@@ -188,15 +186,14 @@ def _same_alerts(req: rec.PrescribeRequest, found: list[str]) -> None:
 
 async def prescribe(req: rec.PrescribeRequest, ctx: CallContext) -> rec.PrescriptionWritten:
     runtime, me = runtime_of(ctx), principal_of(ctx)
-    async with audited(
+    async with access.audited_patient(
         ctx,
         AuditType.prescription_create,
         AuditAction.create,
         ENTITY,
-        patient_id=req.patient_id,
+        req.patient_id,
         entity_id=req.prescription_id,
     ) as subject:
-        await access.check_patient_access(ctx, req.patient_id)
         check_fresh(ctx, req.created_at)
         await check_catalog(ctx, req.medication)
         assert ctx.operation is not None and ctx.operation.account is not None

@@ -251,10 +251,9 @@ async def list_prescriptions(
     req: rec.ListPrescriptionsRequest, ctx: CallContext
 ) -> rec.PrescriptionList:
     database = runtime_of(ctx).db
-    async with audited(
-        ctx, AuditType.prescription_list, AuditAction.read, ENTITY, patient_id=req.patient_id
+    async with access.audited_patient(
+        ctx, AuditType.prescription_list, AuditAction.read, ENTITY, req.patient_id
     ) as subject:
-        await access.check_patient_access(ctx, req.patient_id)
         every = await store.prescriptions_of(database, req.patient_id)
         if not every and not await store.patient_exists(database, req.patient_id):
             raise NotFound("unknown patient", details={"patient_id": req.patient_id})
