@@ -138,3 +138,24 @@ async def record_refusal(runtime: Runtime, source: str, type: AuditType, detail:
         await record(runtime, event)
     except RpcError:
         log.warning("audit.refusal_not_recorded", type=type)
+
+
+async def record_rejected_row(
+    runtime: Runtime, source: str, *, table: str, pk: str, why: str, patient_id: str | None = None
+) -> None:
+    """Audit a stored row that is not served (it fails its MAC, or does not decrypt):
+    an edit outside Medihaven. Logged as `<source>.integrity_failure` too."""
+    log.error(f"{source}.integrity_failure", table=table, pk=pk)
+    await record(
+        runtime,
+        make_event(
+            source,
+            AuditType.integrity_row_rejected,
+            AuditAction.read,
+            AuditOutcome.failure,
+            patient_id=patient_id,
+            entity_type=table,
+            entity_id=pk,
+            detail=f"{table} row {pk} {why}",
+        ),
+    )

@@ -16,15 +16,11 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from contracts import keyvault as kv
-from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.auth import SERVICE, account_mac_row
 from contracts.rows import MacRow
 from mesh import audit
-from mesh.logging import get_logger
 from mesh.runtime import Runtime, service_state
 from services.auth.store import StoredAccount, StoredToken, token_mac_row
-
-log = get_logger("auth.integrity")
 
 T = TypeVar("T", StoredAccount, StoredToken)
 
@@ -97,18 +93,11 @@ async def verified(runtime: Runtime, items: Sequence[T]) -> list[T]:
             good.append(item)
             continue
         row = mac_row(item)
-        log.error("auth.integrity_failure", table=row.table, pk=row.pk)
-        await audit.record(
+        await audit.record_rejected_row(
             runtime,
-            audit.make_event(
-                SERVICE,
-                AuditType.integrity_row_rejected,
-                AuditAction.read,
-                AuditOutcome.failure,
-                entity_type=row.table,
-                entity_id=row.pk,
-                detail=f"{row.table} row {row.pk} fails its MAC: edited or inserted outside "
-                "Medihaven; treated as nonexistent",
-            ),
+            SERVICE,
+            table=row.table,
+            pk=row.pk,
+            why="fails its MAC: edited or inserted outside Medihaven; treated as nonexistent",
         )
     return good

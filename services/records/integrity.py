@@ -13,14 +13,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from contracts import keyvault as kv
-from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.records import SERVICE
 from mesh import audit
-from mesh.logging import get_logger
 from mesh.runtime import Runtime
 from services.records.store import AllergyListRow, PrescriptionRow
-
-log = get_logger("records.integrity")
 
 PRESCRIPTIONS = "prescriptions"
 ALLERGY_LISTS = "allergy_lists"
@@ -70,19 +66,13 @@ def allergy_list_mac_row(row: AllergyListRow) -> kv.MacRow:
 
 async def rejected(runtime: Runtime, table: str, pk: str, patient_id: str | None, why: str) -> None:
     """Audit one row that is not served: it fails its MAC, or does not decrypt."""
-    log.error("records.integrity_failure", table=table, pk=pk)
-    await audit.record(
+    await audit.record_rejected_row(
         runtime,
-        audit.make_event(
-            SERVICE,
-            AuditType.integrity_row_rejected,
-            AuditAction.read,
-            AuditOutcome.failure,
-            patient_id=patient_id,
-            entity_type=table,
-            entity_id=pk,
-            detail=f"{table} row {pk} {why}: edited outside Medihaven",
-        ),
+        SERVICE,
+        table=table,
+        pk=pk,
+        patient_id=patient_id,
+        why=f"{why}: edited outside Medihaven",
     )
 
 
