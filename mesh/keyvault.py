@@ -31,9 +31,7 @@ class Batch:
     mac_rows: list[kv.MacRow] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
 
-    def add(
-        self, table: str, row_id: str, fields: Mapping[str, str | None], **binding: str
-    ) -> int:
+    def add(self, table: str, row_id: str, fields: Mapping[str, str | None], **binding: str) -> int:
         """The row's fields (those not None), bound to `binding` (`patient=...`,
         `physician=...`, `conversation=...`); returns the row's index in the batch."""
         present = {k: v for k, v in fields.items() if v is not None}
