@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -35,6 +35,20 @@ def parse_hostports(text: str) -> list[tuple[str, int]]:
             raise ValueError(f"{item!r} is not host:port")
         pairs.append((parts.hostname, port))
     return pairs
+
+
+def _master_name(default: str | None, description: str) -> Any:
+    """A Redis Sentinel master's name."""
+    return Field(default=default, pattern=r"^[A-Za-z0-9._-]{1,64}$", description=description)
+
+
+def _off_duty(role: str, default: str) -> Any:
+    """What staff of `role` keep off duty (comma-separated: calendar, chat)."""
+    return Field(
+        default=default,
+        pattern=r"^(|[a-z]+(,[a-z]+)*)$",
+        description=f"What a {role} keeps off duty (comma-separated: calendar, chat).",
+    )
 
 
 class Settings(BaseSettings):
@@ -126,15 +140,12 @@ class Settings(BaseSettings):
         "keyvault, unless keyvault_redis_url names a URL) find the Redis master through them "
         "and follow a failover; empty (the default): redis_url, a single Redis.",
     )
-    redis_sentinel_master: str = Field(
-        default="medihaven",
-        pattern=r"^[A-Za-z0-9._-]{1,64}$",
-        description="The master name the Sentinels monitor for the gateway's nonces and buckets.",
+    redis_sentinel_master: str = _master_name(
+        "medihaven", "The master name the Sentinels monitor for the gateway's nonces and buckets."
     )
-    keyvault_redis_sentinel_master: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9._-]{1,64}$",
-        description="The master name for the keyvault's ledger (default: redis_sentinel_master; "
+    keyvault_redis_sentinel_master: str | None = _master_name(
+        None,
+        "The master name for the keyvault's ledger (default: redis_sentinel_master; "
         "in production another master, so one failover cannot lose both records of a request).",
     )
     keyvault_ledger_acks: int = Field(
@@ -255,16 +266,8 @@ class Settings(BaseSettings):
     attendance_max_shift_h: float = Field(
         default=12, gt=0, le=48, description="A shift without a check-out ends by itself then."
     )
-    attendance_off_duty_physician: str = Field(
-        default="calendar,chat",
-        pattern=r"^(|[a-z]+(,[a-z]+)*)$",
-        description="What a physician keeps off duty (comma-separated: calendar, chat).",
-    )
-    attendance_off_duty_receptionist: str = Field(
-        default="chat",
-        pattern=r"^(|[a-z]+(,[a-z]+)*)$",
-        description="What a receptionist keeps off duty (comma-separated: calendar, chat).",
-    )
+    attendance_off_duty_physician: str = _off_duty("physician", "calendar,chat")
+    attendance_off_duty_receptionist: str = _off_duty("receptionist", "chat")
     attendance_webhook_secret: SecretStr | None = Field(
         default=None,
         description="The time-clock webhook's HMAC-SHA-256 key (at least 32 bytes; unset: the "
