@@ -5,7 +5,6 @@ patients, clinical history and e-prescriptions, each a signed request through th
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import typer
 
 from cli import profile
 from cli.output import api_errors, show
-from cli.sdk import path, sign_prescription, signature_fingerprint
+from cli.sdk import new_prescription, path, signature_fingerprint
 
 patient_app = typer.Typer(help="Patients (receptionists; physicians read).", no_args_is_help=True)
 encounter_app = typer.Typer(help="Clinical history (physicians).", no_args_is_help=True)
@@ -165,18 +164,14 @@ def write(
             err=True,
         )
         raise typer.Exit(1)
-    body = sign_prescription(
+    body = new_prescription(
         api.private_key,
         api.key_id,
-        {
-            "prescription_id": str(uuid.uuid4()),
-            "patient_id": patient_id,
-            "encounter_id": encounter_id,
-            "created_at": datetime.now(UTC).isoformat(),
-            "medication": medication,
-            "alerts": check["codes"],
-            "override_reason": override.strip() if check["codes"] else "",
-        },
+        patient_id,
+        encounter_id,
+        medication,
+        check["codes"],
+        override.strip(),
     )
     written = api.post("/api/v1/prescriptions", body)
     typer.echo(f"prescription {written['prescription_id']} is {written['status']}")

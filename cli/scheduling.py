@@ -104,6 +104,26 @@ def show_availability(a: dict[str, Any]) -> None:
         )
 
 
+def _physician(physician_id: str, route: str) -> str:
+    """The path of one physician's `route` (working-hours, calendar, ...)."""
+    return path("/api/v1/physicians/{physician_id}/" + route, physician_id=physician_id)
+
+
+def _appointment(appointment_id: str, step: str = "") -> str:
+    """The path of one appointment, or of one `step` of it (cancel, check-in, ...)."""
+    return path(
+        "/api/v1/appointments/{appointment_id}" + (f"/{step}" if step else ""),
+        appointment_id=appointment_id,
+    )
+
+
+def show_appointments(appointments: list[dict[str, Any]]) -> None:
+    for a in appointments:
+        show_appointment(a)
+    if not appointments:
+        typer.echo("no appointments")
+
+
 @app.command()
 @api_errors
 def hours(
@@ -112,11 +132,7 @@ def hours(
 ) -> None:
     """Replace a physician's weekly working hours (in the clinic's time zone)."""
     body = {"weekly": parse_periods(period)}
-    show_availability(
-        profile.client().put(
-            path("/api/v1/physicians/{physician_id}/working-hours", physician_id=physician_id), body
-        )
-    )
+    show_availability(profile.client().put(_physician(physician_id, "working-hours"), body))
 
 
 @app.command()
@@ -127,11 +143,7 @@ def breaks(
 ) -> None:
     """Replace a physician's weekly breaks (none: no breaks)."""
     body = {"breaks": parse_periods(period, breaks=True)}
-    show_availability(
-        profile.client().put(
-            path("/api/v1/physicians/{physician_id}/breaks", physician_id=physician_id), body
-        )
-    )
+    show_availability(profile.client().put(_physician(physician_id, "breaks"), body))
 
 
 @app.command()
@@ -159,7 +171,7 @@ def absence(
         add.append(entry)
     show_availability(
         profile.client().post(
-            path("/api/v1/physicians/{physician_id}/absences", physician_id=physician_id),
+            _physician(physician_id, "absences"),
             {"add": add, "remove": remove},
         )
     )
@@ -174,22 +186,14 @@ def days_off(
 ) -> None:
     """Add or remove days off."""
     body = {"add": add, "remove": remove}
-    show_availability(
-        profile.client().post(
-            path("/api/v1/physicians/{physician_id}/days-off", physician_id=physician_id), body
-        )
-    )
+    show_availability(profile.client().post(_physician(physician_id, "days-off"), body))
 
 
 @app.command()
 @api_errors
 def availability(physician_id: str) -> None:
     """A physician's working hours and days off."""
-    show_availability(
-        profile.client().get(
-            path("/api/v1/physicians/{physician_id}/availability", physician_id=physician_id)
-        )
-    )
+    show_availability(profile.client().get(_physician(physician_id, "availability")))
 
 
 @app.command()
@@ -205,16 +209,13 @@ def calendar(
     """A physician's day or week, with reasons for visit."""
     shown = {} if cancelled else {"include_cancelled": "false"}
     reply = profile.client().get(
-        path("/api/v1/physicians/{physician_id}/calendar", physician_id=physician_id),
+        _physician(physician_id, "calendar"),
         day=day or date.today().isoformat(),
         span="week" if week else "day",
         **shown,
     )
     typer.echo(f"{physician_id}: {reply['first_day']} to {reply['last_day']}")
-    for a in reply["appointments"]:
-        show_appointment(a)
-    if not reply["appointments"]:
-        typer.echo("no appointments")
+    show_appointments(reply["appointments"])
 
 
 @app.command()
@@ -224,10 +225,7 @@ def today(physician_id: str = typer.Argument(None, help="One physician (default:
     params = {"physician_id": physician_id} if physician_id else {}
     reply = profile.client().get("/api/v1/appointments/today", **params)
     typer.echo(f"{reply['day']} ({reply['time_zone']})")
-    for a in reply["appointments"]:
-        show_appointment(a)
-    if not reply["appointments"]:
-        typer.echo("no appointments")
+    show_appointments(reply["appointments"])
     if reply["truncated"]:
         typer.echo("… (more: name one physician)")
 
@@ -244,7 +242,7 @@ def slots(
     first = first_day or date.today().isoformat()
     last = last_day or (date.fromisoformat(first) + timedelta(days=6)).isoformat()
     reply = profile.client().get(
-        path("/api/v1/physicians/{physician_id}/free-slots", physician_id=physician_id),
+        _physician(physician_id, "free-slots"),
         first_day=first,
         last_day=last,
         duration_minutes=minutes,
@@ -280,11 +278,7 @@ def book(
 @api_errors
 def show(appointment_id: str) -> None:
     """One appointment, with its reason for visit."""
-    show_appointment(
-        profile.client().get(
-            path("/api/v1/appointments/{appointment_id}", appointment_id=appointment_id)
-        )
-    )
+    show_appointment(profile.client().get(_appointment(appointment_id)))
 
 
 @app.command()
@@ -297,9 +291,7 @@ def reschedule(
     """Move an appointment (receptionists)."""
     api = profile.client()
     if minutes is None:
-        current = api.get(
-            path("/api/v1/appointments/{appointment_id}", appointment_id=appointment_id)
-        )
+        current = api.get(_appointment(appointment_id))
         length = datetime.fromisoformat(current["end"]) - datetime.fromisoformat(current["start"])
     else:
         length = timedelta(minutes=minutes)
@@ -307,7 +299,7 @@ def reschedule(
     body = {"start": begin.isoformat(), "end": (begin + length).isoformat()}
     show_appointment(
         api.post(
-            path("/api/v1/appointments/{appointment_id}/reschedule", appointment_id=appointment_id),
+            _appointment(appointment_id, "reschedule"),
             body,
         )
     )
@@ -319,13 +311,12 @@ def cancel(
     appointment_id: str, reason: str = typer.Option(..., help="Why (stored encrypted).")
 ) -> None:
     """Cancel an appointment (receptionists)."""
-    target = path("/api/v1/appointments/{appointment_id}/cancel", appointment_id=appointment_id)
+    target = _appointment(appointment_id, "cancel")
     show_appointment(profile.client().post(target, {"reason": reason}))
 
 
 def _step(appointment_id: str, step: str) -> None:
-    target = path("/api/v1/appointments/{appointment_id}/" + step, appointment_id=appointment_id)
-    show_appointment(profile.client().post(target, {}))
+    show_appointment(profile.client().post(_appointment(appointment_id, step), {}))
 
 
 @app.command("check-in")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -160,3 +162,29 @@ def sign_prescription(
     core = unsigned_request.core(prescriber_id)
     signature = base64.b64encode(private_key.sign(records.canonical_prescription(core))).decode()
     return {**prescription, "signature": signature}
+
+
+def new_prescription(
+    private_key: Ed25519PrivateKey,
+    prescriber_id: str,
+    patient_id: str,
+    encounter_id: str,
+    medication: dict[str, Any],
+    alerts: list[str],
+    override_reason: str,
+) -> dict[str, Any]:
+    """A new prescription's body, signed (`sign_prescription`): a fresh id, created now,
+    with the safety check's alert codes, overridden for `override_reason` (none: "")."""
+    return sign_prescription(
+        private_key,
+        prescriber_id,
+        {
+            "prescription_id": str(uuid.uuid4()),
+            "patient_id": patient_id,
+            "encounter_id": encounter_id,
+            "created_at": datetime.now(UTC).isoformat(),
+            "medication": medication,
+            "alerts": alerts,
+            "override_reason": override_reason if alerts else "",
+        },
+    )
