@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from contracts.audit import AuditAgent, AuditEvent, AuditQuery, StoredAuditEvent
@@ -76,6 +76,12 @@ async def existing(conn: Sql, event_ids: Sequence[str]) -> set[str]:
         list(event_ids),
     )
     return {str(r[0]) for r in rows}
+
+
+async def head_seq(conn: Sql) -> int:
+    """The head's seq, read in `conn` (0 when there is no head row)."""
+    row = await db.fetchone(conn, "SELECT seq FROM audit_head WHERE id = 1")
+    return int(row[0]) if row else 0
 
 
 async def lock_head(conn: Sql) -> tuple[int, bytes]:
@@ -247,11 +253,43 @@ async def start_walk(conn: Connection, total: int, started_by: str | None) -> in
         return int(cur.lastrowid)
 
 
+async def get_walk(conn: Sql, walk_id: int) -> tuple[Any, ...] | None:
+    return await db.fetchone(
+        conn,
+        f"SELECT {WALK_COLUMNS} FROM audit_full_walks WHERE walk_id = %s",  # noqa: S608
+        (walk_id,),
+    )
+
+
 async def running_walk(conn: Sql) -> tuple[Any, ...] | None:
     return await db.fetchone(
         conn,
         f"SELECT {WALK_COLUMNS} FROM audit_full_walks WHERE state = 'running' "  # noqa: S608
         "ORDER BY walk_id LIMIT 1 FOR UPDATE",
+    )
+
+
+async def claimable_walk(
+    conn: Sql, walker: str, now: datetime
+) -> tuple[int, int, bytes, int] | None:
+    """A running walk that `walker` holds, or nobody holds, or whose lease lapsed before
+    `now`, locked (rows another transaction has locked are skipped): (walk id, cursor seq,
+    cursor hash, checked)."""
+    row = await db.fetchone(
+        conn,
+        "SELECT walk_id, cursor_seq, cursor_hash, checked FROM audit_full_walks "
+        "WHERE state = 'running' AND (walker = %s OR walker IS NULL OR lease_until < %s) "
+        "ORDER BY walk_id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        (walker, now),
+    )
+    return None if row is None else (int(row[0]), int(row[1]), bytes(row[2]), int(row[3]))
+
+
+async def lease_walk(conn: Sql, walk_id: int, walker: str, until: datetime) -> None:
+    await db.execute(
+        conn,
+        "UPDATE audit_full_walks SET walker = %s, lease_until = %s WHERE walk_id = %s",
+        (walker, until, walk_id),
     )
 
 

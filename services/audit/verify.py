@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from contracts import audit
 from contracts import keyvault as kv
-from mesh import db
 from mesh.db import Connection
 from mesh.errors import RpcError
 from mesh.logging import get_logger
@@ -170,6 +170,23 @@ async def verify_since_mark(runtime: Runtime, limit: int = TAIL_LIMIT) -> audit.
             problem=problem,
             last_full=latest,
         )
+    return await _walk_marked(
+        runtime, since, prev, limit, head_seq, since_seq=since, last_full=latest
+    )
+
+
+async def verify_chain(runtime: Runtime) -> audit.VerifyReply:
+    """The whole chain from its first entry, now (tests and the background walk's pages)."""
+    return await _walk_marked(runtime, 0, chain.GENESIS, 2**62, 0)
+
+
+async def _walk_marked(
+    runtime: Runtime, since: int, prev: bytes, limit: int, head_seq: int, **more: Any
+) -> audit.VerifyReply:
+    """Walk at most `limit` entries after `since` (whose hash is `prev`); a walk that holds
+    moves the verified mark to its end. The head is the walk's last entry, or `head_seq`
+    read before it if later (the walk reads the head again: entries appended since were
+    walked)."""
     checkpoints = await checkpoints_after(runtime, since)
     walked = await walk(runtime, since, prev, limit, checkpoints)
     if walked.ok:
@@ -178,28 +195,10 @@ async def verify_since_mark(runtime: Runtime, limit: int = TAIL_LIMIT) -> audit.
         ok=walked.ok,
         entries=walked.entries,
         checkpoints=len(checkpoints),
-        since_seq=since,
-        # the walk reads the head again: entries appended since the read above were walked
         head_seq=max(head_seq, walked.last_seq),
         first_bad_seq=walked.first_bad_seq,
         problem=walked.problem,
-        last_full=latest,
-    )
-
-
-async def verify_chain(runtime: Runtime) -> audit.VerifyReply:
-    """The whole chain from its first entry, now (tests and the background walk's pages)."""
-    checkpoints = await checkpoints_after(runtime, 0)
-    walked = await walk(runtime, 0, chain.GENESIS, 2**62, checkpoints)
-    if walked.ok:
-        await _mark(runtime, walked.last_seq, walked.last_hash)
-    return audit.VerifyReply(
-        ok=walked.ok,
-        entries=walked.entries,
-        checkpoints=len(checkpoints),
-        head_seq=walked.last_seq,
-        first_bad_seq=walked.first_bad_seq,
-        problem=walked.problem,
+        **more,
     )
 
 
@@ -235,14 +234,9 @@ async def start_full(conn: Connection, started_by: str | None) -> audit.FullVeri
     """Begin a full walk, or join the one running (in the caller's transaction)."""
     running = await store.running_walk(conn)
     if running is None:
-        seq_row = await db.fetchone(conn, "SELECT seq FROM audit_head WHERE id = 1")
-        total = int(seq_row[0]) if seq_row else 0
+        total = await store.head_seq(conn)
         walk_id = await store.start_walk(conn, total, started_by)
-        running = await db.fetchone(
-            conn,
-            f"SELECT {store.WALK_COLUMNS} FROM audit_full_walks WHERE walk_id = %s",  # noqa: S608
-            (walk_id,),
-        )
+        running = await store.get_walk(conn, walk_id)
     assert running is not None
     return _walk(running)
 
@@ -255,22 +249,12 @@ async def _claim(runtime: Runtime) -> tuple[int, int, bytes, int] | None:
     until = now + timedelta(seconds=LEASE_S)
     async for attempt in runtime.db.transactions():
         async with attempt as conn:
-            row = await db.fetchone(
-                conn,
-                "SELECT walk_id, cursor_seq, cursor_hash, checked FROM audit_full_walks "
-                "WHERE state = 'running' AND (walker = %s OR walker IS NULL OR lease_until < %s) "
-                "ORDER BY walk_id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (runtime.instance, now),
-            )
-            if row is None:
+            claimed = await store.claimable_walk(conn, runtime.instance, now)
+            if claimed is None:
                 return None
-            await db.execute(
-                conn,
-                "UPDATE audit_full_walks SET walker = %s, lease_until = %s WHERE walk_id = %s",
-                (runtime.instance, until, row[0]),
-            )
-    assert row is not None  # the attempt that committed found a walk
-    return int(row[0]), int(row[1]), bytes(row[2]), int(row[3])
+            await store.lease_walk(conn, claimed[0], runtime.instance, until)
+    assert claimed is not None  # the attempt that committed found a walk
+    return claimed
 
 
 async def advance_walks(runtime: Runtime) -> bool:
