@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,7 +105,33 @@ def future(days: int = 2) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).isoformat()
 
 
-async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
+Case = tuple[str, RpcMethod[Any, Any], StaffMember, Any, ErrorCode, str]
+"""(name, method, caller, raw body, expected code, text the reasons must name)"""
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A patient with an encounter and a prescription, and a valid body of each write
+    for the cases to break (`create`, `update`, `flags`, `visit`, `amend`, `prescribe`,
+    `cancel`)."""
+
+    desk: StaffMember
+    doctor: StaffMember
+    patient: rec.PatientWritten
+    encounter: rec.EncounterWritten
+    rx: rec.PrescriptionWritten
+    create: dict[str, Any]
+    update: dict[str, Any]
+    flags: dict[str, Any]
+    visit: dict[str, Any]
+    amend: dict[str, Any]
+    prescribe: dict[str, Any]
+    cancel: dict[str, Any]
+    long: str
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def scene(w: World) -> Scene:
     desk, doctor = await w.desk(), await w.doctor()
     patient = await w.register(given_name="Target")
     encounter = await w.encounter(patient.patient_id)
@@ -124,8 +151,54 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
     )
     cancel = {"prescription_id": rx.prescription_id, "reason": "stopped"}
     long = "x" * 10_001
-    cases: list[tuple[str, RpcMethod[Any, Any], StaffMember, Any, ErrorCode, str]] = [
-        # --- registration: dates, lengths, formats, types
+    return Scene(
+        desk=desk,
+        doctor=doctor,
+        patient=patient,
+        encounter=encounter,
+        rx=rx,
+        create=create,
+        update=update,
+        flags=flags,
+        visit=visit,
+        amend=amend,
+        prescribe=prescribe,
+        cancel=cancel,
+        long=long,
+    )
+
+
+async def assert_refused(w: World, cases: list[Case]) -> None:
+    """Each case sent, and refused as it expects; every miss named in one failure."""
+    failures = []
+    for name, method, caller, body, code, text in cases:
+        error = await refusal(w, method, body, caller)
+        failures += judge(name, method, body, error, code, text)
+    assert not failures, "\n".join(failures)
+
+
+async def assert_nothing_changed(w: World, scene: Scene) -> None:
+    """None of it changed anything."""
+    desk, doctor, patient, encounter = scene.desk, scene.doctor, scene.patient, scene.encounter
+    got = await w.call(rec.GET_PATIENT, rec.GetPatientRequest(patient_id=patient.patient_id), desk)
+    assert got.version == 1 and got.demographics == demographics(given_name="Target")
+    history = await w.call(
+        rec.GET_ENCOUNTER,
+        rec.GetEncounterRequest(encounter_id=encounter.encounter_id, include_versions=True),
+        doctor,
+    )
+    assert len(history.versions) == 1
+    listed = await w.call(
+        rec.LIST_PRESCRIPTIONS, rec.ListPrescriptionsRequest(patient_id=patient.patient_id), doctor
+    )
+    assert [p.prescription_id for p in listed.prescriptions] == [scene.rx.prescription_id]
+
+
+async def test_registrations_with_bad_dates_lengths_formats_or_types_get_a_4xx_with_reasons(
+    w: World, scene: Scene
+) -> None:
+    desk, create = scene.desk, scene.create
+    cases: list[Case] = [
         ("born in the future", rec.CREATE_PATIENT, desk,
          edit(create, "demographics.date_of_birth", future()[:10]), V, "future"),
         ("born before 1890", rec.CREATE_PATIENT, desk,
@@ -164,7 +237,16 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
          edit(create, "confirm_duplicate", "perhaps"), V, "confirm_duplicate"),
         ("a list, not an object", rec.CREATE_PATIENT, desk, [1, 2, 3], V, "JSON object"),
         ("not JSON at all", rec.CREATE_PATIENT, desk, b"\x00\xffnot json", B, "not valid"),
-        # --- updates and flags
+    ]  # fmt: skip
+    await assert_refused(w, cases)
+    await assert_nothing_changed(w, scene)
+
+
+async def test_bad_patient_updates_and_clinical_flags_get_a_4xx_with_reasons(
+    w: World, scene: Scene
+) -> None:
+    desk, doctor, update, flags = scene.desk, scene.doctor, scene.update, scene.flags
+    cases: list[Case] = [
         ("update an unknown patient", rec.UPDATE_PATIENT, desk,
          edit(update, "patient_id", UNKNOWN), N, "unknown patient"),
         ("update with a malformed id", rec.UPDATE_PATIENT, desk,
@@ -181,7 +263,16 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
          edit(flags, "flags", "diabetic"), V, "flags"),
         ("flags of an unknown patient", rec.SET_CLINICAL_FLAGS, doctor,
          edit(flags, "patient_id", UNKNOWN), N, "unknown patient"),
-        # --- encounters: times, codes, vitals, lengths, ids
+    ]  # fmt: skip
+    await assert_refused(w, cases)
+    await assert_nothing_changed(w, scene)
+
+
+async def test_encounters_with_bad_times_codes_vitals_lengths_or_ids_get_a_4xx_with_reasons(
+    w: World, scene: Scene
+) -> None:
+    doctor, visit, amend, long = scene.doctor, scene.visit, scene.amend, scene.long
+    cases: list[Case] = [
         ("encounter in the future", rec.ADD_ENCOUNTER, doctor,
          edit(visit, "content.occurred_at", future()), V, "future"),
         ("naive encounter time", rec.ADD_ENCOUNTER, doctor,
@@ -233,7 +324,16 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
          edit(amend, "reason", ""), V, "reason"),
         ("amend an old version", rec.AMEND_ENCOUNTER, doctor,
          edit(amend, "expected_version", 5), C, "latest version"),
-        # --- prescriptions
+    ]  # fmt: skip
+    await assert_refused(w, cases)
+    await assert_nothing_changed(w, scene)
+
+
+async def test_bad_prescriptions_cancellations_and_completions_get_a_4xx_with_reasons(
+    w: World, scene: Scene
+) -> None:
+    doctor, patient, prescribe, cancel = scene.doctor, scene.patient, scene.prescribe, scene.cancel
+    cases: list[Case] = [
         ("quantity as words", rec.PRESCRIBE, doctor,
          edit(prescribe, "medication.quantity", "ten"), V, "quantity"),
         ("negative refills", rec.PRESCRIBE, doctor,
@@ -272,24 +372,8 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
         ("complete with an id of the wrong type", rec.COMPLETE_PRESCRIPTION, doctor,
          {"prescription_id": 42}, V, "prescription_id"),
     ]  # fmt: skip
-    failures = []
-    for name, method, caller, body, code, text in cases:
-        error = await refusal(w, method, body, caller)
-        failures += judge(name, method, body, error, code, text)
-    assert not failures, "\n".join(failures)
-    # None of it changed anything.
-    got = await w.call(rec.GET_PATIENT, rec.GetPatientRequest(patient_id=patient.patient_id), desk)
-    assert got.version == 1 and got.demographics == demographics(given_name="Target")
-    history = await w.call(
-        rec.GET_ENCOUNTER,
-        rec.GetEncounterRequest(encounter_id=encounter.encounter_id, include_versions=True),
-        doctor,
-    )
-    assert len(history.versions) == 1
-    listed = await w.call(
-        rec.LIST_PRESCRIPTIONS, rec.ListPrescriptionsRequest(patient_id=patient.patient_id), doctor
-    )
-    assert [p.prescription_id for p in listed.prescriptions] == [rx.prescription_id]
+    await assert_refused(w, cases)
+    await assert_nothing_changed(w, scene)
 
 
 async def test_search_criteria_are_checked(w: World) -> None:

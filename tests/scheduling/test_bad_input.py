@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -88,7 +89,38 @@ def judge(
     return []
 
 
-async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
+Case = tuple[str, RpcMethod[Any, Any], StaffMember, Any, ErrorCode, str]
+"""(name, method, caller, raw body, expected code, text the reasons must name)"""
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A physician with hours, breaks, a day off and a holiday; one booking taken, one
+    cancelled, one in the future to move, one arrived today; the staff who act on them."""
+
+    doctor: StaffMember
+    no_hours: StaffMember
+    desk: StaffMember
+    admin: StaffMember
+    day: date
+    day_off: date
+    holiday: date
+    taken: sched.Appointment
+    gone: sched.Appointment
+    future: str
+    arrived: str
+    patient: str
+    nine: datetime
+    past: datetime
+    book: dict[str, Any]
+
+    def booking(self, **changes: Any) -> dict[str, Any]:
+        """`book` with `changes` (a field set to `...` is left out)."""
+        return {k: v for k, v in {**self.book, **changes}.items() if v is not ...}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def scene(w: World) -> Scene:
     doctor = await w.physician(
         "dr-bad",
         [sched.WorkingPeriod(weekday=d, start="08:00", end="18:00") for d in sched.Weekday],
@@ -145,13 +177,58 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
         "end": iso(nine + timedelta(minutes=30)),
         "reason": "Sore throat",
     }
-
-    def booking(**changes: Any) -> dict[str, Any]:
-        return {k: v for k, v in {**book, **changes}.items() if v is not ...}
-
     past = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
-    cases: list[tuple[str, RpcMethod[Any, Any], StaffMember, Any, ErrorCode, str]] = [
-        # booking: formats and types
+    return Scene(
+        doctor=doctor,
+        no_hours=no_hours,
+        desk=desk,
+        admin=admin,
+        day=day,
+        day_off=day_off,
+        holiday=holiday,
+        taken=taken,
+        gone=gone,
+        future=future,
+        arrived=arrived,
+        patient=patient,
+        nine=nine,
+        past=past,
+        book=book,
+    )
+
+
+async def assert_refused(w: World, cases: list[Case]) -> None:
+    """Each case sent, and refused as it expects; every miss named in one failure."""
+    failures = []
+    for name, method, caller, body, code, text in cases:
+        error = await refusal(w, method, body, caller)
+        failures += judge(name, method, body, error, code, text)
+    assert not failures, "\n".join(failures)
+
+
+async def assert_nothing_booked(w: World, scene: Scene) -> None:
+    """Nothing was booked by any of it."""
+    calendar = await w.clinic.call(
+        sched.CALENDAR,
+        sched.CalendarRequest(
+            physician_id=scene.doctor.account_id, day=scene.day, include_cancelled=True
+        ),
+        scene.desk,
+    )
+    assert {a.appointment_id for a in calendar.appointments} == {
+        scene.taken.appointment_id,
+        scene.gone.appointment_id,
+        scene.future,
+    }
+    # and the reschedules changed nothing
+    assert calendar.appointments[-1].start == at(scene.day, "16:00")
+
+
+async def test_bookings_with_bad_formats_and_types_get_a_4xx_with_reasons(
+    w: World, scene: Scene
+) -> None:
+    desk, book, booking = scene.desk, scene.book, scene.booking
+    cases: list[Case] = [
         ("naive time", sched.BOOK, desk, booking(start="2030-01-07T09:00:00"), V, "timezone"),
         ("not a date", sched.BOOK, desk, booking(start="next tuesday"), V, "start"),
         ("no such day", sched.BOOK, desk, booking(start="2030-02-30T09:00:00Z"), V, "start"),
@@ -167,7 +244,22 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
         ("unknown field", sched.BOOK, desk, booking(room="3"), V, "room"),
         ("not an object", sched.BOOK, desk, [book], V, ""),
         ("not JSON", sched.BOOK, desk, b"{start: 9}", B, "JSON"),
-        # booking: times
+    ]
+    await assert_refused(w, cases)
+    await assert_nothing_booked(w, scene)
+
+
+async def test_bookings_at_bad_times_get_a_4xx_with_reasons(w: World, scene: Scene) -> None:
+    desk, day, day_off, taken, nine, past, booking = (
+        scene.desk,
+        scene.day,
+        scene.day_off,
+        scene.taken,
+        scene.nine,
+        scene.past,
+        scene.booking,
+    )
+    cases: list[Case] = [
         (
             "end before start",
             sched.BOOK,
@@ -246,7 +338,16 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             C,
             taken.appointment_id,
         ),
-        # booking: unknown people
+    ]
+    await assert_refused(w, cases)
+    await assert_nothing_booked(w, scene)
+
+
+async def test_bookings_of_unknown_or_wrong_people_get_a_422_with_reasons(
+    w: World, scene: Scene
+) -> None:
+    no_hours, desk, booking = scene.no_hours, scene.desk, scene.booking
+    cases: list[Case] = [
         ("unknown patient", sched.BOOK, desk, booking(patient_id="pat-nobody"), V, "patient"),
         ("unknown physician", sched.BOOK, desk, booking(physician_id="acc-nobody"), V, "unknown"),
         (
@@ -273,7 +374,22 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             V,
             "no working hours",
         ),
-        # rescheduling
+    ]
+    await assert_refused(w, cases)
+    await assert_nothing_booked(w, scene)
+
+
+async def test_bad_reschedules_get_a_4xx_with_reasons(w: World, scene: Scene) -> None:
+    desk, day, taken, gone, future, past, book = (
+        scene.desk,
+        scene.day,
+        scene.taken,
+        scene.gone,
+        scene.future,
+        scene.past,
+        scene.book,
+    )
+    cases: list[Case] = [
         (
             "unknown appointment",
             sched.RESCHEDULE,
@@ -342,7 +458,14 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             V,
             "appointment_id",
         ),
-        # cancelling
+    ]
+    await assert_refused(w, cases)
+    await assert_nothing_booked(w, scene)
+
+
+async def test_bad_cancellations_get_a_4xx_with_reasons(w: World, scene: Scene) -> None:
+    desk, gone, future = scene.desk, scene.gone, scene.future
+    cases: list[Case] = [
         (
             "cancel unknown",
             sched.CANCEL,
@@ -368,7 +491,22 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             C,
             "cancelled",
         ),
-        # the appointment's day
+    ]
+    await assert_refused(w, cases)
+    await assert_nothing_booked(w, scene)
+
+
+async def test_check_ins_no_shows_and_visits_out_of_turn_get_a_4xx_with_reasons(
+    w: World, scene: Scene
+) -> None:
+    doctor, desk, gone, future, arrived = (
+        scene.doctor,
+        scene.desk,
+        scene.gone,
+        scene.future,
+        scene.arrived,
+    )
+    cases: list[Case] = [
         (
             "check in another day's appointment",
             sched.CHECK_IN,
@@ -419,7 +557,24 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             "that is checked in",
         ),
         ("start unknown", sched.START_VISIT, doctor, {"appointment_id": "no-such"}, N, "unknown"),
-        # working time: breaks and absences
+    ]
+    await assert_refused(w, cases)
+    await assert_nothing_booked(w, scene)
+
+
+async def test_breaks_absences_and_today_reads_with_bad_input_get_a_4xx_with_reasons(
+    w: World, scene: Scene
+) -> None:
+    doctor, desk, admin, day, holiday, nine, booking = (
+        scene.doctor,
+        scene.desk,
+        scene.admin,
+        scene.day,
+        scene.holiday,
+        scene.nine,
+        scene.booking,
+    )
+    cases: list[Case] = [
         (
             "booking into a break",
             sched.BOOK,
@@ -568,7 +723,16 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             "unknown",
         ),
         ("today of a bad id", sched.TODAY, desk, {"physician_id": "p 1"}, V, "physician_id"),
-        # the end of the calendar: a readable 4xx, never an overflow
+    ]
+    await assert_refused(w, cases)
+    await assert_nothing_booked(w, scene)
+
+
+async def test_the_end_of_the_calendar_gets_a_readable_4xx_never_an_overflow(
+    w: World, scene: Scene
+) -> None:
+    doctor, desk, admin = scene.doctor, scene.desk, scene.admin
+    cases: list[Case] = [
         (
             "absence on the last day there is",
             sched.CHANGE_ABSENCES,
@@ -585,7 +749,14 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             V,
             "no calendar for that day",
         ),
-        # working hours
+    ]
+    await assert_refused(w, cases)
+    await assert_nothing_booked(w, scene)
+
+
+async def test_bad_working_hours_get_a_422_with_reasons(w: World, scene: Scene) -> None:
+    doctor, desk, admin = scene.doctor, scene.desk, scene.admin
+    cases: list[Case] = [
         (
             "no such weekday",
             sched.SET_WORKING_HOURS,
@@ -668,7 +839,14 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             V,
             "not a physician",
         ),
-        # days off
+    ]
+    await assert_refused(w, cases)
+    await assert_nothing_booked(w, scene)
+
+
+async def test_bad_days_off_get_a_422_with_reasons(w: World, scene: Scene) -> None:
+    doctor, admin, day_off = scene.doctor, scene.admin, scene.day_off
+    cases: list[Case] = [
         (
             "day off in the past",
             sched.SET_DAYS_OFF,
@@ -721,7 +899,16 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             V,
             "unknown physician",
         ),
-        # reads have rules too
+    ]
+    await assert_refused(w, cases)
+    await assert_nothing_booked(w, scene)
+
+
+async def test_bad_calendar_and_free_slots_reads_get_a_4xx_with_reasons(
+    w: World, scene: Scene
+) -> None:
+    doctor, desk, day = scene.doctor, scene.desk, scene.day
+    cases: list[Case] = [
         (
             # The physician is part of the path: there is no such route.
             "calendar without a physician",
@@ -785,23 +972,8 @@ async def test_every_bad_write_gets_a_4xx_with_reasons(w: World) -> None:
             "duration_minutes",
         ),
     ]
-    failures = []
-    for name, method, caller, body, code, text in cases:
-        error = await refusal(w, method, body, caller)
-        failures += judge(name, method, body, error, code, text)
-    assert not failures, "\n".join(failures)
-    # Nothing was booked by any of it.
-    calendar = await w.clinic.call(
-        sched.CALENDAR,
-        sched.CalendarRequest(physician_id=doctor.account_id, day=day, include_cancelled=True),
-        desk,
-    )
-    assert {a.appointment_id for a in calendar.appointments} == {
-        taken.appointment_id,
-        gone.appointment_id,
-        future,
-    }
-    assert calendar.appointments[-1].start == at(day, "16:00")  # the reschedules changed nothing
+    await assert_refused(w, cases)
+    await assert_nothing_booked(w, scene)
 
 
 async def test_free_slots_at_the_end_of_the_calendar_are_none(w: World) -> None:
