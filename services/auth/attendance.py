@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hmac
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -38,7 +37,7 @@ from contracts import attendance as att
 from contracts import auth
 from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.auth import Account, AccountStatus
-from mesh import audit, db, outbox
+from mesh import audit, outbox
 from mesh.context import CallContext, runtime_of
 from mesh.db import Sql
 from mesh.errors import (
@@ -56,6 +55,7 @@ from mesh.settings import Settings
 from services.auth import store
 from services.auth.handlers import router
 from services.auth.integrity import verified
+from services.auth.store import Shift as Shift  # (re-exported: the rules take it)
 
 log = get_logger("auth.attendance")
 
@@ -63,7 +63,6 @@ FUTURE_SKEW = timedelta(minutes=5)
 """How far ahead of this clock an event's time may be (the time clock's own clock)."""
 MIN_KEY_BYTES = 32
 CONSUMER = "auth-attendance"
-COLUMNS = "account_id, checked_in_at, checked_out_at, last_event_at, place, source"
 
 
 class Kind(StrEnum):
@@ -71,26 +70,8 @@ class Kind(StrEnum):
     check_out = "check_out"
 
 
-@dataclass(frozen=True)
-class Shift:
-    account_id: str
-    checked_in_at: datetime | None
-    checked_out_at: datetime | None
-    last_event_at: datetime
-    place: str
-    source: att.Source
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _shift(row: tuple[Any, ...]) -> Shift:
-    last = store.utc(row[3])
-    assert last is not None
-    return Shift(
-        str(row[0]), store.utc(row[1]), store.utc(row[2]), last, str(row[4]), att.Source(row[5])
-    )
 
 
 def status_of(
@@ -121,21 +102,13 @@ def status_of(
     )
 
 
-async def read_shift(executor: Any, account_id: str) -> Shift | None:
-    sql = f"SELECT {COLUMNS} FROM attendance_shifts WHERE account_id = %s"  # noqa: S608
-    row = await db.fetchone(executor, sql, (account_id,))
-    return _shift(row) if row else None
-
-
 async def apply(
     conn: Sql, kind: Kind, account_id: str, at: datetime, place: str, source: att.Source
 ) -> tuple[Shift, bool]:
     """Apply one check-in or check-out in `conn`'s transaction; (the shift, whether it
     changed). An event older than the latest applied for this person changes nothing."""
     at = at.astimezone(UTC)
-    sql = f"SELECT {COLUMNS} FROM attendance_shifts WHERE account_id = %s FOR UPDATE"  # noqa: S608
-    row = await db.fetchone(conn, sql, (account_id,))
-    old = _shift(row) if row else None
+    old = await store.lock_shift(conn, account_id)
     if old is not None and at < old.last_event_at:
         return old, False
     if kind is Kind.check_in:
@@ -149,28 +122,10 @@ async def apply(
             place or (old.place if old else ""),
             source,
         )
-    values = (
-        store.naive(new.checked_in_at),
-        store.naive(new.checked_out_at),
-        store.naive(new.last_event_at),
-        new.place,
-        new.source.value,
-        store.naive(_now()),
-    )
     if old is None:
-        await db.execute(
-            conn,
-            "INSERT INTO attendance_shifts (checked_in_at, checked_out_at, last_event_at, place, "
-            "source, updated_at, account_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (*values, account_id),
-        )
+        await store.insert_shift(conn, new, _now())
     else:
-        await db.execute(
-            conn,
-            "UPDATE attendance_shifts SET checked_in_at = %s, checked_out_at = %s, "
-            "last_event_at = %s, place = %s, source = %s, updated_at = %s WHERE account_id = %s",
-            (*values, account_id),
-        )
+        await store.update_shift(conn, new, _now())
     return new, True
 
 
@@ -253,7 +208,7 @@ async def _refused(runtime: Runtime, type: AuditType, detail: str, account_id: s
 @router.handler(att.ON_DUTY)
 async def on_duty(req: att.OnDutyRequest, ctx: CallContext) -> att.DutyStatus:
     runtime = runtime_of(ctx)
-    shift = await read_shift(runtime.db, req.account_id)
+    shift = await store.read_shift(runtime.db, req.account_id)
     return status_of(req.account_id, shift, runtime.settings, _now())
 
 
@@ -262,7 +217,7 @@ async def my_duty(req: att.MyDutyRequest, ctx: CallContext) -> att.DutyStatus:
     runtime = runtime_of(ctx)
     assert ctx.operation is not None and ctx.operation.account is not None
     me = ctx.operation.account.account_id
-    return status_of(me, await read_shift(runtime.db, me), runtime.settings, _now())
+    return status_of(me, await store.read_shift(runtime.db, me), runtime.settings, _now())
 
 
 @router.handler(att.LIST_DUTY)
@@ -274,8 +229,7 @@ async def list_duty(req: att.ListDutyRequest, ctx: CallContext) -> att.DutyList:
         for r in await verified(runtime, await store.list_accounts(runtime.db, None))
         if r.account.role in att.ON_DUTY_ROLES and r.account.status is AccountStatus.active
     ]
-    rows = await db.fetchall(runtime.db, f"SELECT {COLUMNS} FROM attendance_shifts")  # noqa: S608
-    shifts = {s.account_id: s for s in map(_shift, rows)}
+    shifts = {s.account_id: s for s in await store.list_shifts(runtime.db)}
     now, settings = _now(), runtime.settings
     return att.DutyList(
         staff=[status_of(a.account_id, shifts.get(a.account_id), settings, now) for a in accounts],
@@ -404,23 +358,14 @@ async def webhook(req: att.WebhookRequest, ctx: CallContext) -> att.WebhookReply
     window = timedelta(seconds=2 * settings.attendance_webhook_window_s)
     async for attempt in runtime.db.transactions():
         async with attempt as conn:
-            fresh = await db.execute(
-                conn,
-                "INSERT IGNORE INTO attendance_webhook_events (event_id, received_at) "
-                "VALUES (%s, %s)",
-                (event.event_id, store.naive(now)),
-            )
+            fresh = await store.record_webhook_event(conn, event.event_id, now)
             if not fresh:
                 raise Conflict(
                     f"the event {event.event_id} was already received; nothing changed",
                     details={"reason": "replayed"},
                 )
             # Ids older than twice the window cannot come back: their timestamps are stale.
-            await db.execute(
-                conn,
-                "DELETE FROM attendance_webhook_events WHERE received_at < %s LIMIT 100",
-                (store.naive(now - window),),
-            )
+            await store.forget_webhook_events(conn, now - window)
             shift, changed = await apply(
                 conn, kind, account.account_id, event.at, event.place, att.Source.webhook
             )

@@ -1,4 +1,5 @@
-"""SQL of the auth service: staff accounts and registration tokens (with their MACs)."""
+"""SQL of the auth service: staff accounts and registration tokens (with their MACs), and
+attendance (shifts, webhook event ids)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts import attendance as att
 from contracts import auth
 from contracts.auth import TOKENS_TABLE, Account, AccountStatus, TokenRow
 from contracts.base import Role
@@ -228,3 +230,90 @@ async def lock_token(conn: Sql, token_id: str) -> StoredToken | None:
 async def list_tokens(database: Database) -> list[StoredToken]:
     sql = f"SELECT {REGISTRATION_COLUMNS} FROM registration_tokens ORDER BY created_at DESC"  # noqa: S608
     return [_token(r) for r in await database.fetchall(sql)]
+
+
+# ---------------------------------------------------------------------------- attendance
+
+SHIFT_COLUMNS = "account_id, checked_in_at, checked_out_at, last_event_at, place, source"
+
+
+@dataclass(frozen=True)
+class Shift:
+    account_id: str
+    checked_in_at: datetime | None
+    checked_out_at: datetime | None
+    last_event_at: datetime
+    place: str
+    source: att.Source
+
+
+def _shift(row: tuple[Any, ...]) -> Shift:
+    last = utc(row[3])
+    assert last is not None
+    return Shift(str(row[0]), utc(row[1]), utc(row[2]), last, str(row[4]), att.Source(row[5]))
+
+
+async def read_shift(executor: Database | Any, account_id: str) -> Shift | None:
+    sql = f"SELECT {SHIFT_COLUMNS} FROM attendance_shifts WHERE account_id = %s"  # noqa: S608
+    row = await db.fetchone(executor, sql, (account_id,))
+    return _shift(row) if row else None
+
+
+async def lock_shift(conn: Sql, account_id: str) -> Shift | None:
+    sql = f"SELECT {SHIFT_COLUMNS} FROM attendance_shifts WHERE account_id = %s FOR UPDATE"  # noqa: S608
+    row = await db.fetchone(conn, sql, (account_id,))
+    return _shift(row) if row else None
+
+
+async def list_shifts(executor: Database | Any) -> list[Shift]:
+    rows = await db.fetchall(executor, f"SELECT {SHIFT_COLUMNS} FROM attendance_shifts")  # noqa: S608
+    return [_shift(r) for r in rows]
+
+
+def _shift_values(shift: Shift, updated_at: datetime) -> tuple[Any, ...]:
+    return (
+        naive(shift.checked_in_at),
+        naive(shift.checked_out_at),
+        naive(shift.last_event_at),
+        shift.place,
+        shift.source.value,
+        naive(updated_at),
+        shift.account_id,
+    )
+
+
+async def insert_shift(conn: Sql, shift: Shift, updated_at: datetime) -> None:
+    await db.execute(
+        conn,
+        "INSERT INTO attendance_shifts (checked_in_at, checked_out_at, last_event_at, place, "
+        "source, updated_at, account_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        _shift_values(shift, updated_at),
+    )
+
+
+async def update_shift(conn: Sql, shift: Shift, updated_at: datetime) -> None:
+    await db.execute(
+        conn,
+        "UPDATE attendance_shifts SET checked_in_at = %s, checked_out_at = %s, "
+        "last_event_at = %s, place = %s, source = %s, updated_at = %s WHERE account_id = %s",
+        _shift_values(shift, updated_at),
+    )
+
+
+async def record_webhook_event(conn: Sql, event_id: str, received_at: datetime) -> bool:
+    """Keep a webhook event's id; False: it was kept already (a replay)."""
+    fresh = await db.execute(
+        conn,
+        "INSERT IGNORE INTO attendance_webhook_events (event_id, received_at) VALUES (%s, %s)",
+        (event_id, naive(received_at)),
+    )
+    return bool(fresh)
+
+
+async def forget_webhook_events(conn: Sql, received_before: datetime) -> None:
+    """Drop (at most 100 of) the webhook event ids received before `received_before`."""
+    await db.execute(
+        conn,
+        "DELETE FROM attendance_webhook_events WHERE received_at < %s LIMIT 100",
+        (naive(received_before),),
+    )
