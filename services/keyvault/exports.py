@@ -32,12 +32,12 @@ from contracts import fhirexport as fx
 from contracts import keyvault as kv
 from contracts import records as rec
 from contracts.base import Principal, Role
-from mesh import db
 from mesh.context import CallContext
 from mesh.db import Database
 from mesh.errors import Forbidden, RpcError, Unauthenticated
 from mesh.httpsig import RequestProof
 from mesh.proofs import Operation, verify_operation
+from services.keyvault import store
 
 
 def _refused(why: str) -> RpcError:
@@ -100,17 +100,14 @@ async def open_session(database: Database, approval: Operation, kickoff: Operati
     job_id = getattr(approval.request, "job_id", None)
     assert isinstance(job_id, str) and approval.principal and kickoff.principal
     now = datetime.now(UTC).replace(tzinfo=None)
-    await database.execute(
-        "INSERT IGNORE INTO export_sessions (job_id, requested_by, approved_by, group_id, "
-        "opened_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s)",
-        (
-            job_id,
-            kickoff.principal.account_id,
-            approval.principal.account_id,
-            group_of(kickoff),
-            now,
-            now + timedelta(seconds=fx.SESSION_S),
-        ),
+    await store.open_export_session(
+        database,
+        job_id,
+        kickoff.principal.account_id,
+        approval.principal.account_id,
+        group_of(kickoff),
+        now,
+        now + timedelta(seconds=fx.SESSION_S),
     )
 
 
@@ -131,23 +128,16 @@ async def page_of(database: Database, req: fx.ExportDecryptRequest) -> tuple[Ses
             raise _refused("a row's patient is before the page's first patient")
         patients.add(patient)
     async with database.transaction() as conn:
-        found = await db.fetchone(
-            conn,
-            "SELECT group_id, floor, expires_at FROM export_sessions WHERE job_id = %s FOR UPDATE",
-            (req.job_id,),
-        )
+        found = await store.lock_export_session(conn, req.job_id)
         if found is None:
             raise _refused("two administrators have not approved this job")
-        session = Session(req.job_id, found[0], str(found[1]), found[2].replace(tzinfo=UTC))
+        group_id, floor, expires_at = found
+        session = Session(req.job_id, group_id, floor, expires_at)
         if session.expires_at <= datetime.now(UTC):
             raise _refused("its approval has expired")
         first = req.page_first
         if first < session.floor:
             raise _refused("an export reads each patient once, in order: that page is done")
         if first > session.floor:
-            await db.execute(
-                conn,
-                "UPDATE export_sessions SET floor = %s WHERE job_id = %s",
-                (first, req.job_id),
-            )
+            await store.move_export_floor(conn, req.job_id, first)
     return session, patients

@@ -260,12 +260,10 @@ async def rewrap_report(req: kv.RewrapReportRequest, ctx: CallContext) -> kv.Rew
     vault = _vault(ctx)
     service = _owner(ctx)
     grants.owned(service, sorted({t.table for t in req.tables}))
-    found = await vault.db.fetchone(
-        "SELECT state FROM rewrap_runs WHERE run_id = %s", (req.run_id,)
-    )
+    found = await store.run_state(vault.db, req.run_id)
     if found is None:
         raise Conflict(f"there is no rewrap run {req.run_id}")
-    state = kv.RewrapState(str(found[0]))
+    state = kv.RewrapState(found)
     if state is not kv.RewrapState.running:
         return kv.RewrapReportReply(state=state)
     await store.save_reports(

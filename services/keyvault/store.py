@@ -1,4 +1,5 @@
-"""SQL of the keyvault: metadata, wrapped keys and nonce-counter leases."""
+"""SQL of the keyvault: metadata, wrapped keys and nonce-counter leases, the key lifecycle
+(rewrap runs, ceremonies) and bulk-export sessions."""
 
 from __future__ import annotations
 
@@ -363,6 +364,12 @@ async def finish_run(database: Database, run_id: str, state: str) -> bool:
     return changed == 1
 
 
+async def run_state(database: Database, run_id: str) -> str | None:
+    """The state of rewrap run `run_id` (None: there is no such run)."""
+    row = await database.fetchone("SELECT state FROM rewrap_runs WHERE run_id = %s", (run_id,))
+    return None if row is None else str(row[0])
+
+
 async def save_reports(
     database: Database, run_id: str, service: str, reports: Sequence[tuple[str, str, bool]]
 ) -> None:
@@ -554,4 +561,44 @@ async def replace_root(
             meta.wrapped_root,
             meta.generation,
         ),
+    )
+
+
+# ---------------------------------------------------------------------------- export sessions
+
+
+async def open_export_session(
+    database: Database,
+    job_id: str,
+    requested_by: str,
+    approved_by: str,
+    group_id: str | None,
+    opened_at: datetime,
+    expires_at: datetime,
+) -> None:
+    """The job's export session, stored once (a second open keeps the first). Times are
+    naive UTC."""
+    await database.execute(
+        "INSERT IGNORE INTO export_sessions (job_id, requested_by, approved_by, group_id, "
+        "opened_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s)",
+        (job_id, requested_by, approved_by, group_id, opened_at, expires_at),
+    )
+
+
+async def lock_export_session(conn: Sql, job_id: str) -> tuple[str | None, str, datetime] | None:
+    """The job's session, locked for this transaction: (group id, floor, expires at,
+    aware UTC), or None when no session was opened for it."""
+    row = await db.fetchone(
+        conn,
+        "SELECT group_id, floor, expires_at FROM export_sessions WHERE job_id = %s FOR UPDATE",
+        (job_id,),
+    )
+    if row is None:
+        return None
+    return row[0], str(row[1]), row[2].replace(tzinfo=UTC)
+
+
+async def move_export_floor(conn: Sql, job_id: str, floor: str) -> None:
+    await db.execute(
+        conn, "UPDATE export_sessions SET floor = %s WHERE job_id = %s", (floor, job_id)
     )
