@@ -11,30 +11,22 @@ from pathlib import Path
 
 from bench.common import duration, measure, print_table, write_results
 from bench.http import LeanHttp
-from bench.mesh import Actor, Signed, bench_mesh
-from cli import keys
-from cli.sdk import MedihavenClient, register
+from bench.mesh import Actor, Signed, bench_mesh, new_client
 
 SERVICES = ["services.keyvault", "services.auth", "services.records", "services.audit"]
 SEED = Path(__file__).resolve().parents[1] / "services" / "records" / "catalog_seed.json"
 PREFIXES = ["a", "am", "amo", "s", "sa", "sal", "c", "ci", "met", "om", "p", "pre", "l", "lo"]
 
 
-def _member(url: str, token: str, name: str) -> MedihavenClient:
-    key = keys.generate()
-    account = register(
-        url, key, token=token, username=name, display_name=name, public_key=keys.public_key_b64(key)
-    )
-    return MedihavenClient(url, str(account["account_id"]), key)
-
-
 async def run(duration_s: float | None = None) -> Mapping[str, object]:
     duration_s = duration(duration_s if duration_s is not None else 4.0)
     async with bench_mesh(SERVICES, "catalog") as bench:
         url = bench.gateway.url
-        admin = await asyncio.to_thread(_member, url, bench.admin_token, "bench-admin")
+        admin = await asyncio.to_thread(
+            new_client, url, bench.admin_token, "bench-admin", "bench-admin"
+        )
         token = admin.post("/api/v1/tokens", {"role": "physician"})["token"]
-        doctor = await asyncio.to_thread(_member, url, token, "bench-doctor")
+        doctor = await asyncio.to_thread(new_client, url, token, "bench-doctor", "bench-doctor")
         for details in json.loads(SEED.read_text())["medicines"]:
             admin.post("/api/v1/catalog/medicines", {"details": details})
         prefixes = itertools.cycle(PREFIXES)

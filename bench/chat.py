@@ -24,10 +24,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from bench import echo_server
 from bench.common import duration, measure, pick, write_results
 from bench.http import LeanHttp
-from bench.mesh import bench_mesh
+from bench.mesh import bench_mesh, new_client
 from bench.rpc import RawClient
-from cli import keys
-from cli.sdk import MedihavenClient, register
+from cli.sdk import MedihavenClient
 from mesh.httpsig import sign_request
 from tests.processes import process_env
 
@@ -69,16 +68,8 @@ def _staff(base_url: str, admin: MedihavenClient, n: int) -> list[MedihavenClien
     clients = []
     for i in range(n):
         token = admin.post("/api/v1/tokens", {"role": "physician"})["token"]
-        key = keys.generate()
-        account = register(
-            base_url,
-            key,
-            token=token,
-            username=f"bench-{i}-{uuid.uuid4().hex[:4]}",
-            display_name=f"Bench {i}",
-            public_key=keys.public_key_b64(key),
-        )
-        clients.append(MedihavenClient(base_url, str(account["account_id"]), key))
+        name = f"bench-{i}-{uuid.uuid4().hex[:4]}"
+        clients.append(new_client(base_url, token, name, f"Bench {i}"))
     return clients
 
 
@@ -93,17 +84,7 @@ async def _open(client: MedihavenClient) -> ClientConnection:
 
 
 async def _chat_latency(base_url: str, admin_token: str) -> tuple[float, float]:
-    admin_key = keys.generate()
-    account = await asyncio.to_thread(
-        register,
-        base_url,
-        admin_key,
-        token=admin_token,
-        username="bench-admin",
-        display_name="Admin",
-        public_key=keys.public_key_b64(admin_key),
-    )
-    admin = MedihavenClient(base_url, str(account["account_id"]), admin_key)
+    admin = await asyncio.to_thread(new_client, base_url, admin_token, "bench-admin", "Admin")
     staff = await asyncio.to_thread(_staff, base_url, admin, clients())
     sockets = [await _open(c) for c in staff]
     pairs = []

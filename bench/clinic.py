@@ -40,7 +40,7 @@ from bench.common import (
 )
 from bench.cpu import CpuMeter
 from bench.http import LeanHttp
-from bench.mesh import LOGS, Signed, Staffing, bench_mesh
+from bench.mesh import EVERY_SERVICE, LOGS, Signed, Staffing, bench_mesh
 from bench.rpc import RawClient
 from contracts import keyvault as kv
 from contracts.base import OPERATOR
@@ -48,14 +48,6 @@ from tests.keyvault.support import unseal
 from tests.mesh.fixtures import client_runtime
 from tests.processes import Process, process_env
 
-SERVICES = [
-    "services.keyvault",
-    "services.auth",
-    "services.records",
-    "services.scheduling",
-    "services.chat",
-    "services.audit",
-]
 CONCURRENCY = (1, 16, 64)
 PATIENTS = 20
 DOCTORS = 4
@@ -80,21 +72,7 @@ async def _setup(api: Signed, admin_token: str) -> dict[str, Any]:
     ) + timedelta(hours=8)
     patients = []
     for i in range(PATIENTS):
-        written = await api.call(
-            desk,
-            "POST",
-            "/api/v1/patients",
-            {
-                "demographics": {
-                    "given_name": f"Given{i}",
-                    "family_name": f"Family{i}",
-                    "date_of_birth": _born(i),
-                    "sex": "unknown",
-                    "phone": f"+44 20 7946 {i:04d}",
-                }
-            },
-        )
-        patient_id = written["patient_id"]
+        patient_id = await api.add_patient(desk, i, _born(i), phone=f"+44 20 7946 {i:04d}")
         doctor = doctors[i % DOCTORS]
         visit = first_visit + timedelta(minutes=10 * i)
         await api.call(
@@ -217,7 +195,7 @@ async def run(duration_s: float | None = None) -> Mapping[str, object]:
     """The whole benchmark (quick mode: concurrency 1 and 4, short windows)."""
     duration_s = duration(duration_s if duration_s is not None else 4.0)
     levels = pick(CONCURRENCY, (1, 4))
-    async with bench_mesh(SERVICES, "clinic") as bench:
+    async with bench_mesh(EVERY_SERVICE, "clinic") as bench:
         settings = bench.settings
         extra = [
             Process("services.records", settings, LOGS),

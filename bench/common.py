@@ -140,6 +140,29 @@ async def measure(
     )
 
 
+async def against_baseline(
+    baseline: tuple[str, Callable[[], Awaitable[object]]],
+    ours: tuple[str, Callable[[], Awaitable[object]]],
+    duration_s: float,
+) -> tuple[list[Measurement], dict[str, dict[str, float]]]:
+    """At concurrency 1, then 32: the baseline `(name, call)`, then ours, in the same run.
+    The rows, and ours as ratios to the baseline by concurrency (`c1`, `c32`):
+    `throughput_ratio` and `p50_ratio`."""
+    rows: list[Measurement] = []
+    ratios: dict[str, dict[str, float]] = {}
+    for concurrency in (1, 32):
+        base = await measure(
+            baseline[0], baseline[1], concurrency=concurrency, duration_s=duration_s
+        )
+        mine = await measure(ours[0], ours[1], concurrency=concurrency, duration_s=duration_s)
+        rows += [base, mine]
+        ratios[f"c{concurrency}"] = {
+            "throughput_ratio": mine.throughput / base.throughput,
+            "p50_ratio": mine.p50_ms / base.p50_ms,
+        }
+    return rows, ratios
+
+
 def median_of(name: str, runs: Sequence[Measurement]) -> Measurement:
     """One row from repeated runs of the same case: the median of each figure (the CPU
     figures too, process by process), the calls and errors summed."""

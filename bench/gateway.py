@@ -16,11 +16,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from bench.common import Measurement, duration, measure, print_table, write_results
+from bench.common import (
+    against_baseline,
+    duration,
+    print_table,
+    write_results,
+)
 from bench.http import LeanHttp
-from bench.mesh import LOGS, bench_mesh
-from cli import keys
-from cli.sdk import register
+from bench.mesh import LOGS, bench_mesh, new_actor
 from mesh.httpsig import sign_request
 from tests.processes import Process
 
@@ -55,17 +58,8 @@ def _wait(proc: Process) -> None:
 async def _measure(
     gateway: str, baseline: str, token: str, duration_s: float
 ) -> Mapping[str, object]:
-    key = keys.generate()
-    account = await asyncio.to_thread(
-        register,
-        gateway,
-        key,
-        token=token,
-        username="bench-admin",
-        display_name="Bench",
-        public_key=keys.public_key_b64(key),
-    )
-    account_id = str(account["account_id"])
+    actor = await asyncio.to_thread(new_actor, gateway, token, "bench-admin", "Bench")
+    key, account_id = actor.key, actor.account_id
     signed_url = f"{gateway}/api/v1/me"
     async with LeanHttp(gateway) as http, LeanHttp(baseline) as plain:
 
@@ -80,23 +74,11 @@ async def _measure(
             response = await plain.get("/unsigned/me", {**headers, "x-account-id": account_id})
             assert response.status == 200, response.text
 
-        rows: list[Measurement] = []
-        ratios: dict[str, dict[str, float]] = {}
-        for concurrency in (1, 32):
-            base = await measure(
-                "unsigned FastAPI + resolve_key",
-                unsigned,
-                concurrency=concurrency,
-                duration_s=duration_s,
-            )
-            ours = await measure(
-                "signed GET /api/v1/me", signed, concurrency=concurrency, duration_s=duration_s
-            )
-            rows += [base, ours]
-            ratios[f"c{concurrency}"] = {
-                "throughput_ratio": ours.throughput / base.throughput,
-                "p50_ratio": ours.p50_ms / base.p50_ms,
-            }
+        rows, ratios = await against_baseline(
+            ("unsigned FastAPI + resolve_key", unsigned),
+            ("signed GET /api/v1/me", signed),
+            duration_s,
+        )
     print_table("Gateway: signed /me vs unsigned (auth.resolve_key, same account row)", rows)
     for name, r in ratios.items():
         print(

@@ -32,17 +32,9 @@ from bench.common import (
 )
 from bench.cpu import CpuMeter
 from bench.http import LeanHttp
-from bench.mesh import Actor, BenchMesh, Signed, Staffing, bench_mesh
+from bench.mesh import EVERY_SERVICE, Actor, BenchMesh, Signed, Staffing, bench_mesh
 from bench.records import mesh_pids
 
-SERVICES = [
-    "services.keyvault",
-    "services.auth",
-    "services.records",
-    "services.scheduling",
-    "services.chat",
-    "services.audit",
-]
 APPOINTMENTS = (10, 1000)
 MESSAGES = (10, 10_000)
 QUICK_APPOINTMENTS = (3, 8)
@@ -202,7 +194,7 @@ async def chat_list(
 async def run(duration_s: float | None = None, repeats: int | None = None) -> Mapping[str, object]:
     """The whole benchmark (quick mode: a few appointments and messages, one repeat)."""
     window, repeats = duration(duration_s), repeats or pick(REPEATS, 1)
-    async with bench_mesh(SERVICES, "lists") as bench, LeanHttp(bench.gateway.url) as http:
+    async with bench_mesh(EVERY_SERVICE, "lists") as bench, LeanHttp(bench.gateway.url) as http:
         return await _run(bench, Signed(http), window, repeats)
 
 
@@ -224,20 +216,8 @@ async def _run(
     appointments = pick(APPOINTMENTS, QUICK_APPOINTMENTS)
     messages = pick(MESSAGES, QUICK_MESSAGES)
     for i in range(pick(PATIENTS, 4)):
-        written = await api.call(
-            desk,
-            "POST",
-            "/api/v1/patients",
-            {
-                "demographics": {
-                    "given_name": f"Given{i}",
-                    "family_name": f"Family{i}",
-                    "date_of_birth": (date(1950, 1, 1) + timedelta(days=401 * i)).isoformat(),
-                    "sex": "unknown",
-                }
-            },
-        )
-        patients.append(str(written["patient_id"]))
+        born = (date(1950, 1, 1) + timedelta(days=401 * i)).isoformat()
+        patients.append(await api.add_patient(desk, i, born))
     meter = CpuMeter(bench.settings, mesh_pids(bench))
     noise: dict[str, Any] = {}
     cal, cal_failed = await calendar(

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -20,7 +19,7 @@ from bench.common import RESULTS
 from bench.http import LeanHttp, Response
 from bench.namespace import namespace
 from cli import keys
-from cli.sdk import register, sign_prescription
+from cli.sdk import MedihavenClient, new_prescription, register
 from contracts import auth
 from contracts.base import OPERATOR
 from mesh.db import drop_databases
@@ -31,6 +30,15 @@ from tests.mesh.fixtures import client_runtime
 from tests.processes import Process, running
 
 LOGS = RESULTS / "logs"
+EVERY_SERVICE = [
+    "services.keyvault",
+    "services.auth",
+    "services.records",
+    "services.scheduling",
+    "services.chat",
+    "services.audit",
+]
+"""The whole mesh, for the benchmarks that run the clinic's work end to end."""
 UNLIMITED = {
     "MEDIHAVEN_RATE_GENERAL_CAPACITY": "100000000",
     "MEDIHAVEN_RATE_GENERAL_PER_S": "100000000",
@@ -117,6 +125,19 @@ class Signed:
     ) -> Any:
         return (await self.send(actor, method, path, body, **params)).json()
 
+    async def add_patient(self, desk: Actor, i: int, born: str, **more: str) -> str:
+        """Register the benchmark's patient number `i` (Given<i> Family<i>, born `born`, and
+        `more` demographics) as `desk`; the new patient's id."""
+        demographics = {
+            "given_name": f"Given{i}",
+            "family_name": f"Family{i}",
+            "date_of_birth": born,
+            "sex": "unknown",
+            **more,
+        }
+        written = await self.call(desk, "POST", "/api/v1/patients", {"demographics": demographics})
+        return str(written["patient_id"])
+
     async def prescribe(
         self, doctor: Actor, patient_id: str, encounter_id: str, medication: dict[str, Any]
     ) -> Any:
@@ -128,18 +149,14 @@ class Signed:
             "/api/v1/prescriptions/check",
             {"patient_id": patient_id, "medication": medication},
         )
-        body = sign_prescription(
+        body = new_prescription(
             doctor.key,
             doctor.account_id,
-            {
-                "prescription_id": str(uuid.uuid4()),
-                "patient_id": patient_id,
-                "encounter_id": encounter_id,
-                "created_at": datetime.now(UTC).isoformat(),
-                "medication": medication,
-                "alerts": check["codes"],
-                "override_reason": "benchmark data" if check["codes"] else "",
-            },
+            patient_id,
+            encounter_id,
+            medication,
+            check["codes"],
+            "benchmark data",
         )
         return await self.call(doctor, "POST", "/api/v1/prescriptions", body)
 
@@ -162,18 +179,25 @@ class Staffing:
         return await asyncio.to_thread(new_actor, base, issued["token"], f"{self.prefix}-{name}")
 
 
-def new_actor(base: str, token: str, name: str) -> Actor:
-    """Register a staff member with a fresh key (blocking: run it in a thread)."""
+def new_actor(base: str, token: str, name: str, display_name: str | None = None) -> Actor:
+    """Register a staff member with a fresh key, username `name`, displayed as
+    `display_name` (default: `name` titled); blocking: run it in a thread."""
     key = keys.generate()
     account = register(
         base,
         key,
         token=token,
         username=name,
-        display_name=name.title(),
+        display_name=name.title() if display_name is None else display_name,
         public_key=keys.public_key_b64(key),
     )
     return Actor(str(account["account_id"]), key)
+
+
+def new_client(base: str, token: str, name: str, display_name: str) -> MedihavenClient:
+    """`new_actor`, as an SDK client (blocking: run it in a thread)."""
+    actor = new_actor(base, token, name, display_name)
+    return MedihavenClient(base, actor.account_id, actor.key)
 
 
 def _param(value: Any) -> str:

@@ -32,7 +32,7 @@ from bench.common import (
     write_results,
 )
 from bench.http import LeanHttp
-from bench.mesh import Actor, Signed, bench_mesh
+from bench.mesh import EVERY_SERVICE, Actor, Signed, bench_mesh
 from tests.support.polling import until
 
 PURPOSES = ("data", "integrity", "blind_index")
@@ -101,7 +101,7 @@ async def run(duration_s: float | None = None) -> Mapping[str, object]:
     window = duration(duration_s if duration_s is not None else 10.0)
     concurrency = pick(16, 4)
     rounds = pick(3, 1)
-    async with bench_mesh(clinic.SERVICES, "rewrap") as bench:
+    async with bench_mesh(EVERY_SERVICE, "rewrap") as bench:
         async with LeanHttp(bench.gateway.url) as http:
             api = Signed(http)
             world = await clinic._setup(api, bench.admin_token)

@@ -13,7 +13,12 @@ from pathlib import Path
 import aio_pika
 
 from bench import echo_server
-from bench.common import Measurement, duration, measure, print_table, write_results
+from bench.common import (
+    against_baseline,
+    duration,
+    print_table,
+    write_results,
+)
 from bench.echo_contract import ECHO, RAW_QUEUE, Echo
 from bench.namespace import namespace
 from mesh.rpc import RpcClient
@@ -79,26 +84,11 @@ async def _run(settings: Settings, duration_s: float) -> Mapping[str, object]:
         await mesh_client.start()
         body = Echo(text=PAYLOAD).model_dump_json().encode()
         request = Echo(text=PAYLOAD)
-        rows: list[Measurement] = []
-        ratios: dict[str, dict[str, float]] = {}
-        for concurrency in (1, 32):
-            base = await measure(
-                "raw aio-pika echo",
-                lambda: raw.call(body),
-                concurrency=concurrency,
-                duration_s=duration_s,
-            )
-            ours = await measure(
-                "mesh.rpc echo",
-                lambda: mesh_client.call(ECHO, request),
-                concurrency=concurrency,
-                duration_s=duration_s,
-            )
-            rows += [base, ours]
-            ratios[f"c{concurrency}"] = {
-                "throughput_ratio": ours.throughput / base.throughput,
-                "p50_ratio": ours.p50_ms / base.p50_ms,
-            }
+        rows, ratios = await against_baseline(
+            ("raw aio-pika echo", lambda: raw.call(body)),
+            ("mesh.rpc echo", lambda: mesh_client.call(ECHO, request)),
+            duration_s,
+        )
         print_table("RPC round trip (100-byte payload)", rows)
         for key, r in ratios.items():
             print(

@@ -31,7 +31,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import BaseModel
 
-from bench.common import Measurement, duration, measure, print_table, write_results
+from bench.common import (
+    against_baseline,
+    duration,
+    print_table,
+    write_results,
+)
 from bench.keyvault import child_env, mac_accounts
 from bench.namespace import namespace
 from bench.rpc import PAYLOAD, RawClient
@@ -89,6 +94,19 @@ class Staff:
         uri = ORIGIN + path
         headers = sign_request(self.key, self.account.account_id, verb, uri, body)
         return proof_from_headers(verb, uri, headers).model_dump_json(), body
+
+    async def write(self, client: Runtime, method: RpcMethod[Any, Any], request: BaseModel) -> Any:
+        """Call the write `method` as this member would through the gateway: signed, with
+        a fresh idempotency key."""
+        proof, signed_body = self.signed(method, request)
+        return await client.rpc.call(
+            method,
+            request,
+            principal=self.principal,
+            proof=proof,
+            signed_body=signed_body,
+            idempotency_key=str(uuid.uuid4()),
+        )
 
 
 def stand_ins(accounts: dict[str, AccountRecord], patients: set[str]) -> tuple[RpcRouter, ...]:
@@ -176,15 +194,7 @@ async def _run(settings: Settings, duration_s: float) -> Mapping[str, object]:
             request = sched.SetWorkingHoursRequest(
                 physician_id=doctor.account.account_id, weekly=every_hour
             )
-            proof, signed_body = admin.signed(sched.SET_WORKING_HOURS, request)
-            await client.rpc.call(
-                sched.SET_WORKING_HOURS,
-                request,
-                principal=admin.principal,
-                proof=proof,
-                signed_body=signed_body,
-                idempotency_key=str(uuid.uuid4()),
-            )
+            await admin.write(client, sched.SET_WORKING_HOURS, request)
 
         first = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
         counter = itertools.count()
@@ -202,40 +212,17 @@ async def _run(settings: Settings, duration_s: float) -> Mapping[str, object]:
                 end=start_at + SLOT,
                 reason="Follow-up after blood test results",
             )
-            proof, signed_body = desk.signed(sched.BOOK, request)
-            await client.rpc.call(
-                sched.BOOK,
-                request,
-                principal=desk.principal,
-                proof=proof,
-                signed_body=signed_body,
-                idempotency_key=str(uuid.uuid4()),
-            )
+            await desk.write(client, sched.BOOK, request)
 
         connection = await aio_pika.connect_robust(settings.amqp_url_for("testclient"))
         raw = RawClient(connection)
         await raw.start()
         body = PAYLOAD.encode()
-        rows: list[Measurement] = []
-        ratios: dict[str, dict[str, float]] = {}
-        for concurrency in (1, 32):
-            base = await measure(
-                "raw aio-pika echo",
-                lambda: raw.call(body),
-                concurrency=concurrency,
-                duration_s=duration_s,
-            )
-            ours = await measure(
-                "book (signed, receptionist)",
-                book,
-                concurrency=concurrency,
-                duration_s=duration_s,
-            )
-            rows += [base, ours]
-            ratios[f"c{concurrency}"] = {
-                "throughput_ratio": ours.throughput / base.throughput,
-                "p50_ratio": ours.p50_ms / base.p50_ms,
-            }
+        rows, ratios = await against_baseline(
+            ("raw aio-pika echo", lambda: raw.call(body)),
+            ("book (signed, receptionist)", book),
+            duration_s,
+        )
         print_table("Scheduling: a receptionist booking vs. the raw echo", rows)
         for name, r in ratios.items():
             print(
