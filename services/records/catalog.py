@@ -25,41 +25,33 @@ from mesh.db import Sql
 from mesh.errors import Conflict, InvalidRequest, NotFound
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
-from services.records import knowledge
+from services.records import knowledge, store
 from services.records.knowledge import Knowledge
 
 log = get_logger("records.catalog")
 
-COLUMNS = (
-    "medicine_id, name, active_ingredient, strength, dosage_form, route, type, "
-    "default_instructions, active, updated_at"
-)
 
-
-def _medicine(row: tuple[Any, ...]) -> rec.Medicine:
+def _medicine(row: store.MedicineRow) -> rec.Medicine:
     return rec.Medicine(
-        medicine_id=str(row[0]),
-        details=rec.MedicineDetails(
-            name=row[1],
-            active_ingredient=row[2],
-            strength=row[3],
-            dosage_form=row[4],
-            route=row[5],
-            type=row[6],
-            default_instructions=row[7],
+        medicine_id=row.medicine_id,
+        details=rec.MedicineDetails.model_validate(
+            {
+                "name": row.name,
+                "active_ingredient": row.active_ingredient,
+                "strength": row.strength,
+                "dosage_form": row.dosage_form,
+                "route": row.route,
+                "type": row.type,
+                "default_instructions": row.default_instructions,
+            }
         ),
-        active=bool(row[8]),
-        updated_at=row[9].replace(tzinfo=UTC),
+        active=row.active,
+        updated_at=row.updated_at,
     )
 
 
 def _key(text: str) -> str:
     return " ".join(text.casefold().split())
-
-
-def _like_prefix(text: str) -> str:
-    escaped = _key(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
 
 
 def described(medicine: rec.Medicine, vocabulary: Knowledge) -> rec.Medicine:
@@ -91,20 +83,17 @@ async def ingredient_texts(executor: Any, medicine_ids: set[str]) -> dict[str, s
     """The active-ingredient text of catalog entries (retired ones too), by id."""
     if not medicine_ids:
         return {}
-    ids = sorted(medicine_ids)
-    marks = ", ".join(["%s"] * len(ids))
-    sql = f"SELECT medicine_id, active_ingredient FROM medicines WHERE medicine_id IN ({marks})"  # noqa: S608
-    return {str(r[0]): str(r[1]) for r in await db.fetchall(executor, sql, ids)}
+    return await store.medicine_ingredients(executor, sorted(medicine_ids))
 
 
 async def fetch(executor: Any, medicine_id: str, *, lock: bool = False) -> rec.Medicine | None:
-    sql = f"SELECT {COLUMNS} FROM medicines WHERE medicine_id = %s"  # noqa: S608
-    row = await db.fetchone(executor, sql + (" FOR UPDATE" if lock else ""), (medicine_id,))
+    row = await store.get_medicine(executor, medicine_id, lock=lock)
     return _medicine(row) if row else None
 
 
-def _values(details: rec.MedicineDetails, active: bool) -> tuple[Any, ...]:
-    return (
+def _row(medicine_id: str, details: rec.MedicineDetails, active: bool) -> store.MedicineRow:
+    return store.MedicineRow(
+        medicine_id,
         details.name,
         details.active_ingredient,
         details.strength,
@@ -113,9 +102,7 @@ def _values(details: rec.MedicineDetails, active: bool) -> tuple[Any, ...]:
         details.type.value,
         details.default_instructions,
         active,
-        _key(details.name),
-        _key(details.active_ingredient),
-        datetime.now(UTC).replace(tzinfo=None),
+        datetime.now(UTC),
     )
 
 
@@ -125,17 +112,10 @@ DUPLICATE = "the catalog already has this medicine (same name, strength and form
 async def _store(
     conn: Sql, medicine_id: str, details: rec.MedicineDetails, active: bool, *, new: bool
 ) -> None:
-    sql = (
-        "INSERT INTO medicines (name, active_ingredient, strength, dosage_form, route, type, "
-        "default_instructions, active, name_key, ingredient_key, updated_at, medicine_id) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        if new
-        else "UPDATE medicines SET name = %s, active_ingredient = %s, strength = %s, "
-        "dosage_form = %s, route = %s, type = %s, default_instructions = %s, active = %s, "
-        "name_key = %s, ingredient_key = %s, updated_at = %s WHERE medicine_id = %s"
-    )
+    write = store.insert_medicine if new else store.update_medicine
     try:
-        await db.execute(conn, sql, (*_values(details, active), medicine_id))
+        row = _row(medicine_id, details, active)
+        await write(conn, row, _key(details.name), _key(details.active_ingredient))
     except Exception as exc:
         if db.is_duplicate_key(exc):
             raise Conflict(DUPLICATE) from None
@@ -158,8 +138,8 @@ async def load_sample_when_empty(runtime: Runtime) -> int:
     try:
         async for attempt in runtime.db.transactions():
             async with attempt as conn:
-                found = await db.fetchone(conn, "SELECT COUNT(*) FROM medicines FOR UPDATE")
-                if found is None or int(found[0]) > 0:
+                found = await store.lock_medicine_count(conn)
+                if found is None or found > 0:
                     return 0
                 for details in entries:
                     await _store(conn, str(uuid.uuid4()), details, True, new=True)
@@ -181,6 +161,30 @@ async def load_sample_when_empty(runtime: Runtime) -> int:
     return len(entries)
 
 
+async def _locked(ctx: CallContext, medicine_id: str) -> rec.Medicine:
+    """The catalog entry, its row locked for this write (404 if there is none)."""
+    current = await fetch(ctx.tx, medicine_id, lock=True)
+    if current is None:
+        raise NotFound("no such medicine in the catalog")
+    return current
+
+
+async def _saved(
+    ctx: CallContext,
+    medicine_id: str,
+    details: rec.MedicineDetails,
+    active: bool,
+    vocabulary: Knowledge,
+    *,
+    new: bool,
+) -> rec.Medicine:
+    """Write the entry's row, then the entry as the catalog shows it."""
+    await _store(ctx.tx, medicine_id, details, active, new=new)
+    medicine = await fetch(ctx.tx, medicine_id)
+    assert medicine is not None
+    return described(medicine, vocabulary)
+
+
 async def add_medicine(req: rec.AddMedicineRequest, ctx: CallContext) -> rec.Medicine:
     medicine_id = str(uuid.uuid4())
     async with audited(
@@ -188,18 +192,12 @@ async def add_medicine(req: rec.AddMedicineRequest, ctx: CallContext) -> rec.Med
     ):
         vocabulary = knowledge.of(ctx)
         _check_ingredient(req.details, vocabulary)
-        existing = await db.fetchone(
-            ctx.tx,
-            "SELECT medicine_id FROM medicines WHERE name = %s AND strength = %s "
-            "AND dosage_form = %s",
-            (req.details.name, req.details.strength, req.details.dosage_form.value),
+        existing = await store.medicine_named(
+            ctx.tx, req.details.name, req.details.strength, req.details.dosage_form.value
         )
         if existing is not None:
-            raise Conflict(DUPLICATE, details={"medicine_id": existing[0]})
-        await _store(ctx.tx, medicine_id, req.details, True, new=True)
-        medicine = await fetch(ctx.tx, medicine_id)
-        assert medicine is not None
-        return described(medicine, vocabulary)
+            raise Conflict(DUPLICATE, details={"medicine_id": existing})
+        return await _saved(ctx, medicine_id, req.details, True, vocabulary, new=True)
 
 
 async def update_medicine(req: rec.UpdateMedicineRequest, ctx: CallContext) -> rec.Medicine:
@@ -212,13 +210,10 @@ async def update_medicine(req: rec.UpdateMedicineRequest, ctx: CallContext) -> r
     ):
         vocabulary = knowledge.of(ctx)
         _check_ingredient(req.details, vocabulary)
-        current = await fetch(ctx.tx, req.medicine_id, lock=True)
-        if current is None:
-            raise NotFound("no such medicine in the catalog")
-        await _store(ctx.tx, req.medicine_id, req.details, current.active, new=False)
-        medicine = await fetch(ctx.tx, req.medicine_id)
-        assert medicine is not None
-        return described(medicine, vocabulary)
+        current = await _locked(ctx, req.medicine_id)
+        return await _saved(
+            ctx, req.medicine_id, req.details, current.active, vocabulary, new=False
+        )
 
 
 async def retire_medicine(req: rec.RetireMedicineRequest, ctx: CallContext) -> rec.Medicine:
@@ -229,13 +224,10 @@ async def retire_medicine(req: rec.RetireMedicineRequest, ctx: CallContext) -> r
         rec.MEDICINE_TABLE,
         entity_id=req.medicine_id,
     ):
-        current = await fetch(ctx.tx, req.medicine_id, lock=True)
-        if current is None:
-            raise NotFound("no such medicine in the catalog")
-        await _store(ctx.tx, req.medicine_id, current.details, False, new=False)
-        medicine = await fetch(ctx.tx, req.medicine_id)
-        assert medicine is not None
-        return described(medicine, knowledge.of(ctx))
+        current = await _locked(ctx, req.medicine_id)
+        return await _saved(
+            ctx, req.medicine_id, current.details, False, knowledge.of(ctx), new=False
+        )
 
 
 async def get_medicine(req: rec.GetMedicineRequest, ctx: CallContext) -> rec.Medicine:
@@ -246,21 +238,15 @@ async def get_medicine(req: rec.GetMedicineRequest, ctx: CallContext) -> rec.Med
 
 
 async def search_medicines(req: rec.SearchMedicinesRequest, ctx: CallContext) -> rec.MedicineList:
-    where: list[str] = []
-    args: list[Any] = []
-    if req.prefix.strip():
-        pattern = _like_prefix(req.prefix)
-        where.append("(name_key LIKE %s OR ingredient_key LIKE %s)")
-        args += [pattern, pattern]
-    if req.type is not None:
-        where.append("type = %s")
-        args.append(req.type.value)
-    if not where:
+    prefix = _key(req.prefix) if req.prefix.strip() else None
+    if prefix is None and req.type is None:
         raise InvalidRequest("give a prefix or a type to search the catalog")
-    if not req.include_retired:
-        where.append("active = 1")
-    condition = " AND ".join(where)
-    sql = f"SELECT {COLUMNS} FROM medicines WHERE {condition} ORDER BY name_key, strength LIMIT %s"  # noqa: S608
-    rows = await db.fetchall(runtime_of(ctx).database, sql, (*args, req.limit))
+    rows = await store.search_medicines(
+        runtime_of(ctx).database,
+        prefix,
+        None if req.type is None else req.type.value,
+        include_retired=req.include_retired,
+        limit=req.limit,
+    )
     vocabulary = knowledge.of(ctx)
     return rec.MedicineList(medicines=[described(_medicine(r), vocabulary) for r in rows])

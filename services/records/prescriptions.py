@@ -135,34 +135,38 @@ async def _change_status(
     )
 
 
+async def _audited_change(
+    ctx: CallContext,
+    audit_type: AuditType,
+    prescription_id: str,
+    status: rec.PrescriptionStatus,
+    reason: str | None = None,
+) -> rec.PrescriptionWritten:
+    """`_change_status` in its audited block."""
+    async with audited(
+        ctx, audit_type, AuditAction.update, ENTITY, entity_id=prescription_id
+    ) as subject:
+        return await _change_status(ctx, subject, prescription_id, status, reason)
+
+
 async def cancel_prescription(
     req: rec.CancelPrescriptionRequest, ctx: CallContext
 ) -> rec.PrescriptionWritten:
-    async with audited(
+    return await _audited_change(
         ctx,
         AuditType.prescription_cancel,
-        AuditAction.update,
-        ENTITY,
-        entity_id=req.prescription_id,
-    ) as subject:
-        return await _change_status(
-            ctx, subject, req.prescription_id, rec.PrescriptionStatus.cancelled, req.reason
-        )
+        req.prescription_id,
+        rec.PrescriptionStatus.cancelled,
+        req.reason,
+    )
 
 
 async def complete_prescription(
     req: rec.CompletePrescriptionRequest, ctx: CallContext
 ) -> rec.PrescriptionWritten:
-    async with audited(
-        ctx,
-        AuditType.prescription_complete,
-        AuditAction.update,
-        ENTITY,
-        entity_id=req.prescription_id,
-    ) as subject:
-        return await _change_status(
-            ctx, subject, req.prescription_id, rec.PrescriptionStatus.completed
-        )
+    return await _audited_change(
+        ctx, AuditType.prescription_complete, req.prescription_id, rec.PrescriptionStatus.completed
+    )
 
 
 @dataclass

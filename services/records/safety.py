@@ -85,6 +85,17 @@ def _severity_text(allergy: rec.AllergyEntry) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _allergy_alert(allergy: rec.AllergyEntry, message: str) -> rec.SafetyAlert:
+    """A high alert: the drug is, or contains, what the patient is allergic to."""
+    return _alert(
+        rec.AlertKind.allergy,
+        allergy.allergy_id,
+        rec.AlertSeverity.high,
+        message,
+        allergy_id=allergy.allergy_id,
+    )
+
+
 def allergy_alerts(
     knowledge: Knowledge,
     medication: rec.Medication,
@@ -104,15 +115,7 @@ def allergy_alerts(
             name = _words(allergy.substance)
             haystack = _words(" ".join([medication.drug_name, *sorted(drug.ingredients)]))
             if name.strip() and name in haystack:
-                alerts.append(
-                    _alert(
-                        rec.AlertKind.allergy,
-                        allergy.allergy_id,
-                        rec.AlertSeverity.high,
-                        f"{known}: {label} matches it by name.",
-                        allergy_id=allergy.allergy_id,
-                    )
-                )
+                alerts.append(_allergy_alert(allergy, f"{known}: {label} matches it by name."))
             continue
         if code.startswith(INGREDIENT) and code.removeprefix(INGREDIENT) in drug.ingredients:
             reason = f"{label} contains {code.removeprefix(INGREDIENT)}."
@@ -122,15 +125,7 @@ def allergy_alerts(
                 f"{label} is one of the {knowledge.title(CLASS + shared[0])}." if shared else ""
             )
         if reason:
-            alerts.append(
-                _alert(
-                    rec.AlertKind.allergy,
-                    allergy.allergy_id,
-                    rec.AlertSeverity.high,
-                    f"{known}: {reason}",
-                    allergy_id=allergy.allergy_id,
-                )
-            )
+            alerts.append(_allergy_alert(allergy, f"{known}: {reason}"))
             continue
         for cls in sorted(_allergen_classes(knowledge, code)):
             reacting = sorted(_cross(knowledge, cls) & drug.classes)
