@@ -59,12 +59,8 @@ async def book(req: sched.BookRequest, ctx: CallContext) -> sched.Appointment:
 
 async def reschedule(req: sched.RescheduleRequest, ctx: CallContext) -> sched.Appointment:
     runtime, me, now = runtime_of(ctx), principal_of(ctx), steps.now()
-    async with audited(
-        ctx,
-        AuditType.appointment_reschedule,
-        AuditAction.update,
-        steps.ENTITY,
-        entity_id=req.appointment_id,
+    async with steps.audited_appointment(
+        ctx, AuditType.appointment_reschedule, AuditAction.update, req.appointment_id
     ) as subject:
         rules.check_times(req.start, req.end, now)
         # Lock order everywhere: appointment row, then physician row.
@@ -95,12 +91,8 @@ async def reschedule(req: sched.RescheduleRequest, ctx: CallContext) -> sched.Ap
 
 async def cancel(req: sched.CancelRequest, ctx: CallContext) -> sched.Appointment:
     runtime, me, now = runtime_of(ctx), principal_of(ctx), steps.now()
-    async with audited(
-        ctx,
-        AuditType.appointment_cancel,
-        AuditAction.update,
-        steps.ENTITY,
-        entity_id=req.appointment_id,
+    async with steps.audited_appointment(
+        ctx, AuditType.appointment_cancel, AuditAction.update, req.appointment_id
     ) as subject:
         current = await steps.locked_for(ctx.tx, subject, req.appointment_id)
         steps.require_booked(current, now, "cancel")
@@ -128,12 +120,8 @@ async def cancel(req: sched.CancelRequest, ctx: CallContext) -> sched.Appointmen
 
 async def get_appointment(req: sched.AppointmentRequest, ctx: CallContext) -> sched.Appointment:
     runtime, me = runtime_of(ctx), principal_of(ctx)
-    async with audited(
-        ctx,
-        AuditType.appointment_read,
-        AuditAction.read,
-        steps.ENTITY,
-        entity_id=req.appointment_id,
+    async with steps.audited_appointment(
+        ctx, AuditType.appointment_read, AuditAction.read, req.appointment_id
     ) as subject:
         row = await store.get_appointment(steps.db(runtime), req.appointment_id)
         if row is None:

@@ -5,14 +5,17 @@ physician), the API's views of a row, and the refusals by status.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from contracts import keyvault as kv
 from contracts import scheduling as sched
+from contracts.audit import AuditAction, AuditType
 from contracts.base import EventType
 from mesh import auditing, keyvault, outbox
+from mesh.context import CallContext
 from mesh.db import Connection, Database, Sql
 from mesh.errors import Conflict, NotFound, RpcError
 from mesh.runtime import Runtime
@@ -151,6 +154,13 @@ async def locked_appointment(conn: Sql, appointment_id: str) -> AppointmentRow:
     if row is None:
         raise NotFound("unknown appointment", details={"appointment_id": appointment_id})
     return row
+
+
+def audited_appointment(
+    ctx: CallContext, type: AuditType, action: AuditAction, appointment_id: str
+) -> AbstractAsyncContextManager[auditing.Subject]:
+    """`auditing.audited`, for an action on one appointment."""
+    return auditing.audited(ctx, type, action, ENTITY, entity_id=appointment_id)
 
 
 async def locked_for(conn: Sql, subject: auditing.Subject, appointment_id: str) -> AppointmentRow:

@@ -11,7 +11,6 @@ from contracts import scheduling as sched
 from contracts.audit import AuditAction, AuditType
 from contracts.base import Role
 from mesh import auditing
-from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, Forbidden
 from services.scheduling import rules, steps, store, timeplan
@@ -98,8 +97,8 @@ async def _transition(
     step: Step, req: sched.AppointmentRequest, ctx: CallContext
 ) -> sched.Appointment:
     runtime, me, now = runtime_of(ctx), principal_of(ctx), steps.now()
-    async with audited(
-        ctx, step.audit, AuditAction.update, steps.ENTITY, entity_id=req.appointment_id
+    async with steps.audited_appointment(
+        ctx, step.audit, AuditAction.update, req.appointment_id
     ) as subject:
         current = await steps.locked_for(ctx.tx, subject, req.appointment_id)
         if step.own_only and me.role is Role.physician and current.physician_id != me.account_id:
