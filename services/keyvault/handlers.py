@@ -53,6 +53,14 @@ async def audit_action(
     await audit.record(ctx.runtime, event)
 
 
+def require_usable_recipient(public_key: str) -> None:
+    """Shares can be sealed to `public_key` (checked before any share is made), else 400."""
+    try:
+        seal_share(public_key, "probe")
+    except SealedShareError as exc:
+        raise BadRequest(f"recipient_public_key is not usable: {exc}") from None
+
+
 async def status_reply(vault: Vault, message: str | None = None) -> kv.StatusReply:
     meta = vault.meta
     return kv.StatusReply(
@@ -85,10 +93,7 @@ async def status(req: kv.StatusRequest, ctx: CallContext) -> kv.StatusReply:
 async def init(req: kv.InitRequest, ctx: CallContext) -> kv.InitReply:
     vault = _vault(ctx)
     # Refuse a bad recipient key before any key is made, so no share is ever lost.
-    try:
-        seal_share(req.recipient_public_key, "probe")
-    except SealedShareError as exc:
-        raise BadRequest(f"recipient_public_key is not usable: {exc}") from None
+    require_usable_recipient(req.recipient_public_key)
     try:
         shares = await vault.initialise(req.threshold, req.shares)
     except RpcError as exc:

@@ -23,8 +23,12 @@ from mesh.context import CallContext
 from mesh.errors import BadRequest, Conflict, RpcError, Sealed
 from mesh.logging import get_logger
 from services.keyvault import grants, store
-from services.keyvault.handlers import audit_action, router, status_reply
-from services.keyvault.sealedbox import SealedShareError, seal_share
+from services.keyvault.handlers import (
+    audit_action,
+    require_usable_recipient,
+    router,
+    status_reply,
+)
 from services.keyvault.state import vault_of
 from services.keyvault.vault import Vault
 
@@ -478,10 +482,7 @@ async def ceremony_status(
 @router.handler(kv.CEREMONY_START)
 async def ceremony_start(req: kv.CeremonyStartRequest, ctx: CallContext) -> kv.CeremonyStatus:
     vault = _vault(ctx)
-    try:
-        seal_share(req.recipient_public_key, "probe")
-    except SealedShareError as exc:
-        raise BadRequest(f"recipient_public_key is not usable: {exc}") from None
+    require_usable_recipient(req.recipient_public_key)
     what = f"{req.kind.value} to {req.threshold} of {req.shares}"
     async with _refusals(ctx, AuditType.vault_ceremony_started, what):
         ceremony_id = await vault.start_ceremony(
