@@ -51,18 +51,24 @@ async def forward(
     **kwargs: Any,
 ) -> RespT:
     """Check the route table, then call the service as the caller (principal + proof)."""
+    as_caller = await _as_caller(request, caller, method, body)
+    return await runtime(request).rpc.call(method, body, **as_caller, **kwargs)
+
+
+async def _as_caller(
+    request: Request, caller: Caller, method: RpcMethod[Any, Any], body: BaseModel
+) -> dict[str, Any]:
+    """The route table's and attendance's checks of the caller; then the keyword
+    arguments that make a call the caller's (principal, proof, signed body, idempotency)."""
     if not allowed(method, caller.principal.role):
         raise ApiError(403, f"a {caller.principal.role.value} may not do this")
     await attendance.enforce(runtime(request), caller.principal, method, body)
-    return await runtime(request).rpc.call(
-        method,
-        body,
-        principal=caller.principal,
-        proof=caller.proof_json,
-        signed_body=caller.body,
-        idempotency_key=caller.idempotency_key if method.write else None,
-        **kwargs,
-    )
+    return {
+        "principal": caller.principal,
+        "proof": caller.proof_json,
+        "signed_body": caller.body,
+        "idempotency_key": caller.idempotency_key if method.write else None,
+    }
 
 
 class JsonReply(Response):
@@ -83,18 +89,8 @@ async def relay(
     shown = getattr(route, "response_model", None)
     if shown is not None and shown is not method.response:
         raise TypeError(f"{method.name}: the route shows {shown}, the reply is {method.response}")
-    if not allowed(method, caller.principal.role):
-        raise ApiError(403, f"a {caller.principal.role.value} may not do this")
-    await attendance.enforce(runtime(request), caller.principal, method, body)
-    raw = await runtime(request).rpc.call_json(
-        method,
-        body,
-        principal=caller.principal,
-        proof=caller.proof_json,
-        signed_body=caller.body,
-        idempotency_key=caller.idempotency_key if method.write else None,
-        **kwargs,
-    )
+    as_caller = await _as_caller(request, caller, method, body)
+    raw = await runtime(request).rpc.call_json(method, body, **as_caller, **kwargs)
     return JsonReply(raw, status_code=getattr(route, "status_code", None) or 200)
 
 

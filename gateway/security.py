@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from fastapi import Request
@@ -208,6 +209,19 @@ class Security:
         except RpcError:
             log.warning("gateway.refusal_not_audited", type=type)
 
+    @asynccontextmanager
+    async def _signature_refusals(self, address: str | None) -> AsyncIterator[None]:
+        """A `SignatureError` of the checks inside is audited as a refusal, then raised."""
+        try:
+            yield
+        except SignatureError as exc:
+            await self.refusal(
+                AuditType.gateway_signature_refused,
+                f"{exc.reason.value}: {exc.message}",
+                address=address,
+            )
+            raise
+
     # ---------------------------------------------------------------- requests
 
     async def verify(self, request: Request, *, patient_data: bool = False) -> Caller:
@@ -236,7 +250,7 @@ class Security:
         patient_data: bool = False,
     ) -> Caller:
         """The checks of a signed request (or WebSocket handshake, signed as a GET)."""
-        try:
+        async with self._signature_refusals(address):
             proof = proof_from_headers(method, url, headers)
             parsed = parse_proof(proof)
             account = await self.account(parsed.key_id)
@@ -252,13 +266,6 @@ class Security:
             # The nonce is remembered (once the signature verified) and the buckets taken
             # in one round trip; a replay takes no token.
             decision = await self._check_limits(buckets, principal, parsed.nonce)
-        except SignatureError as exc:
-            await self.refusal(
-                AuditType.gateway_signature_refused,
-                f"{exc.reason.value}: {exc.message}",
-                address=address,
-            )
-            raise
         return Caller(principal, proof, parsed.nonce, decision, body)
 
     def _check(self, proof: RequestProof, public_key: str, body: bytes) -> ParsedSignature:
@@ -277,7 +284,7 @@ class Security:
         body = await self.body(request)
         address = request.client.host if request.client else "unknown"
         await self.take(self.anonymous, f"addr:{address}", None)
-        try:
+        async with self._signature_refusals(address):
             target = signed_target(request.scope, request.url)
             proof = proof_from_headers(request.method, target, request.headers)
             parsed = parse_proof(proof)
@@ -291,13 +298,6 @@ class Security:
             except ValueError:
                 raise SignatureError(SignatureReason.bad_signature) from None
             await self.remember_nonce(parsed.key_id, parsed.nonce)
-        except SignatureError as exc:
-            await self.refusal(
-                AuditType.gateway_signature_refused,
-                f"{exc.reason.value}: {exc.message}",
-                address=address,
-            )
-            raise
         return proof
 
     async def anonymous_request(self, request: Request) -> None:
