@@ -410,19 +410,26 @@ def _counts(text: str | None) -> dict[int, int] | None:
     return {int(k): int(v) for k, v in json.loads(text).items()}
 
 
+_COUNTERS = (
+    "rows_total",
+    "rows_scanned",
+    "rows_rewrapped",
+    "fields_rewrapped",
+    "macs_rewrapped",
+    "tokens_rewritten",
+    "rows_changed",
+    "rows_failed",
+    "pass_work",
+)
+"""The cursor's whole-number counters, columns 2 to 10 of `_CURSOR_COLUMNS`."""
+
+
 def _cursor(row: Sequence[Any]) -> Cursor:
+    counters = {name: int(value) for name, value in zip(_COUNTERS, row[2:11], strict=True)}
     return Cursor(
         pass_number=int(row[0]),
         last_pk=None if row[1] is None else list(json.loads(row[1])),
-        rows_total=int(row[2]),
-        rows_scanned=int(row[3]),
-        rows_rewrapped=int(row[4]),
-        fields_rewrapped=int(row[5]),
-        macs_rewrapped=int(row[6]),
-        tokens_rewritten=int(row[7]),
-        rows_changed=int(row[8]),
-        rows_failed=int(row[9]),
-        pass_work=int(row[10]),
+        **counters,
         pass_usage=_counts(row[11]) or {},
         pass_versions=_counts(row[12]) or {},
         final_usage=_counts(row[13]),
