@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from contracts import records as rec
 from contracts import scheduling as sched
@@ -25,14 +24,11 @@ from mesh.keyvault import Batch
 from mesh.logging import get_logger
 from mesh.rpc import RpcRouter, RpcServer
 from mesh.runtime import Runtime
+from services.records import store
 from services.records.access import lookups, principal_of, state_of
 
 log = get_logger("records.care")
 TABLE = "break_glass"
-
-
-def _naive(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 async def decide(
@@ -43,24 +39,12 @@ async def decide(
     open break-glass grant counts (what opens a chart off duty)."""
     target = lookups(runtime)
     now = datetime.now(UTC)
-    recorded = (
-        None
-        if break_glass_only
-        else await db.fetchone(
-            target,
-            "SELECT 1 FROM encounter_versions WHERE patient_id = %s AND recorded_by = %s LIMIT 1",
-            (patient_id, physician_id),
-        )
+    recorded = not break_glass_only and await store.recorded_encounter(
+        target, patient_id, physician_id
     )
-    if recorded is not None:
+    if recorded:
         return rec.MayReadReply(allowed=True, basis=rec.CareBasis.encounter)
-    grant = await db.fetchone(
-        target,
-        "SELECT 1 FROM break_glass WHERE physician_id = %s AND patient_id = %s "
-        "AND expires_at > %s LIMIT 1",
-        (physician_id, patient_id, _naive(now)),
-    )
-    if grant is not None:
+    if await store.open_break_glass(target, physician_id, patient_id, now):
         return rec.MayReadReply(allowed=True, basis=rec.CareBasis.break_glass)
     if break_glass_only:
         return rec.MayReadReply(allowed=False)
@@ -134,10 +118,7 @@ async def stop_access_server(runtime: Runtime) -> None:
 
 async def break_glass(req: rec.BreakGlassRequest, ctx: CallContext) -> rec.BreakGlassOpened:
     runtime, me = runtime_of(ctx), principal_of(ctx)
-    known = await db.fetchone(
-        ctx.tx, "SELECT 1 FROM patients WHERE patient_id = %s", (req.patient_id,)
-    )
-    if known is None:
+    if not await store.patient_exists(ctx.tx, req.patient_id):
         raise NotFound("unknown patient", details={"patient_id": req.patient_id})
     grant_id = str(uuid.uuid4())
     now = datetime.now(UTC)
@@ -145,18 +126,8 @@ async def break_glass(req: rec.BreakGlassRequest, ctx: CallContext) -> rec.Break
     batch = Batch()
     batch.add(TABLE, grant_id, {"reason": req.reason}, patient=req.patient_id)
     (cipher,) = await keyvault.encrypt(runtime, batch)
-    await db.execute(
-        ctx.tx,
-        "INSERT INTO break_glass (grant_id, physician_id, patient_id, reason_enc, opened_at, "
-        "expires_at) VALUES (%s, %s, %s, %s, %s, %s)",
-        (
-            grant_id,
-            me.account_id,
-            req.patient_id,
-            cipher["reason"],
-            _naive(now),
-            _naive(expires),
-        ),
+    await store.insert_break_glass(
+        ctx.tx, grant_id, me.account_id, req.patient_id, cipher["reason"], now, expires
     )
     await audit.record(
         runtime,
@@ -186,33 +157,27 @@ async def break_glass(req: rec.BreakGlassRequest, ctx: CallContext) -> rec.Break
     return rec.BreakGlassOpened(grant_id=grant_id, patient_id=req.patient_id, expires_at=expires)
 
 
-COLUMNS = (
-    "grant_id, patient_id, physician_id, opened_at, expires_at, reason_enc, acknowledged_by, "
-    "acknowledged_at, note"
-)
-
-
-async def _grants(runtime: Runtime, rows: list[tuple[Any, ...]]) -> list[rec.BreakGlassGrant]:
+async def _grants(runtime: Runtime, rows: list[store.BreakGlassRow]) -> list[rec.BreakGlassGrant]:
     if not rows:
         return []
     batch = Batch()
     for row in rows:
-        batch.add(TABLE, str(row[0]), {"reason": row[5]}, patient=str(row[1]))
+        batch.add(TABLE, row.grant_id, {"reason": row.reason_enc}, patient=row.patient_id)
     # Reasons are decrypted for the reviewing administrator (the report's grant: reasons
     # only, at most the page the administrator signed for).
     decrypted = await keyvault.decrypt(runtime, batch)
     plain = [p if "reason" in p else {"reason": "(does not decrypt)"} for p in decrypted.rows]
     return [
         rec.BreakGlassGrant(
-            grant_id=str(r[0]),
-            patient_id=str(r[1]),
-            physician_id=str(r[2]),
-            opened_at=r[3].replace(tzinfo=UTC),
-            expires_at=r[4].replace(tzinfo=UTC),
+            grant_id=r.grant_id,
+            patient_id=r.patient_id,
+            physician_id=r.physician_id,
+            opened_at=r.opened_at,
+            expires_at=r.expires_at,
             reason=p["reason"],
-            acknowledged_by=r[6],
-            acknowledged_at=r[7].replace(tzinfo=UTC) if r[7] else None,
-            note=r[8],
+            acknowledged_by=r.acknowledged_by,
+            acknowledged_at=r.acknowledged_at,
+            note=r.note,
         )
         for r, p in zip(rows, plain, strict=True)
     ]
@@ -222,11 +187,8 @@ async def break_glass_report(
     req: rec.BreakGlassReportRequest, ctx: CallContext
 ) -> rec.BreakGlassReport:
     runtime = runtime_of(ctx)
-    where = " WHERE acknowledged_at IS NULL" if req.unacknowledged_only else ""
-    rows = await db.fetchall(
-        runtime.database,
-        f"SELECT {COLUMNS} FROM break_glass{where} ORDER BY opened_at DESC LIMIT %s",  # noqa: S608
-        (req.limit,),
+    rows = await store.break_glass_grants(
+        runtime.database, req.limit, unacknowledged_only=req.unacknowledged_only
     )
     return rec.BreakGlassReport(grants=await _grants(runtime, rows))
 
@@ -235,15 +197,11 @@ async def acknowledge(
     req: rec.AcknowledgeBreakGlassRequest, ctx: CallContext
 ) -> rec.BreakGlassGrant:
     runtime, me = runtime_of(ctx), principal_of(ctx)
-    changed = await db.execute(
-        ctx.tx,
-        "UPDATE break_glass SET acknowledged_by = %s, acknowledged_at = %s, note = %s "
-        "WHERE grant_id = %s",
-        (me.account_id, _naive(datetime.now(UTC)), req.note, req.grant_id),
+    changed = await store.acknowledge_break_glass(
+        ctx.tx, req.grant_id, me.account_id, datetime.now(UTC), req.note
     )
     if not changed:
         raise NotFound("no such break-glass grant")
-    one = f"SELECT {COLUMNS} FROM break_glass WHERE grant_id = %s"  # noqa: S608
-    rows = await db.fetchall(ctx.tx, one, (req.grant_id,))
+    rows = await store.break_glass_by_id(ctx.tx, req.grant_id)
     (grant,) = await _grants(runtime, rows)
     return grant

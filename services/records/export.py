@@ -30,7 +30,7 @@ from contracts import fhirexport as fx
 from contracts import keyvault as kv
 from contracts.audit import AuditAction, AuditType
 from contracts.base import Principal
-from mesh import auditing, db, fhirmap
+from mesh import auditing, fhirmap
 from mesh.auditing import Subject
 from mesh.context import CallContext, current_call, runtime_of
 from mesh.errors import (
@@ -53,36 +53,31 @@ from services.records.prescriptions import decrypt_with_prescriptions
 log = get_logger("records.export")
 
 RESUME_EVERY_S = 1.0
-JOB_COLUMNS = (
-    "job_id, group_id, requested_by, approved_by, state, done, total, progress, "
-    "recipient_public_key, requested_at, output, error, types, since"
-)
 PATIENT_FIELDS = fx.PATIENT_COLUMNS
 """A FHIR Patient's columns (no insurance, no clinical flags), as for a Patient read."""
 
 
-def _job(row: tuple[Any, ...]) -> fx.ExportJob:
+def _job(row: store.ExportJobRow) -> fx.ExportJob:
     return fx.ExportJob(
-        job_id=row[0],
-        group_id=row[1],
-        requested_by=row[2],
-        approved_by=row[3],
-        state=fx.ExportState(row[4]),
-        done=row[5],
-        total=row[6],
-        progress=row[7],
-        recipient_public_key=row[8],
-        requested_at=store.aware(row[9]),
-        output=[fx.ExportOutput.model_validate(o) for o in json.loads(row[10] or "[]")],
-        error=row[11],
-        types=(row[12] or ",".join(fx.EXPORT_TYPES)).split(","),
-        since=None if row[13] is None else store.aware(row[13]),
+        job_id=row.job_id,
+        group_id=row.group_id,
+        requested_by=row.requested_by,
+        approved_by=row.approved_by,
+        state=fx.ExportState(row.state),
+        done=row.done,
+        total=row.total,
+        progress=row.progress,
+        recipient_public_key=row.recipient_public_key,
+        requested_at=row.requested_at,
+        output=[fx.ExportOutput.model_validate(o) for o in json.loads(row.output or "[]")],
+        error=row.error,
+        types=(row.types or ",".join(fx.EXPORT_TYPES)).split(","),
+        since=row.since,
     )
 
 
 async def _load(target: Any, job_id: str, *, lock: bool = False) -> fx.ExportJob:
-    sql = f"SELECT {JOB_COLUMNS} FROM fhir_export_jobs WHERE job_id = %s"  # noqa: S608
-    row = await db.fetchone(target, sql + (" FOR UPDATE" if lock else ""), (job_id,))
+    row = await store.get_export_job(target, job_id, lock=lock)
     if row is None:
         raise NotFound("there is no export with that id", details={"job_id": job_id})
     return _job(row)
@@ -93,24 +88,18 @@ async def _kickoff(ctx: CallContext, group_id: str | None, req: fx.KickoffReques
     proof = RequestProof.model_validate_json(ctx.proof)
     job_id = fx.kickoff_digest(proof.signature_input, proof.signature)
     me = principal_of(ctx)
-    await db.execute(
+    await store.insert_export_job(
         ctx.tx,
-        "INSERT INTO fhir_export_jobs (job_id, group_id, requested_by, state, progress, "
-        "recipient_public_key, kickoff_proof, kickoff_body, requested_at, types, since) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            job_id,
-            group_id,
-            me.account_id,
-            fx.ExportState.awaiting_approval.value,
-            "awaiting a second administrator's approval",
-            req.recipient_public_key,
-            ctx.proof,
-            ctx.signed_body,
-            store.naive(datetime.now(UTC)),
-            ",".join(fx.types_of(req)),
-            None if req.since is None else store.naive(req.since),
-        ),
+        job_id,
+        group_id,
+        me.account_id,
+        "awaiting a second administrator's approval",
+        req.recipient_public_key,
+        ctx.proof,
+        ctx.signed_body,
+        datetime.now(UTC),
+        ",".join(fx.types_of(req)),
+        req.since,
     )
     subject = Subject(AuditType.export_requested, AuditAction.execute, "export", None, job_id)
     await auditing.written(ctx, subject, f"group {group_id}" if group_id else "every patient")
@@ -135,31 +124,18 @@ async def approve(req: fx.ExportJobRequest, ctx: CallContext) -> fx.ExportJob:
         raise Conflict(f"this export is {job.state.value}, not awaiting approval")
     if job.requested_by == me.account_id:
         raise Forbidden("an export needs a second administrator: you requested this one")
-    row = await db.fetchone(
-        ctx.tx,
-        "SELECT kickoff_proof, kickoff_body FROM fhir_export_jobs WHERE job_id = %s",
-        (req.job_id,),
-    )
-    assert row is not None
-    countersigned = kv.Countersigned(proof=row[0], body=base64.b64encode(bytes(row[1])).decode())
+    kickoff = await store.export_kickoff(ctx.tx, req.job_id)
+    assert kickoff is not None
+    proof, body = kickoff
+    countersigned = kv.Countersigned(proof=proof, body=base64.b64encode(body).decode())
     runtime = runtime_of(ctx)
     # No rows: this call only has the keyvault check both signatures and open the session.
     await runtime.rpc.call(kv.DECRYPT, kv.DecryptRequest(rows=[], countersigned=countersigned))
-    total = await db.fetchone(ctx.tx, "SELECT COUNT(*) FROM patients")
+    total = await store.count_patients(ctx.tx)
     assert total is not None
-    progress = f"approved: 0 of {total[0]} patients"
-    await db.execute(
-        ctx.tx,
-        "UPDATE fhir_export_jobs SET state = %s, approved_by = %s, progress = %s, total = %s, "
-        "run_principal = %s WHERE job_id = %s",
-        (
-            fx.ExportState.running.value,
-            me.account_id,
-            progress,
-            int(total[0]),
-            me.model_dump_json(),
-            req.job_id,
-        ),
+    progress = f"approved: 0 of {total} patients"
+    await store.approve_export_job(
+        ctx.tx, req.job_id, me.account_id, progress, total, me.model_dump_json()
     )
     subject = Subject(AuditType.export_approved, AuditAction.execute, "export", None, req.job_id)
     await auditing.written(ctx, subject)
@@ -168,7 +144,7 @@ async def approve(req: fx.ExportJobRequest, ctx: CallContext) -> fx.ExportJob:
             "state": fx.ExportState.running,
             "approved_by": me.account_id,
             "progress": progress,
-            "total": int(total[0]),
+            "total": total,
         }
     )
 
@@ -209,32 +185,26 @@ async def _claim(runtime: Runtime, job_id: str, owner: str) -> bool:
     """Take the job's lease if no live run holds it."""
     assert runtime.db is not None
     now = _now()
-    taken = await runtime.db.execute(
-        "UPDATE fhir_export_jobs SET lease_owner = %s, lease_until = %s "
-        "WHERE job_id = %s AND state = %s AND (lease_until IS NULL OR lease_until < %s)",
-        (
-            owner,
-            now + timedelta(seconds=fx.LEASE_S),
-            job_id,
-            fx.ExportState.running.value,
-            now,
-        ),
+    return await store.claim_export_job(
+        runtime.db, job_id, owner, now + timedelta(seconds=fx.LEASE_S), now
     )
-    return taken == 1
 
 
 async def _start(runtime: Runtime, job_id: str, owner: str) -> _Run:
     assert runtime.db is not None
     job = await _load(runtime.db, job_id)
-    row = await runtime.db.fetchone(
-        "SELECT cursor_patient, page, exported, run_principal FROM fhir_export_jobs "
-        "WHERE job_id = %s",
-        (job_id,),
-    )
+    row = await store.export_run(runtime.db, job_id)
     assert row is not None
-    principal = Principal.model_validate_json(row[3])
+    principal = Principal.model_validate_json(row.run_principal or "")
     return _Run(
-        job, principal, owner, str(row[0]), int(row[1]), job.done, int(row[2]), frozenset(job.types)
+        job,
+        principal,
+        owner,
+        row.cursor_patient,
+        row.page,
+        job.done,
+        row.exported,
+        frozenset(job.types),
     )
 
 
@@ -254,11 +224,7 @@ def _changed(at: datetime | None, since: datetime | None) -> bool:
 
 async def _walk(runtime: Runtime, run: _Run) -> list[str]:
     assert runtime.db is not None
-    rows = await runtime.db.fetchall(
-        "SELECT patient_id FROM patients WHERE patient_id > %s ORDER BY patient_id LIMIT %s",
-        (run.cursor, runtime.settings.fhir_export_page),
-    )
-    return [str(r[0]) for r in rows]
+    return await store.patient_ids_after(runtime.db, run.cursor, runtime.settings.fhir_export_page)
 
 
 async def _read_page(ctx: CallContext, run: _Run, ids: list[str]) -> _Page:
@@ -388,11 +354,10 @@ async def _seal_page(ctx: CallContext, run: _Run, page: _Page) -> None:
     runtime = runtime_of(ctx)
     assert runtime.db is not None
     # The page was read: renew the lease before its audits (a slow page is not taken over).
-    renewed = await runtime.db.execute(
-        "UPDATE fhir_export_jobs SET lease_until = %s WHERE job_id = %s AND lease_owner = %s",
-        (_now() + timedelta(seconds=fx.LEASE_S), run.job.job_id, run.owner),
+    renewed = await store.renew_export_lease(
+        runtime.db, run.job.job_id, run.owner, _now() + timedelta(seconds=fx.LEASE_S)
     )
-    if renewed != 1:
+    if not renewed:
         raise _LostLease
     for patient_id in page.exported:
         subject = Subject(
@@ -406,33 +371,29 @@ async def _seal_page(ctx: CallContext, run: _Run, page: _Page) -> None:
     total = max(run.job.total, done)
     progress = f"{done} of {total} patients read, {exported} exported"
     async with runtime.db.transaction() as conn:
-        renewed = await db.execute(
+        renewed = await store.advance_export_job(
             conn,
-            "UPDATE fhir_export_jobs SET cursor_patient = %s, page = %s, done = %s, total = %s, "
-            "exported = %s, progress = %s, lease_until = %s "
-            "WHERE job_id = %s AND lease_owner = %s AND state = %s",
-            (
-                page.ids[-1],
-                number,
-                done,
-                total,
-                exported,
-                progress,
-                _now() + timedelta(seconds=fx.LEASE_S),
-                run.job.job_id,
-                run.owner,
-                fx.ExportState.running.value,
-            ),
+            run.job.job_id,
+            run.owner,
+            page.ids[-1],
+            number,
+            done,
+            total,
+            exported,
+            progress,
+            _now() + timedelta(seconds=fx.LEASE_S),
         )
-        if renewed != 1:
+        if not renewed:
             raise _LostLease
         for kind, resources in page.files.items():
             if resources:
-                await db.execute(
+                await store.insert_export_file(
                     conn,
-                    "INSERT INTO fhir_export_files (job_id, resource_type, part, line_count, "
-                    "sealed) VALUES (%s, %s, %s, %s, %s)",
-                    (run.job.job_id, kind, number, len(resources), box.encrypt(_ndjson(resources))),
+                    run.job.job_id,
+                    kind,
+                    number,
+                    len(resources),
+                    box.encrypt(_ndjson(resources)),
                 )
     run.cursor, run.page, run.done, run.exported = page.ids[-1], number, done, exported
     run.job = run.job.model_copy(update={"total": total})
@@ -440,27 +401,18 @@ async def _seal_page(ctx: CallContext, run: _Run, page: _Page) -> None:
 
 async def _finish(runtime: Runtime, run: _Run) -> None:
     assert runtime.db is not None
-    rows = await runtime.db.fetchall(
-        "SELECT resource_type, part, line_count, LENGTH(sealed) FROM fhir_export_files "
-        "WHERE job_id = %s",
-        (run.job.job_id,),
-    )
+    rows = await store.export_files(runtime.db, run.job.job_id)
     order = {t: i for i, t in enumerate(fx.EXPORT_TYPES)}
     output = sorted(
-        ({"type": r[0], "part": int(r[1]), "count": int(r[2]), "bytes": int(r[3])} for r in rows),
+        ({"type": r[0], "part": r[1], "count": r[2], "bytes": r[3]} for r in rows),
         key=lambda o: (order.get(str(o["type"]), 99), o["part"]),
     )
-    await runtime.db.execute(
-        "UPDATE fhir_export_jobs SET state = %s, output = %s, progress = %s, lease_owner = NULL, "
-        "lease_until = NULL WHERE job_id = %s AND lease_owner = %s AND state = %s",
-        (
-            fx.ExportState.complete.value,
-            json.dumps(output),
-            f"complete: {run.exported} patients exported",
-            run.job.job_id,
-            run.owner,
-            fx.ExportState.running.value,
-        ),
+    await store.complete_export_job(
+        runtime.db,
+        run.job.job_id,
+        run.owner,
+        json.dumps(output),
+        f"complete: {run.exported} patients exported",
     )
 
 
@@ -468,16 +420,8 @@ async def _fail(runtime: Runtime, run: _Run, message: str) -> None:
     """The job fails, saying why; its sealed pages go with it (never half delivered)."""
     assert runtime.db is not None
     async with runtime.db.transaction() as conn:
-        failed = await db.execute(
-            conn,
-            "UPDATE fhir_export_jobs SET state = %s, error = %s, progress = %s, "
-            "lease_owner = NULL, lease_until = NULL WHERE job_id = %s AND lease_owner = %s",
-            (fx.ExportState.failed.value, message[:500], "failed", run.job.job_id, run.owner),
-        )
-        if failed == 1:
-            await db.execute(
-                conn, "DELETE FROM fhir_export_files WHERE job_id = %s", (run.job.job_id,)
-            )
+        if await store.fail_export_job(conn, run.job.job_id, run.owner, message[:500]):
+            await store.delete_export_files(conn, run.job.job_id)
 
 
 async def run_job(runtime: Runtime, job_id: str) -> None:
@@ -516,13 +460,8 @@ async def resume_loop(runtime: Runtime) -> None:
     while True:
         try:
             assert runtime.db is not None
-            rows = await runtime.db.fetchall(
-                "SELECT job_id FROM fhir_export_jobs WHERE state = %s "
-                "AND (lease_until IS NULL OR lease_until < %s) ORDER BY requested_at LIMIT 10",
-                (fx.ExportState.running.value, _now()),
-            )
-            for (job_id,) in rows:
-                await run_job(runtime, str(job_id))
+            for job_id in await store.runnable_export_jobs(runtime.db, _now()):
+                await run_job(runtime, job_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the loop outlives a database hiccup
@@ -536,16 +475,13 @@ async def status(req: fx.ExportJobRequest, ctx: CallContext) -> fx.ExportJob:
 
 async def file(req: fx.ExportFileRequest, ctx: CallContext) -> fx.ExportFile:
     """A file of a complete export, sealed as it is stored (records cannot open it)."""
-    row = await runtime_of(ctx).db.fetchone(  # type: ignore[union-attr]
-        "SELECT line_count, sealed FROM fhir_export_files "
-        "WHERE job_id = %s AND resource_type = %s AND part = %s",
-        (req.job_id, req.resource_type, req.part),
-    )
+    row = await store.export_file(runtime_of(ctx).db, req.job_id, req.resource_type, req.part)
     if row is None:
         raise NotFound("that export has no such file (yet)")
+    count, sealed = row
     return fx.ExportFile(
         resource_type=req.resource_type,
         part=req.part,
-        count=row[0],
-        sealed=base64.b64encode(bytes(row[1])).decode(),
+        count=count,
+        sealed=base64.b64encode(sealed).decode(),
     )
