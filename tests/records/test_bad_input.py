@@ -11,22 +11,18 @@ is not a valid request of its route at all is refused before any handler (the ga
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import pytest_asyncio
 
 from contracts import records as rec
-from contracts.base import RpcMethod
 from contracts.errors import ErrorCode
-from mesh.errors import RpcError
-from tests.records.support import World, content, demographics, key, signed_request, world
+from tests.records.support import World, content, demographics, signed_request, world
 from tests.support.clinic import StaffMember
-from tests.support.raw import gateway_reasons, is_4xx, signed_raw
+from tests.support.raw import Case, assert_refused, judge, refusal
 
 V, N, C, B = ErrorCode.validation, ErrorCode.not_found, ErrorCode.conflict, ErrorCode.bad_request
 UNKNOWN = "00000000-0000-4000-8000-00000000dead"
@@ -36,53 +32,6 @@ UNKNOWN = "00000000-0000-4000-8000-00000000dead"
 async def w() -> AsyncIterator[World]:
     async with world("recbad") as w:
         yield w
-
-
-async def refusal(
-    w: World, method: RpcMethod[Any, Any], body: Any, caller: StaffMember
-) -> RpcError:
-    """`body` sent raw on the bus, with the caller's signature of the HTTP request it
-    stands for (as the client would have sent it)."""
-    raw = raw_of(body)
-    proof, signed_body = signed_raw(caller, method, raw)
-    with pytest.raises(RpcError) as err:
-        await w.clinic.client.rpc.call_raw(
-            method.queue,
-            method.name,
-            raw,
-            principal=caller.principal,
-            proof=proof,
-            signed_body=signed_body,
-            idempotency_key=key() if method.write else None,
-        )
-    return err.value
-
-
-def raw_of(body: Any) -> bytes:
-    return body if isinstance(body, bytes) else json.dumps(body).encode()
-
-
-def judge(
-    name: str, method: RpcMethod[Any, Any], body: Any, error: RpcError, code: ErrorCode, text: str
-) -> list[str]:
-    """What is wrong with `error` as the answer to this bad input (nothing: [])."""
-    seen = f"{error.message} {json.dumps(error.details)}"
-    reasons = gateway_reasons(method, raw_of(body))
-    if reasons is not None:
-        # Not a valid request of the route at all: the gateway answers 422 with these
-        # reasons; the service, rebuilding the request from the signed bytes, refuses it
-        # before any handler (a 4xx, never a 500).
-        problems = []
-        if text not in reasons:
-            problems.append(f"{name}: expected the reasons to name {text!r}, got {reasons}")
-        if not is_4xx(error.code):
-            problems.append(f"{name}: expected a 4xx on the bus, got {error.code}: {seen}")
-        return problems
-    if error.code is not code or text not in seen:
-        return [f"{name}: expected {code} with {text!r}, got {error.code}: {seen}"]
-    if error.code is V and not error.details:
-        return [f"{name}: a 422 without details"]
-    return []
 
 
 def edit(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -103,10 +52,6 @@ def edit(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 def future(days: int = 2) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).isoformat()
-
-
-Case = tuple[str, RpcMethod[Any, Any], StaffMember, Any, ErrorCode, str]
-"""(name, method, caller, raw body, expected code, text the reasons must name)"""
 
 
 @dataclass(frozen=True)
@@ -166,15 +111,6 @@ async def scene(w: World) -> Scene:
         cancel=cancel,
         long=long,
     )
-
-
-async def assert_refused(w: World, cases: list[Case]) -> None:
-    """Each case sent, and refused as it expects; every miss named in one failure."""
-    failures = []
-    for name, method, caller, body, code, text in cases:
-        error = await refusal(w, method, body, caller)
-        failures += judge(name, method, body, error, code, text)
-    assert not failures, "\n".join(failures)
 
 
 async def assert_nothing_changed(w: World, scene: Scene) -> None:
@@ -238,7 +174,7 @@ async def test_registrations_with_bad_dates_lengths_formats_or_types_get_a_4xx_w
         ("a list, not an object", rec.CREATE_PATIENT, desk, [1, 2, 3], V, "JSON object"),
         ("not JSON at all", rec.CREATE_PATIENT, desk, b"\x00\xffnot json", B, "not valid"),
     ]  # fmt: skip
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases, value_errors=True)
     await assert_nothing_changed(w, scene)
 
 
@@ -264,7 +200,7 @@ async def test_bad_patient_updates_and_clinical_flags_get_a_4xx_with_reasons(
         ("flags of an unknown patient", rec.SET_CLINICAL_FLAGS, doctor,
          edit(flags, "patient_id", UNKNOWN), N, "unknown patient"),
     ]  # fmt: skip
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases, value_errors=True)
     await assert_nothing_changed(w, scene)
 
 
@@ -325,7 +261,7 @@ async def test_encounters_with_bad_times_codes_vitals_lengths_or_ids_get_a_4xx_w
         ("amend an old version", rec.AMEND_ENCOUNTER, doctor,
          edit(amend, "expected_version", 5), C, "latest version"),
     ]  # fmt: skip
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases, value_errors=True)
     await assert_nothing_changed(w, scene)
 
 
@@ -372,7 +308,7 @@ async def test_bad_prescriptions_cancellations_and_completions_get_a_4xx_with_re
         ("complete with an id of the wrong type", rec.COMPLETE_PRESCRIPTION, doctor,
          {"prescription_id": 42}, V, "prescription_id"),
     ]  # fmt: skip
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases, value_errors=True)
     await assert_nothing_changed(w, scene)
 
 
@@ -386,5 +322,5 @@ async def test_search_criteria_are_checked(w: World) -> None:
         ({"date_of_birth": "yesterday", "family_name": "Lind"}, "date_of_birth"),
     ]
     for body, text in cases:
-        error = await refusal(w, rec.SEARCH_PATIENTS, body, desk)
-        assert judge(str(body), rec.SEARCH_PATIENTS, body, error, V, text) == []
+        error = await refusal(w.clinic, rec.SEARCH_PATIENTS, body, desk)
+        assert judge(str(body), rec.SEARCH_PATIENTS, body, error, V, text, value_errors=True) == []

@@ -16,16 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import pytest
 import pytest_asyncio
 
 from contracts import scheduling as sched
-from contracts.base import Role, RpcMethod
+from contracts.base import Role
 from contracts.errors import ErrorCode
-from mesh.errors import RpcError
 from tests.scheduling.support import World, at, key, today, world
 from tests.support.clinic import StaffMember
-from tests.support.raw import gateway_reasons, is_4xx, signed_raw
+from tests.support.raw import Case, assert_refused, gateway_reasons, is_4xx, raw_of, refusal
 
 V, C, N, B = ErrorCode.validation, ErrorCode.conflict, ErrorCode.not_found, ErrorCode.bad_request
 
@@ -38,59 +36,6 @@ async def w() -> AsyncIterator[World]:
 
 def iso(instant: datetime) -> str:
     return instant.isoformat()
-
-
-async def refusal(
-    w: World, method: RpcMethod[Any, Any], body: Any, caller: StaffMember
-) -> RpcError:
-    """`body` sent raw on the bus, with the caller's signature of the HTTP request it
-    stands for (as the client would have sent it)."""
-    raw = raw_of(body)
-    proof, signed_body = signed_raw(caller, method, raw)
-    with pytest.raises(RpcError) as err:
-        await w.clinic.client.rpc.call_raw(
-            method.queue,
-            method.name,
-            raw,
-            principal=caller.principal,
-            proof=proof,
-            signed_body=signed_body,
-            idempotency_key=key() if method.write else None,
-        )
-    return err.value
-
-
-def raw_of(body: Any) -> bytes:
-    return body if isinstance(body, bytes) else json.dumps(body).encode()
-
-
-def judge(
-    name: str, method: RpcMethod[Any, Any], body: Any, error: RpcError, code: ErrorCode, text: str
-) -> list[str]:
-    """What is wrong with `error` as the answer to this bad input (nothing: [])."""
-    seen = f"{error.message} {json.dumps(error.details)}"
-    reasons = gateway_reasons(method, raw_of(body))
-    if "Value error" in f"{seen} {reasons}":  # pydantic's prefix for a raised ValueError
-        return [f"{name}: a developer's message: {reasons or seen}"]
-    if reasons is not None:
-        # Not a valid request of the route at all: the gateway answers 422 with these
-        # reasons; the service, rebuilding the request from the signed bytes, refuses it
-        # before any handler (a 4xx, never a 500).
-        problems = []
-        if text not in reasons:
-            problems.append(f"{name}: expected the reasons to name {text!r}, got {reasons}")
-        if not is_4xx(error.code):
-            problems.append(f"{name}: expected a 4xx on the bus, got {error.code}: {seen}")
-        return problems
-    if error.code is not code or text not in seen:
-        return [f"{name}: expected {code} with {text!r}, got {error.code}: {seen}"]
-    if error.code is V and not error.details:
-        return [f"{name}: a 422 without details"]
-    return []
-
-
-Case = tuple[str, RpcMethod[Any, Any], StaffMember, Any, ErrorCode, str]
-"""(name, method, caller, raw body, expected code, text the reasons must name)"""
 
 
 @dataclass(frozen=True)
@@ -197,15 +142,6 @@ async def scene(w: World) -> Scene:
     )
 
 
-async def assert_refused(w: World, cases: list[Case]) -> None:
-    """Each case sent, and refused as it expects; every miss named in one failure."""
-    failures = []
-    for name, method, caller, body, code, text in cases:
-        error = await refusal(w, method, body, caller)
-        failures += judge(name, method, body, error, code, text)
-    assert not failures, "\n".join(failures)
-
-
 async def assert_nothing_booked(w: World, scene: Scene) -> None:
     """Nothing was booked by any of it."""
     calendar = await w.clinic.call(
@@ -245,7 +181,7 @@ async def test_bookings_with_bad_formats_and_types_get_a_4xx_with_reasons(
         ("not an object", sched.BOOK, desk, [book], V, ""),
         ("not JSON", sched.BOOK, desk, b"{start: 9}", B, "JSON"),
     ]
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases)
     await assert_nothing_booked(w, scene)
 
 
@@ -339,7 +275,7 @@ async def test_bookings_at_bad_times_get_a_4xx_with_reasons(w: World, scene: Sce
             taken.appointment_id,
         ),
     ]
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases)
     await assert_nothing_booked(w, scene)
 
 
@@ -375,7 +311,7 @@ async def test_bookings_of_unknown_or_wrong_people_get_a_422_with_reasons(
             "no working hours",
         ),
     ]
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases)
     await assert_nothing_booked(w, scene)
 
 
@@ -459,7 +395,7 @@ async def test_bad_reschedules_get_a_4xx_with_reasons(w: World, scene: Scene) ->
             "appointment_id",
         ),
     ]
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases)
     await assert_nothing_booked(w, scene)
 
 
@@ -492,7 +428,7 @@ async def test_bad_cancellations_get_a_4xx_with_reasons(w: World, scene: Scene) 
             "cancelled",
         ),
     ]
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases)
     await assert_nothing_booked(w, scene)
 
 
@@ -558,7 +494,7 @@ async def test_check_ins_no_shows_and_visits_out_of_turn_get_a_4xx_with_reasons(
         ),
         ("start unknown", sched.START_VISIT, doctor, {"appointment_id": "no-such"}, N, "unknown"),
     ]
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases)
     await assert_nothing_booked(w, scene)
 
 
@@ -724,7 +660,7 @@ async def test_breaks_absences_and_today_reads_with_bad_input_get_a_4xx_with_rea
         ),
         ("today of a bad id", sched.TODAY, desk, {"physician_id": "p 1"}, V, "physician_id"),
     ]
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases)
     await assert_nothing_booked(w, scene)
 
 
@@ -750,7 +686,7 @@ async def test_the_end_of_the_calendar_gets_a_readable_4xx_never_an_overflow(
             "no calendar for that day",
         ),
     ]
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases)
     await assert_nothing_booked(w, scene)
 
 
@@ -840,7 +776,7 @@ async def test_bad_working_hours_get_a_422_with_reasons(w: World, scene: Scene) 
             "not a physician",
         ),
     ]
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases)
     await assert_nothing_booked(w, scene)
 
 
@@ -900,7 +836,7 @@ async def test_bad_days_off_get_a_422_with_reasons(w: World, scene: Scene) -> No
             "unknown physician",
         ),
     ]
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases)
     await assert_nothing_booked(w, scene)
 
 
@@ -972,7 +908,7 @@ async def test_bad_calendar_and_free_slots_reads_get_a_4xx_with_reasons(
             "duration_minutes",
         ),
     ]
-    await assert_refused(w, cases)
+    await assert_refused(w.clinic, cases)
     await assert_nothing_booked(w, scene)
 
 
@@ -995,7 +931,7 @@ async def test_several_reasons_are_reported_together(w: World) -> None:
     doctor = await w.physician("dr-bad-many")
     past = datetime.now(UTC).replace(second=30, microsecond=0) - timedelta(days=1)
     error = await refusal(
-        w,
+        w.clinic,
         sched.BOOK,
         {
             "patient_id": "pat-nobody",
@@ -1010,7 +946,7 @@ async def test_several_reasons_are_reported_together(w: World) -> None:
     assert isinstance(error.details, list)
     assert {d["type"] for d in error.details} == {"whole_minute", "end_before_start", "past"}
     error = await refusal(
-        w,
+        w.clinic,
         sched.BOOK,
         {
             "patient_id": "pat-nobody",
@@ -1038,7 +974,7 @@ async def test_inverted_hours_on_five_days_are_one_sentence_under_their_field(w:
         ],
     }
     raw = raw_of(body)
-    error = await refusal(w, sched.SET_WORKING_HOURS, body, admin)
+    error = await refusal(w.clinic, sched.SET_WORKING_HOURS, body, admin)
     assert is_4xx(error.code)
     reasons = gateway_reasons(sched.SET_WORKING_HOURS, raw)
     assert reasons is not None

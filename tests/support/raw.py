@@ -13,16 +13,19 @@ invalid one is refused before any handler, by the gateway with the builder's rea
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import pytest
 from pydantic import ValidationError
 
 from contracts.base import RpcMethod
 from contracts.common import routes
 from contracts.errors import HTTP_STATUS, ErrorCode
 from contracts.http import RouteError, build_request
-from tests.support.clinic import TEST_ORIGIN, StaffMember
+from mesh.errors import RpcError
+from tests.support.clinic import TEST_ORIGIN, Clinic, StaffMember
 
 
 def _text(value: Any) -> str:
@@ -83,3 +86,79 @@ def gateway_reasons(method: RpcMethod[Any, Any], raw: bytes) -> str | None:
 
 def is_4xx(code: ErrorCode) -> bool:
     return 400 <= HTTP_STATUS[code] < 500
+
+
+# ----------------------------------------------------------------- bad-input tables
+
+Case = tuple[str, RpcMethod[Any, Any], StaffMember, Any, ErrorCode, str]
+"""(name, method, caller, raw body, expected code, text the reasons must name)"""
+
+
+def raw_of(body: Any) -> bytes:
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
+async def refusal(
+    clinic: Clinic, method: RpcMethod[Any, Any], body: Any, caller: StaffMember
+) -> RpcError:
+    """`body` sent raw on the bus, with the caller's signature of the HTTP request it
+    stands for (as the client would have sent it)."""
+    raw = raw_of(body)
+    proof, signed_body = signed_raw(caller, method, raw)
+    with pytest.raises(RpcError) as err:
+        await clinic.client.rpc.call_raw(
+            method.queue,
+            method.name,
+            raw,
+            principal=caller.principal,
+            proof=proof,
+            signed_body=signed_body,
+            idempotency_key=str(uuid.uuid4()) if method.write else None,
+        )
+    return err.value
+
+
+def judge(
+    name: str,
+    method: RpcMethod[Any, Any],
+    body: Any,
+    error: RpcError,
+    code: ErrorCode,
+    text: str,
+    *,
+    value_errors: bool = False,
+) -> list[str]:
+    """What is wrong with `error` as the answer to this bad input (nothing: []).
+
+    `value_errors`: whether the contract may answer with a plain `ValueError` (pydantic's
+    "Value error, ..." text, which the web app words as a sentence of its own,
+    `frontend/src/shared/problems.ts`: records' contracts do); else such a text is a
+    developer's message (scheduling's contracts give whole sentences)."""
+    seen = f"{error.message} {json.dumps(error.details)}"
+    reasons = gateway_reasons(method, raw_of(body))
+    if not value_errors and "Value error" in f"{seen} {reasons}":
+        return [f"{name}: a developer's message: {reasons or seen}"]
+    if reasons is not None:
+        # Not a valid request of the route at all: the gateway answers 422 with these
+        # reasons; the service, rebuilding the request from the signed bytes, refuses it
+        # before any handler (a 4xx, never a 500).
+        problems = []
+        if text not in reasons:
+            problems.append(f"{name}: expected the reasons to name {text!r}, got {reasons}")
+        if not is_4xx(error.code):
+            problems.append(f"{name}: expected a 4xx on the bus, got {error.code}: {seen}")
+        return problems
+    if error.code is not code or text not in seen:
+        return [f"{name}: expected {code} with {text!r}, got {error.code}: {seen}"]
+    if error.code is ErrorCode.validation and not error.details:
+        return [f"{name}: a 422 without details"]
+    return []
+
+
+async def assert_refused(clinic: Clinic, cases: list[Case], *, value_errors: bool = False) -> None:
+    """Each case sent, and refused as it expects; every miss named in one failure."""
+    failures = []
+    for name, method, caller, body, code, text in cases:
+        error = await refusal(clinic, method, body, caller)
+        failures += judge(name, method, body, error, code, text, value_errors=value_errors)
+    assert not failures, "\n".join(failures)
