@@ -114,6 +114,13 @@ async def decrypt(
     return Decrypted(reply.rows, frozenset(reply.failed), reply.mac_valid)
 
 
+async def open_export_session(runtime: Runtime, countersigned: kv.Countersigned) -> None:
+    """A DECRYPT of no rows: only has the keyvault check both signatures of a bulk
+    export (the approval this call is made for, and the kick-off it countersigns) and
+    open the job's session."""
+    await runtime.rpc.call(kv.DECRYPT, kv.DecryptRequest(rows=[], countersigned=countersigned))
+
+
 async def blind_index(runtime: Runtime, queries: Sequence[Terms]) -> list[str]:
     request = kv.BlindIndexRequest(
         queries=[

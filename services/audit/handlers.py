@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 from contracts import audit, fhir
-from contracts import keyvault as kv
 from contracts.audit import StoredAuditEvent
-from mesh import fhirmap
+from mesh import fhirmap, keyvault
 from mesh.context import CallContext, runtime_of
 from mesh.errors import NotFound
 from mesh.logging import get_logger
@@ -27,8 +26,8 @@ async def checkpoint(runtime: Runtime) -> int | None:
     seq, head_hash = await store.head(runtime.db)
     if seq == 0 or seq <= await store.last_checkpoint_seq(runtime.db):
         return None
-    reply = await runtime.rpc.call(kv.MAC, kv.MacRequest(rows=[chain.head_mac_row(seq, head_hash)]))
-    await store.add_checkpoint(runtime.db, seq, head_hash, reply.tags[0])
+    (tag,) = await keyvault.mac(runtime, [chain.head_mac_row(seq, head_hash)])
+    await store.add_checkpoint(runtime.db, seq, head_hash, tag)
     return seq
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from contracts import audit
 from contracts import keyvault as kv
+from mesh import keyvault
 from mesh.db import Connection
 from mesh.errors import RpcError
 from mesh.logging import get_logger
@@ -56,11 +57,9 @@ class Walked:
 async def _valid_macs(runtime: Runtime, rows: list[kv.MacRow], tags: list[str]) -> list[bool]:
     valid: list[bool] = []
     for i in range(0, len(rows), MAC_BATCH):
-        reply = await runtime.rpc.call(
-            kv.VERIFY_MAC,
-            kv.VerifyMacRequest(rows=rows[i : i + MAC_BATCH], tags=tags[i : i + MAC_BATCH]),
+        valid += await keyvault.verify_macs(
+            runtime, rows[i : i + MAC_BATCH], tags[i : i + MAC_BATCH]
         )
-        valid += reply.valid
     return valid
 
 
@@ -133,7 +132,7 @@ async def _mark(runtime: Runtime, seq: int, digest: bytes) -> None:
     assert runtime.db is not None
     if seq == 0:
         return
-    (tag,) = (await runtime.rpc.call(kv.MAC, kv.MacRequest(rows=[mark_row(seq, digest)]))).tags
+    (tag,) = await keyvault.mac(runtime, [mark_row(seq, digest)])
     await store.add_mark(runtime.db, seq, digest, tag)
 
 

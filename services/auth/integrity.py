@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from contracts import keyvault as kv
 from contracts.auth import SERVICE, account_mac_row
 from contracts.rows import MacRow
-from mesh import audit
+from mesh import audit, keyvault
 from mesh.runtime import Runtime, service_state
 from services.auth.store import StoredAccount, StoredToken, token_mac_row
 
@@ -80,11 +79,10 @@ async def verified(runtime: Runtime, items: Sequence[T]) -> list[T]:
     unknown = [i for i, p in zip(items, prints, strict=True) if not memory.known(p)]
     results: dict[int, bool] = {}
     if unknown:
-        reply = await runtime.rpc.call(
-            kv.VERIFY_MAC,
-            kv.VerifyMacRequest(rows=[mac_row(i) for i in unknown], tags=[i.mac for i in unknown]),
+        valid = await keyvault.verify_macs(
+            runtime, [mac_row(i) for i in unknown], [i.mac for i in unknown]
         )
-        results = {id(i): ok for i, ok in zip(unknown, reply.valid, strict=True)}
+        results = {id(i): ok for i, ok in zip(unknown, valid, strict=True)}
     good: list[T] = []
     for item, fingerprint in zip(items, prints, strict=True):
         ok = results.get(id(item), True)

@@ -30,7 +30,7 @@ from contracts import fhirexport as fx
 from contracts import keyvault as kv
 from contracts.audit import AuditAction, AuditType
 from contracts.base import Principal
-from mesh import auditing, fhirmap
+from mesh import auditing, fhirmap, keyvault
 from mesh.auditing import Subject
 from mesh.context import CallContext, current_call, runtime_of
 from mesh.errors import (
@@ -129,8 +129,7 @@ async def approve(req: fx.ExportJobRequest, ctx: CallContext) -> fx.ExportJob:
     proof, body = kickoff
     countersigned = kv.Countersigned(proof=proof, body=base64.b64encode(body).decode())
     runtime = runtime_of(ctx)
-    # No rows: this call only has the keyvault check both signatures and open the session.
-    await runtime.rpc.call(kv.DECRYPT, kv.DecryptRequest(rows=[], countersigned=countersigned))
+    await keyvault.open_export_session(runtime, countersigned)
     total = await store.count_patients(ctx.tx)
     assert total is not None
     progress = f"approved: 0 of {total} patients"
