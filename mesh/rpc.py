@@ -91,6 +91,9 @@ RespT = TypeVar("RespT", bound=BaseModel)
 REPLY_TO = "amq.rabbitmq.reply-to"
 QUORUM = {"x-queue-type": "quorum"}
 JSON = "application/json"
+CLOSE_TIMEOUT_S = 5.0
+"""How long closing a channel the server no longer needs may take (a broker that does
+not answer must not hold a renewal or a stop)."""
 
 
 class CallOptions(TypedDict, total=False):
@@ -575,7 +578,7 @@ class RpcServer:
             self._own_tag = await self._own_queue.consume(self._on_request)
         except BaseException:
             with contextlib.suppress(Exception):
-                await channel.close()
+                await asyncio.wait_for(channel.close(), CLOSE_TIMEOUT_S)
             raise
 
     def _connected(self) -> bool:
@@ -600,7 +603,8 @@ class RpcServer:
             return bool(shared.consumer_count and own.consumer_count)
         finally:
             if not probe.is_closed:
-                await probe.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(probe.close(), CLOSE_TIMEOUT_S)
 
     async def _renew(self) -> None:
         """Consume again on a new channel, then close the old one (whose unacknowledged
@@ -609,7 +613,7 @@ class RpcServer:
         await self._consume()
         if old is not None and old is not self._channel:
             with contextlib.suppress(Exception):
-                await old.close()
+                await asyncio.wait_for(old.close(), CLOSE_TIMEOUT_S)
 
     async def _declare_dead_letters(self, name: str) -> None:
         """The request queue's dead-letter queue: durable, so a quorum queue (it outlives
@@ -647,7 +651,7 @@ class RpcServer:
         for queue, tag in ((self._queue, self._consumer_tag), (self._own_queue, self._own_tag)):
             if queue is not None and tag is not None:
                 try:
-                    await queue.cancel(tag)
+                    await queue.cancel(tag, timeout=CLOSE_TIMEOUT_S)
                 except Exception as exc:  # the channel may already be gone
                     log.warning("rpc.cancel_failed", error=str(exc))
         self._consumer_tag = self._own_tag = None
@@ -657,7 +661,10 @@ class RpcServer:
             except TimeoutError:
                 log.warning("rpc.stop_grace_exceeded", in_flight=len(self._in_flight))
         if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
+            try:
+                await asyncio.wait_for(self._channel.close(), CLOSE_TIMEOUT_S)
+            except Exception as exc:  # the connection's close ends it anyway
+                log.warning("rpc.close_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _on_request(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()

@@ -22,6 +22,11 @@ log = get_logger("mesh.watchdog")
 
 WATCH_INTERVAL_S = 2.0
 """How often a consumer checks itself (one channel open, declare and close on the broker)."""
+RENEWAL_TIMEOUT_S = 10.0
+"""How long one renewal may take before it counts as failed (tried again next check)."""
+STOP_TIMEOUT_S = 2.0
+"""How long stopping waits for a watchdog to end (a check or renewal it interrupts may
+be waiting on the broker); after that the runtime goes on stopping without it."""
 MISSES_BEFORE_RENEWAL = 2
 """Answers in a row that it is not consuming before a consumer renews itself: the first
 one may come while aio-pika's own recovery is still at work."""
@@ -56,7 +61,7 @@ async def keep_consuming(
             continue
         log.warning("watchdog.renewing", consumer=name, missed=missed)
         try:
-            await renew()
+            await asyncio.wait_for(renew(), max(RENEWAL_TIMEOUT_S, interval_s * 5))
             missed = 0
             log.warning("watchdog.renewed", consumer=name)
         except asyncio.CancelledError:
@@ -67,10 +72,15 @@ async def keep_consuming(
             )
 
 
-async def stop(task: asyncio.Task[None] | None) -> None:
-    """Cancel a watchdog task and wait for it to end."""
+async def stop(task: asyncio.Task[None] | None, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Cancel a watchdog task and wait for it to end, for `timeout_s` at most: stopping
+    a service never hangs on its watchdog."""
     if task is None:
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        log.warning("watchdog.stop_timeout", task=task.get_name(), timeout_s=timeout_s)
+        return
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()

@@ -102,6 +102,28 @@ async def test_no_check_while_the_connection_is_down() -> None:
     assert asked == []
 
 
+async def test_stopping_never_hangs_on_a_watchdog_stuck_in_the_broker() -> None:
+    """A check or renewal that does not end when cancelled (a close the broker never
+    answers) must not hold the service's stop."""
+    release = asyncio.Event()
+
+    async def stuck() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await release.wait()  # ignores the cancellation until released
+            raise
+
+    task = asyncio.create_task(stuck())
+    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().time()
+    await watchdog.stop(task, timeout_s=0.2)
+    assert asyncio.get_running_loop().time() - started < 2
+    release.set()
+    await asyncio.wait({task}, timeout=5)
+    assert task.done()
+
+
 @pytest.fixture
 def watched(settings: Settings) -> Settings:
     return settings.model_copy(update={"rpc_watch_s": 0.2})
