@@ -22,9 +22,9 @@ from typing import Any
 
 from fastapi import WebSocket
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from mesh.logging import get_logger
+from mesh.redis import REDIS_UNAVAILABLE
 
 log = get_logger("gateway.live")
 
@@ -244,6 +244,6 @@ class Hub:
                     await self.deliver(entry)
                 if not entries:
                     after = min(after, await self.log.head())  # the log was reset
-            except RedisError as exc:
+            except REDIS_UNAVAILABLE as exc:
                 log.warning("live.tail_failed", error=str(exc))
                 await asyncio.sleep(0.5)

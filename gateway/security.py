@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 
 from fastapi import Request
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from starlette.datastructures import URL
 from starlette.types import Scope
 
@@ -45,7 +44,7 @@ from mesh.httpsig import (
     verify_proof,
 )
 from mesh.logging import get_logger
-from mesh.redis import describe
+from mesh.redis import REDIS_UNAVAILABLE, describe
 from mesh.runtime import Runtime
 
 log = get_logger("gateway.security")
@@ -153,7 +152,7 @@ class Security:
             check = await self.limiter.check(
                 buckets, nonce_key=key if nonce else "", nonce_ttl_s=ttl
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             raise _unavailable(exc) from None
         if not check.fresh:
             raise SignatureError(SignatureReason.replayed)
@@ -176,7 +175,7 @@ class Security:
         key, ttl = self._nonce_key(key_id, nonce)
         try:
             fresh = await self.redis.set(key, b"1", nx=True, ex=ttl)
-        except (RedisError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             raise _unavailable(exc) from None
         if not fresh:
             raise SignatureError(SignatureReason.replayed)

@@ -18,6 +18,13 @@ from mesh.errors import Unavailable
 from mesh.logging import get_logger
 from mesh.settings import Settings
 
+REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, RuntimeError)
+"""What a Redis command raises while its server (or the Sentinel master) is gone:
+redis-py's errors, the socket's, and the event loop's RuntimeError for a write on a
+transport that closed under the connection ("the handler is closed", uvloop), which a CI
+run saw during a failover. Each is answered as Redis being unreachable (503), never 500."""
+
+
 log = get_logger("mesh.redis")
 
 
@@ -167,7 +174,7 @@ class RedisLedger:
                         acked = int(fresh.pop())
                         if acked < self._acks:
                             raise RedisError(f"{acked} of {self._acks} replicas acknowledged")
-                except (RedisError, OSError) as exc:
+                except REDIS_UNAVAILABLE as exc:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(
