@@ -16,6 +16,7 @@ from bench import (
     catalog,
     chat,
     clinic,
+    clustered,
     gateway,
     keyvault,
     lists,
@@ -38,6 +39,7 @@ BENCHES: dict[str, Callable[[], Awaitable[object]]] = {
     "catalog": catalog.run,
     "chat": chat.run,
     "clinic": clinic.run,
+    "clustered": clustered.run,
     "rewrap": rewrap.run,
     "profile": profile.run,
 }

@@ -53,7 +53,7 @@ PATIENTS = 20
 DOCTORS = 4
 
 
-async def _setup(api: Signed, admin_token: str) -> dict[str, Any]:
+async def setup(api: Signed, admin_token: str) -> dict[str, Any]:
     staff = Staffing(api, admin_token, "clinic")
     desk = await staff.add("receptionist", "desk")
     doctors = [await staff.add("physician", f"dr{i}") for i in range(DOCTORS)]
@@ -136,7 +136,7 @@ def _encounter() -> dict[str, Any]:
     }
 
 
-def _workload(api: Signed, world: dict[str, Any]) -> Callable[[], Awaitable[object]]:
+def workload(api: Signed, world: dict[str, Any]) -> Callable[[], Awaitable[object]]:
     desk, patients, conversations = world["desk"], world["patients"], world["conversations"]
     slots = itertools.count()
     rng = random.Random(7)
@@ -212,8 +212,8 @@ async def run(duration_s: float | None = None) -> Mapping[str, object]:
                         await unseal(ops.rpc, bench.shares, instance=status.instance)
             async with LeanHttp(bench.gateway.url) as http:
                 api = Signed(http)
-                world = await _setup(api, bench.admin_token)
-                workload = _workload(api, world)
+                world = await setup(api, bench.admin_token)
+                mix = workload(api, world)
                 connection = await aio_pika.connect(settings.amqp_url_for("testclient"))
                 raw = RawClient(connection)
                 await raw.start()
@@ -236,7 +236,7 @@ async def run(duration_s: float | None = None) -> Mapping[str, object]:
                     rows.append(
                         await measure(
                             "clinic mix (signed)",
-                            workload,
+                            mix,
                             concurrency=concurrency,
                             duration_s=duration_s,
                             meter=meter,

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,16 +70,38 @@ def _comm(pid: str) -> str:
         return ""
 
 
+SERVER_PORTS = {"rabbitmq": 5672, "mariadbd": 3306, "redis": 6379}
+"""The machine's own servers, told apart from other nodes of the same program (local
+clusters started beside them) by the port they listen on."""
+
+
+def _listening_pid(port: int) -> int | None:
+    """The pid of the process listening on TCP `port` here (`ss`), if any."""
+    try:
+        out = subprocess.run(
+            ["ss", "-ltnpH", f"sport = :{port}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"pid=(\d+)", out)
+    return int(found.group(1)) if found else None
+
+
 def shared_servers() -> dict[str, int]:
-    """The pids of the RabbitMQ node (not `rabbitmqctl`'s short-lived beam.smp), MariaDB
-    and Redis on this machine."""
-    found: dict[str, int] = {}
+    """The pids of the machine's RabbitMQ node (not `rabbitmqctl`'s short-lived
+    beam.smp), MariaDB and Redis: the ones on their standard ports, else (no `ss`) the
+    first process of each program found."""
+    found = {n: at for n, port in SERVER_PORTS.items() if (at := _listening_pid(port))}
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         comm = _comm(pid)
         if comm.startswith("beam.smp") and "rabbit boot" in _cmdline(pid):
-            found["rabbitmq"] = int(pid)
+            found.setdefault("rabbitmq", int(pid))
         elif comm in ("mariadbd", "mysqld"):
-            found["mariadbd"] = int(pid)
+            found.setdefault("mariadbd", int(pid))
         elif comm == "redis-server":
             found.setdefault("redis", int(pid))
     return found

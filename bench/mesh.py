@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,9 +59,16 @@ class BenchMesh:
 
 
 @asynccontextmanager
-async def bench_mesh(services: Sequence[str], tag: str = "mesh") -> AsyncIterator[BenchMesh]:
+async def bench_mesh(
+    services: Sequence[str],
+    tag: str = "mesh",
+    *,
+    engines: Mapping[str, Any] | None = None,
+    broker_node: str | None = None,
+) -> AsyncIterator[BenchMesh]:
+    """The mesh in a namespace of its own; `engines`/`broker_node` as `namespace` takes them."""
     LOGS.mkdir(parents=True, exist_ok=True)
-    with namespace(tag) as settings:
+    with namespace(tag, engines=engines, broker_node=broker_node) as settings:
         async with _mesh(services, settings) as bench:
             yield bench
 

@@ -8,9 +8,10 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from contracts.common import IDENTITIES
@@ -22,10 +23,14 @@ BENCH_IDENTITIES = ("benchecho", "testclient", "observer")
 
 
 @contextmanager
-def namespace(tag: str) -> Iterator[Settings]:
+def namespace(
+    tag: str, *, engines: Mapping[str, Any] | None = None, broker_node: str | None = None
+) -> Iterator[Settings]:
+    """`engines`: settings that point at other engines than the machine's own (the
+    clustered ones of `bench.clustered`), `broker_node` the RabbitMQ node to provision."""
     run = secrets.token_hex(3)
     folder = Path(tempfile.mkdtemp(prefix="medihaven-bench-amqp-"))
-    base = get_settings()
+    base = get_settings().model_copy(update=dict(engines or {}))
     parts = urlsplit(base.amqp_url.get_secret_value())
     vhost = f"medihaven-bench-{tag}-{run}"
     url = urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
@@ -43,14 +48,15 @@ def namespace(tag: str) -> Iterator[Settings]:
         }
     )
     identities = (*IDENTITIES, *BENCH_IDENTITIES)
-    broker.provision(settings, folder, identities)
+    broker.provision(settings, folder, identities, node=broker_node)
+    node = ["-n", broker_node] if broker_node else []
     try:
         yield settings
     finally:
         subprocess.run(
-            ["rabbitmqctl", "-q", "delete_vhost", vhost],
+            ["rabbitmqctl", *node, "-q", "delete_vhost", vhost],
             capture_output=True,
             timeout=60,
         )
-        broker.delete_users(settings, identities)
+        broker.delete_users(settings, identities, node=broker_node)
         shutil.rmtree(folder, ignore_errors=True)

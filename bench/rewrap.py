@@ -104,9 +104,9 @@ async def run(duration_s: float | None = None) -> Mapping[str, object]:
     async with bench_mesh(EVERY_SERVICE, "rewrap") as bench:
         async with LeanHttp(bench.gateway.url) as http:
             api = Signed(http)
-            world = await clinic._setup(api, bench.admin_token)
+            world = await clinic.setup(api, bench.admin_token)
             admin: Actor = world["admin"]
-            workload = clinic._workload(api, world)
+            workload = clinic.workload(api, world)
 
             async def mix(name: str, seconds: float, **options: Any) -> Measurement:
                 return await measure(
