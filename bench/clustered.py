@@ -30,7 +30,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from bench import clinic
+from bench.capacity import Measured, plan, render
 from bench.common import (
+    RESULTS,
     Measurement,
     duration,
     measure,
@@ -44,6 +46,8 @@ from bench.cpu import CpuMeter, shared_servers
 from bench.http import LeanHttp
 from bench.mesh import EVERY_SERVICE, Signed, bench_mesh
 from mesh.cluster import galera, rabbitmq, sentinel
+from mesh.db import connect_any
+from mesh.settings import Settings
 
 CONCURRENCY = (1, 16)
 SINGLE, CLUSTERED = "single nodes", "clustered engines"
@@ -99,9 +103,57 @@ def clustered_engines() -> Iterator[Engines]:
         )
 
 
+@dataclass
+class Side:
+    """One side's measured rows and what the capacity model needs besides CPU."""
+
+    rows: list[Measurement]
+    db_bytes_per_request: float
+    rss_mb: dict[str, float]
+
+
+async def _database_bytes(settings: Settings) -> int:
+    """Data and index bytes of the benchmark's databases, statistics refreshed first."""
+    conn, _ = await connect_any(settings)
+    try:
+        async with conn.cursor() as cur:
+            prefix = settings.db_prefix.replace("_", "\\_") + "%"
+            await cur.execute(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA LIKE %s AND ENGINE = 'InnoDB'",
+                (prefix,),
+            )
+            for schema, table in await cur.fetchall():
+                await cur.execute(f"ANALYZE TABLE `{schema}`.`{table}`")
+                await cur.fetchall()
+            await cur.execute(
+                "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) "
+                "FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE %s",
+                (prefix,),
+            )
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+    finally:
+        conn.close()
+
+
+def _rss_mb(pids: Mapping[str, int]) -> dict[str, float]:
+    """Resident memory of each process, MB (0 for one that is gone)."""
+    found = {}
+    for name, pid in pids.items():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                found[name] = int(line.split()[1]) / 1024
+    return found
+
+
 async def _mix(
     label: str, levels: tuple[int, ...], window_s: float, engines: Engines | None
-) -> list[Measurement]:
+) -> Side:
     """The clinic mix at each concurrency on one kind of engine."""
     tag = "clustered" if engines else "single"
     async with bench_mesh(
@@ -119,23 +171,28 @@ async def _mix(
                 for name, proc in bench.processes.items()
             }
             if engines:
-                meter = CpuMeter(bench.settings, {**pids, **engines.pids}, shared={})
+                pids |= engines.pids
+                meter = CpuMeter(bench.settings, pids, shared={})
             else:
                 meter = CpuMeter(bench.settings, pids, shared=shared_servers())
-            return [
+            before = await _database_bytes(bench.settings)
+            rows = [
                 await measure(label, mix, concurrency=c, duration_s=window_s, meter=meter)
                 for c in levels
             ]
+            grown = await _database_bytes(bench.settings) - before
+            calls = sum(r.calls + r.errors for r in rows)
+            return Side(rows, max(grown, 0) / max(calls, 1), _rss_mb(pids))
 
 
 async def run(duration_s: float | None = None) -> Mapping[str, object]:
     """Both sides, single nodes first (quick mode: concurrency 1 and 4, short windows)."""
     window_s = duration(duration_s if duration_s is not None else 5.0)
     levels = pick(CONCURRENCY, (1, 4))
-    rows = await _mix(SINGLE, levels, window_s, None)
+    single = await _mix(SINGLE, levels, window_s, None)
     with clustered_engines() as engines:
-        rows += await _mix(CLUSTERED, levels, window_s, engines)
-    return _report(rows, levels)
+        clustered = await _mix(CLUSTERED, levels, window_s, engines)
+    return _report(single, clustered, levels)
 
 
 def _engine_cpu(row: Measurement) -> dict[str, float]:
@@ -148,7 +205,8 @@ def _engine_cpu(row: Measurement) -> dict[str, float]:
     }
 
 
-def _report(rows: list[Measurement], levels: tuple[int, ...]) -> Mapping[str, object]:
+def _report(single: Side, clustered: Side, levels: tuple[int, ...]) -> Mapping[str, object]:
+    rows = single.rows + clustered.rows
     print_table("Clinic mix: single nodes vs clustered engines (same run)", rows)
     by = {(r.name, r.concurrency): r for r in rows}
     ratios: dict[str, dict[str, float]] = {}
@@ -184,8 +242,25 @@ def _report(rows: list[Measurement], levels: tuple[int, ...]) -> Mapping[str, ob
         series,
         logy=True,
     )
-    result = {"rows": rows, "ratios": ratios, "engines": {CLUSTERED: _engine_cpu(rows[-1])}}
-    print(f"  written: {write_results('clustered', result)} and {png}")
+    busiest = clustered.rows[-1]  # the highest concurrency: the least idle work per request
+    measured = Measured(busiest.cpu_ms, clustered.db_bytes_per_request, clustered.rss_mb)
+    capacity = render(plan(measured))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "capacity.md").write_text(
+        f"# Capacity model (from `bench.clustered`, c={busiest.concurrency})\n\n{capacity}"
+    )
+    print(f"\nCapacity model (docs/capacity.md) from these figures:\n{capacity}")
+    result = {
+        "rows": rows,
+        "ratios": ratios,
+        "engines": {CLUSTERED: _engine_cpu(busiest)},
+        "db_bytes_per_request": {
+            SINGLE: single.db_bytes_per_request,
+            CLUSTERED: clustered.db_bytes_per_request,
+        },
+        "rss_mb": {SINGLE: single.rss_mb, CLUSTERED: clustered.rss_mb},
+    }
+    print(f"  written: {write_results('clustered', result)}, {png} and capacity.md")
     return result
 
 

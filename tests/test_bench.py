@@ -155,6 +155,8 @@ def check_clustered(out: Path) -> None:
         assert node in clustered["cpu_ms"], clustered["cpu_ms"]
     for figures in result["ratios"].values():
         assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
+    assert result["rss_mb"]["clustered engines"]["galera-1"] > 0, result["rss_mb"]
+    assert "| records |" in (out / "capacity.md").read_text()
     _png(out, "clustered")
 
 
