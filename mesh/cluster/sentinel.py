@@ -8,7 +8,15 @@ replicas and the other two Sentinels. Failure detection is made short
 (`DOWN_AFTER_MS`, `FAILOVER_TIMEOUT_MS`), so a killed master is replaced in a few seconds.
 `down(base_dir)` stops exactly what `up` started there (pids kept in
 `base_dir/sentinel-set.json`, each signalled only while it still runs the program started
-then). Standard library only, so it runs before any virtualenv exists:
+then).
+
+With `island=` (a `mesh.cluster.netns.Island`) the master runs in that network
+namespace, listening on `island.inner_address`, while the replicas and Sentinels stay on
+the host (on 127.0.0.1 and `island.host_address`, where the island reaches them): cutting
+the island is then a real partition of the master from everything else, the classic
+Sentinel split-brain. `min_replicas_to_write`/`min_replicas_max_lag` set the guard
+against it on every node (a master that hears from no replica for the lag stops taking
+writes: NOREPLICAS). Standard library only, so it runs before any virtualenv exists:
 
     python -m mesh.cluster.sentinel up --dir var/sentinel     # prints the settings to use
     python -m mesh.cluster.sentinel down --dir var/sentinel
@@ -29,6 +37,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
+
+from mesh.cluster.netns import Island
 
 HOST = "127.0.0.1"
 MASTER_NAME = "medihaven"
@@ -206,8 +216,12 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 """Processes this interpreter started (reaped by `down`, so none lingers as a zombie)."""
 
 
-def _spawn(program: str, conf: Path, sentinel: bool) -> subprocess.Popen[bytes]:
+def _spawn(
+    program: str, conf: Path, sentinel: bool, island: Island | None = None
+) -> subprocess.Popen[bytes]:
     args = [program, str(conf), *(["--sentinel"] if sentinel else [])]
+    if island is not None:
+        args = island.command(args)  # `ip netns exec` execs redis-server: same pid
     log = (conf.parent / "stdout.log").open("ab")
     with log:
         proc = subprocess.Popen(  # noqa: S603 - redis-server from PATH, a config we wrote
@@ -222,10 +236,39 @@ def _spawn(program: str, conf: Path, sentinel: bool) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _redis_conf(folder: Path, port: int, master: int | None) -> Path:
+@dataclass(frozen=True)
+class _Layout:
+    """Where each kind of process listens and how the others name it."""
+
+    master_host: str
+    """The master's address (127.0.0.1, or the island's inner address)."""
+    host_binds: str
+    """What the replicas and Sentinels bind (with an island, also its host address)."""
+    announce: str | None
+    """The address replicas announce (the island's host address: where the master, the
+    Sentinels and clients all reach them), or None (seen as 127.0.0.1 anyway)."""
+
+    @property
+    def replica_host(self) -> str:
+        return self.announce or HOST
+
+
+def _layout(island: Island | None) -> _Layout:
+    if island is None:
+        return _Layout(HOST, HOST, None)
+    return _Layout(island.inner_address, f"{HOST} {island.host_address}", island.host_address)
+
+
+def _redis_conf(
+    folder: Path,
+    port: int,
+    master: int | None,
+    layout: _Layout,
+    guard: tuple[int, int],
+) -> Path:
     lines = [
         f"port {port}",
-        f"bind {HOST}",
+        f"bind {layout.master_host if master is None else layout.host_binds}",
         f'dir "{folder}"',
         f'logfile "{folder / "redis.log"}"',
         'save ""',
@@ -237,25 +280,37 @@ def _redis_conf(folder: Path, port: int, master: int | None) -> Path:
         "repl-diskless-sync-delay 0",
     ]
     if master is not None:
-        lines.append(f"replicaof {HOST} {master}")
+        lines.append(f"replicaof {layout.master_host} {master}")
+        if layout.announce:
+            lines.append(f"replica-announce-ip {layout.announce}")
+    if layout.announce:
+        # The island's nodes meet on the veth pair, not loopback: without a password,
+        # protected mode would refuse them (-DENIED). A private link, made for the test.
+        lines.append("protected-mode no")
+    to_write, max_lag = guard
+    if to_write:
+        # On every node, since any of them may be promoted.
+        lines += [f"min-replicas-to-write {to_write}", f"min-replicas-max-lag {max_lag}"]
     conf = folder / "redis.conf"
     conf.write_text("\n".join(lines) + "\n")
     return conf
 
 
-def _sentinel_conf(folder: Path, port: int, name: str, master: int, replicas: list[int]) -> Path:
+def _sentinel_conf(
+    folder: Path, port: int, name: str, master: int, replicas: list[int], layout: _Layout
+) -> Path:
     lines = [
         f"port {port}",
-        f"bind {HOST}",
+        f"bind {layout.host_binds}",
         f'dir "{folder}"',
         f'logfile "{folder / "sentinel.log"}"',
         "daemonize no",
-        f"sentinel monitor {name} {HOST} {master} {QUORUM}",
+        f"sentinel monitor {name} {layout.master_host} {master} {QUORUM}",
         f"sentinel down-after-milliseconds {name} {DOWN_AFTER_MS}",
         f"sentinel failover-timeout {name} {FAILOVER_TIMEOUT_MS}",
         f"sentinel parallel-syncs {name} 1",
         # Known from the start: otherwise found in the master's INFO, asked every 10 s.
-        *(f"sentinel known-replica {name} {HOST} {replica}" for replica in replicas),
+        *(f"sentinel known-replica {name} {layout.replica_host} {replica}" for replica in replicas),
     ]
     conf = folder / "sentinel.conf"  # Sentinel rewrites it: a file of its own, writable
     conf.write_text("\n".join(lines) + "\n")
@@ -268,10 +323,19 @@ def up(
     *,
     master_name: str = MASTER_NAME,
     timeout: float = 60.0,
+    island: Island | None = None,
+    min_replicas_to_write: int = 0,
+    min_replicas_max_lag: int = 10,
 ) -> SentinelSet:
     """Start the set under `base_dir`: `ports` are the master's, two replicas' and three
     Sentinels' (six; default: free ports). Waits until it is healthy (see `healthy`);
-    on failure stops what it started and raises SentinelError."""
+    on failure stops what it started and raises SentinelError.
+
+    `island`: the master runs in that (existing) namespace, the rest on the host (see the
+    module text); the caller makes and removes the island, after `down`.
+    `min_replicas_to_write` > 0: each node refuses writes as a master while fewer replicas
+    than that acknowledged it within `min_replicas_max_lag` seconds (0: Redis' default,
+    writes always taken)."""
     base = Path(base_dir).resolve()
     if (base / STATE_FILE).exists():
         raise SentinelError(f"a set already runs from {base} (down it first)")
@@ -279,15 +343,19 @@ def up(
     chosen = list(ports) if ports else _free_ports(6)
     if len(chosen) != 6 or 6379 in chosen or len(set(chosen)) != 6:
         raise SentinelError("six distinct ports are needed, none of them 6379")
+    if not 0 <= min_replicas_to_write <= 2 or min_replicas_max_lag < 1:
+        raise SentinelError("min_replicas_to_write is 0 to 2, min_replicas_max_lag 1 or more")
     program = _program()
+    layout = _layout(island)
+    guard = (min_replicas_to_write, min_replicas_max_lag)
     master, *replicas = chosen[:3]
     started: dict[str, int] = {}
     procs: list[subprocess.Popen[bytes]] = []
     found = SentinelSet(
         str(base),
         master_name,
-        (HOST, master),
-        tuple((HOST, p) for p in replicas),
+        (layout.master_host, master),
+        tuple((layout.replica_host, p) for p in replicas),
         tuple((HOST, p) for p in chosen[3:]),
         started,
     )
@@ -295,14 +363,16 @@ def up(
         for port in chosen[:3]:
             folder = base / f"redis-{port}"
             folder.mkdir(parents=True, exist_ok=True)
-            conf = _redis_conf(folder, port, None if port == master else master)
-            procs.append(_spawn(program, conf, sentinel=False))
+            is_master = port == master
+            conf = _redis_conf(folder, port, None if is_master else master, layout, guard)
+            on = island if is_master else None
+            procs.append(_spawn(program, conf, sentinel=False, island=on))
             started[str(port)] = procs[-1].pid
             _save(found)
         for port in chosen[3:]:
             folder = base / f"sentinel-{port}"
             folder.mkdir(parents=True, exist_ok=True)
-            conf = _sentinel_conf(folder, port, master_name, master, replicas)
+            conf = _sentinel_conf(folder, port, master_name, master, replicas, layout)
             procs.append(_spawn(program, conf, sentinel=True))
             started[str(port)] = procs[-1].pid
             _save(found)
