@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -89,6 +91,34 @@ def _connect_kwargs(settings: Settings, address: tuple[str, int] | None = None) 
     return kwargs
 
 
+def bound_stalls(conn: aiomysql.Connection, timeout_s: float) -> None:
+    """Make a connection to an unreachable server fail in about `timeout_s`.
+
+    aiomysql has no read or write timeout, and a partition drops packets silently: a
+    statement sent to a node cut off from us (or an answer it sends) then waits for the
+    kernel to give up retransmitting, about 15 minutes, holding its pool connection,
+    its RPC handler and the node's other callers long past any deadline, and the pool
+    never learns that the node is lost. `TCP_USER_TIMEOUT` aborts the connection when
+    data sent stays unacknowledged that long; keepalive probes (sent after half that
+    idle time) cover a statement that was delivered and is waiting for its answer. The
+    server's kernel acknowledges both however busy the server is, so a slow statement
+    (a lock wait, a big scan) is never cut short: only silence is. The aborted read
+    fails as 2013 (connection lost), which moves the pool to another node."""
+    if getattr(conn, "_medihaven_bounded", False):
+        return
+    writer = getattr(conn, "_writer", None)
+    raw = writer.transport.get_extra_info("socket") if writer is not None else None
+    if raw is None or raw.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # a unix socket: no network in between
+    if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(timeout_s / 2)))
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, math.ceil(timeout_s)))
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout_s * 1000))
+    conn._medihaven_bounded = True
+
+
 async def _usable(conn: aiomysql.Connection) -> bool:
     """A plain server, or a Galera node that is Synced in the primary component."""
     async with conn.cursor() as cur:
@@ -125,6 +155,7 @@ async def connect_any(
             last = exc
             continue
         try:
+            bound_stalls(conn, settings.db_stall_timeout_s)
             if len(addresses) == 1 or await _usable(conn):
                 return conn, index
             last = pymysql.err.OperationalError(NODE_NOT_READY, "the node is not Synced")
@@ -206,6 +237,8 @@ class Database:
         self._moving: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._closed = False
+        self._moved = asyncio.Event()
+        """Set when `pool` is replaced (see `_Guarded`); a fresh one for the next move."""
 
     @classmethod
     async def connect(cls, settings: Settings, database: str) -> Database:
@@ -241,7 +274,7 @@ class Database:
             raise PoolStarvation(
                 f"a second {self.name} connection asked for inside a transaction on it"
             )
-        return _Guarded(self, self.pool)
+        return _Guarded(self)
 
     def lost(self, pool: aiomysql.Pool, exc: BaseException) -> None:
         """`pool`'s node failed a call: move to another node (once, in the background)."""
@@ -294,8 +327,40 @@ class Database:
     async def _switch(self, settings: Settings, node: int) -> None:
         pool = await self._pool(settings, self.name, node)
         old, self.pool, self.node = self.pool, pool, node
+        moved, self._moved = self._moved, asyncio.Event()
         log.info("db.node_moved", database=self.name, node=node)
+        moved.set()  # callers still waiting for a connection of the old pool take the new one
         old.close()  # connections still out are dropped as they come back
+
+    async def _connection(self) -> tuple[aiomysql.Pool, aiomysql.Connection]:
+        """A connection of the current pool, and that pool.
+
+        A caller waiting for the old pool when it is replaced takes the new one instead:
+        aiomysql serves its waiters one at a time and connects for each under one lock,
+        so those left queued on a lost node (every connect a `db_connect_timeout_s`
+        timeout) would otherwise fail one after another, seconds apart, long after the
+        pool moved, each holding an RPC handler past its deadline."""
+        while True:
+            pool, moved = self.pool, self._moved
+            try:
+                if pool.freesize:  # the usual case: no wait, no race to watch
+                    return pool, await pool.acquire()
+                acquiring = asyncio.ensure_future(_acquire(pool))
+                waiting = asyncio.ensure_future(moved.wait())
+                try:
+                    await asyncio.wait({acquiring, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                except BaseException:
+                    _abandon(pool, acquiring)
+                    raise
+                finally:
+                    waiting.cancel()
+                if acquiring.done():
+                    return pool, acquiring.result()
+                _abandon(pool, acquiring)
+            except BaseException as exc:
+                if is_connection_lost(exc):
+                    self.lost(pool, exc)
+                raise
 
     @asynccontextmanager
     async def transaction(
@@ -370,32 +435,51 @@ class Database:
 
 
 DEFAULT_ATTEMPTS = 8
+STALL_S = 5.0
+"""`bound_stalls` for a Database made without settings (the default of db_stall_timeout_s)."""
 BACKOFF_BASE_S = 0.025
 BACKOFF_CAP_S = 1.0
 
 
-class _Guarded:
-    """`pool.acquire()` that tells the database when its node failed the block."""
+async def _acquire(pool: aiomysql.Pool) -> aiomysql.Connection:
+    return await pool.acquire()
 
-    def __init__(self, database: Database, pool: aiomysql.Pool) -> None:
+
+def _abandon(pool: aiomysql.Pool, acquiring: asyncio.Future[aiomysql.Connection]) -> None:
+    """Stop waiting for `pool`; a connection it handed out meanwhile goes back to it."""
+
+    def give_back(done: asyncio.Future[aiomysql.Connection]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            pool.release(done.result())
+
+    acquiring.add_done_callback(give_back)
+    acquiring.cancel()
+
+
+class _Guarded:
+    """A connection of the database's current pool (see `Database._connection`), that
+    tells the database when its node failed the block."""
+
+    def __init__(self, database: Database) -> None:
         self._database = database
-        self._pool = pool
-        self._cm = pool.acquire()
+        self._pool: aiomysql.Pool = database.pool
+        self._conn: aiomysql.Connection | None = None
 
     async def __aenter__(self) -> aiomysql.Connection:
-        try:
-            return await self._cm.__aenter__()
-        except BaseException as exc:
-            if is_connection_lost(exc):
-                self._database.lost(self._pool, exc)
-            raise
+        self._pool, conn = await self._database._connection()
+        self._conn = conn
+        settings = self._database._settings
+        bound_stalls(conn, settings.db_stall_timeout_s if settings is not None else STALL_S)
+        return conn
 
     async def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
+    ) -> None:
         if exc is not None and is_connection_lost(exc):
             self._database.lost(self._pool, exc)
-        return await self._cm.__aexit__(et, exc, tb)  # type: ignore[no-any-return]
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
 
 
 class Attempt:

@@ -114,6 +114,14 @@ class Settings(BaseSettings):
         "certification conflict (jittered backoff between them).",
     )
     db_connect_timeout_s: float = Field(default=3.0, gt=0)
+    db_stall_timeout_s: float = Field(
+        default=5.0,
+        ge=1,
+        description="A database connection whose server stops acknowledging (a network "
+        "partition, a dead host: packets silently dropped) fails after this long instead of "
+        "the kernel's ~15 minutes of retransmissions, and the pool moves to another node. "
+        "A server that is only slow still acknowledges: long statements are not cut short.",
+    )
     db_prefer_interval_s: float = Field(
         default=30.0,
         gt=0,

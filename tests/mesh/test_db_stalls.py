@@ -1,0 +1,108 @@
+"""mesh.db when a node goes silent, on a real MariaDB: every connection the runtime uses
+carries the kernel's bound on silence (`bound_stalls`: TCP_USER_TIMEOUT, keepalive), a
+statement that is merely slow is not cut short by it, and callers queued on a pool that
+is replaced (the pool moved to another node) take the new pool at once. (The silence
+itself, a node behind a partition, is in tests/cluster/test_galera_partition.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from mesh import db
+from mesh.settings import Settings
+
+pytestmark = pytest.mark.timeout(60)
+linux_only = pytest.mark.skipif(
+    not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux's"
+)
+
+
+@pytest_asyncio.fixture
+async def database(settings: Settings) -> AsyncIterator[db.Database]:
+    name = f"{settings.db_prefix}dbstall_{uuid.uuid4().hex[:8]}"
+    await db.ensure_database(settings, name)
+    bounded = settings.model_copy(update={"db_stall_timeout_s": 1.0, "db_pool_size": 2})
+    database = await db.Database.connect(bounded, name)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def options(conn: Any) -> tuple[int, int, int]:
+    raw = conn._writer.transport.get_extra_info("socket")
+    return (
+        raw.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+        raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+    )
+
+
+@linux_only
+async def test_every_pool_connection_is_bounded(database: db.Database) -> None:
+    async with database._acquire() as first, database._acquire() as second:
+        assert options(first) == options(second) == (1, 1, 1000)
+
+
+@linux_only
+async def test_a_probe_connection_is_bounded(settings: Settings) -> None:
+    conn, _ = await db.connect_any(settings.model_copy(update={"db_stall_timeout_s": 4.0}))
+    try:
+        assert options(conn) == (1, 2, 4000)
+    finally:
+        conn.close()
+
+
+async def test_a_slow_statement_is_not_cut_short(database: db.Database) -> None:
+    """The server's kernel acknowledges keepalive probes while the statement runs: only
+    silence ends a connection, never a long wait (here 3 s against a 1 s bound)."""
+    started = time.monotonic()
+    assert await database.fetchone("SELECT SLEEP(3)") == (0,)
+    assert time.monotonic() - started >= 2.9
+    assert await database.fetchone("SELECT 1") == (1,)  # the same pool, still whole
+
+
+async def test_callers_waiting_on_a_replaced_pool_take_the_new_one_at_once(
+    settings: Settings,
+) -> None:
+    """Before: a caller queued on the old pool waited for it (on a lost node, one
+    connect timeout after another) although the database had moved."""
+    name = f"{settings.db_prefix}dbmove_{uuid.uuid4().hex[:8]}"
+    await db.ensure_database(settings, name)
+    here = f"{settings.db_host}:{settings.db_port}"
+    two = settings.model_copy(update={"db_hosts": f"{here},{here}", "db_pool_size": 1})
+    database = await db.Database.connect(two, name)
+    try:
+        held = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with database._acquire():
+                held.set()
+                await release.wait()
+
+        holder = asyncio.ensure_future(hold())
+        await held.wait()
+        old = database.pool
+        waiters = [asyncio.ensure_future(database.fetchone("SELECT 1")) for _ in range(3)]
+        cancelled = asyncio.ensure_future(database.fetchone("SELECT 1"))
+        await asyncio.sleep(0)  # (one turn: they are queued on the full pool)
+        assert not any(w.done() for w in waiters)
+        cancelled.cancel()
+        await database._switch(two, 1)  # what a move does
+        assert await asyncio.wait_for(asyncio.gather(*waiters), 5) == [(1,)] * 3
+        assert not release.is_set() and old.size == 1  # the old pool's one is still held
+        release.set()
+        await holder
+        assert database.pool is not old and database.pool.size == 1
+        assert await database.fetchone("SELECT 1") == (1,)
+    finally:
+        await database.close()
