@@ -10,6 +10,11 @@ read or touched: every node runs with `--defaults-file` of its own.
     python -m mesh.cluster.galera up --dir /tmp/galera     # prints the SQL ports (JSON)
     python -m mesh.cluster.galera down --dir /tmp/galera   # stops the nodes, removes D
 
+`up(base_dir, island=net)` puts the last node in a network namespace (`mesh.cluster.netns`)
+so that a test can cut it off from the others: a real partition, not a stopped process.
+The nodes left on the host then listen on the island's host address (not 127.0.0.1, which
+the namespace cannot reach), the island node on its inner address.
+
 Standard library only (the `mariadb` command-line client asks the nodes for their state).
 """
 
@@ -28,6 +33,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from mesh.cluster import netns
 
 PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
 STATE_FILE = "cluster.json"
@@ -55,10 +62,13 @@ class Node:
     config: str
     log: str
     pid: int | None = None
+    host: str = "127.0.0.1"
+    """Where it listens (SQL, group communication, IST, SST): 127.0.0.1 unless a cluster
+    has an island, whose nodes must reach each other across the veth pair."""
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
 
 @dataclass
@@ -68,6 +78,8 @@ class Cluster:
     base_dir: str
     nodes: list[Node]
     sst: str = field(default_factory=sst_method)
+    island: netns.Island | None = None
+    """The namespace the last node runs in (`up(..., island=)`), or None."""
     _procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     @property
@@ -78,6 +90,11 @@ class Cluster:
     def hosts(self) -> str:
         """The nodes as `MEDIHAVEN_DB_HOSTS` takes them: `127.0.0.1:<p1>,127.0.0.1:<p2>,…`."""
         return ",".join(node.address for node in self.nodes)
+
+    @property
+    def island_node(self) -> Node | None:
+        """The node inside the island (the last one), when there is an island."""
+        return self.nodes[-1] if self.island is not None else None
 
     def node(self, which: int | Node) -> Node:
         return which if isinstance(which, Node) else self.nodes[which]
@@ -109,16 +126,25 @@ class Cluster:
         """Run SQL on a node as root over its socket; the output, tab separated."""
         return _client(self.node(which), statement)
 
-    def wait_synced(self, count: int | None = None, timeout: float = 120.0) -> None:
-        """Until every running node is Synced in a primary component of that many nodes."""
-        expected = count if count is not None else len(self.running())
+    def wait_synced(
+        self,
+        count: int | None = None,
+        timeout: float = 120.0,
+        among: list[int] | None = None,
+    ) -> None:
+        """Until every running node (or every node of `among`, e.g. the majority while
+        the island is cut and still running) is Synced in a primary component of that
+        many nodes."""
         deadline = time.monotonic() + timeout
         last: dict[int, dict[str, str]] = {}
+        expected = count or 0
         while time.monotonic() < deadline:
             for node in self.nodes:
                 if node.pid is not None and not _alive(node.pid):
                     raise RuntimeError(f"node {node.index} exited: {_tail(node.log)}")
-            last = {node.index: _wsrep_status(node) for node in self.running()}
+            checked = [n for n in self.running() if among is None or n.index in among]
+            expected = count if count is not None else len(checked)
+            last = {node.index: _wsrep_status(node) for node in checked}
             if len(last) == expected and all(
                 status.get("wsrep_cluster_size") == str(expected)
                 and status.get("wsrep_local_state_comment") == "Synced"
@@ -164,6 +190,8 @@ class Cluster:
         args = ["mariadbd", f"--defaults-file={node.config}", f"--user={_user()}"]
         if bootstrap:
             args.append("--wsrep-new-cluster")
+        if self.island is not None and node.index == self.nodes[-1].index:
+            args = self.island.command(args)  # `ip netns exec` execs it: the pid is mariadbd's
         log = Path(node.log).open("ab")
         try:
             proc = subprocess.Popen(  # noqa: S603 - fixed arguments, our own files
@@ -177,7 +205,8 @@ class Cluster:
 
     def _save(self) -> None:
         nodes = [asdict(node) for node in self.nodes]
-        state = {"base_dir": self.base_dir, "sst": self.sst, "nodes": nodes}
+        island = asdict(self.island) if self.island is not None else None
+        state = {"base_dir": self.base_dir, "sst": self.sst, "nodes": nodes, "island": island}
         path = Path(self.base_dir) / STATE_FILE
         if path.parent.is_dir():
             tmp = path.with_suffix(".tmp")
@@ -191,15 +220,24 @@ def up(
     nodes: int = NODES,
     timeout: float = 180.0,
     provider_options: str = "",
+    island: netns.Island | None = None,
 ) -> Cluster:
-    """Start a fresh cluster in `base_dir` (must not hold one already) and wait for it."""
+    """Start a fresh cluster in `base_dir` (must not hold one already) and wait for it.
+
+    With `island` (made by the caller, who also removes it after `down`), the last node
+    runs inside it and every node listens where the others can reach it across the
+    veth pair: the island's host address for the host's nodes, its inner address there."""
     if not PROVIDER.exists():
         raise RuntimeError(f"{PROVIDER} is missing: install galera-4")
     base = Path(base_dir).resolve()
     if (base / STATE_FILE).exists():
         raise RuntimeError(f"{base} already holds a cluster: `down` it first")
     base.mkdir(parents=True, exist_ok=True)
-    ports = _free_ports(4 * nodes)
+    hosts = ["127.0.0.1"] * nodes
+    if island is not None:
+        hosts = [island.host_address] * (nodes - 1) + [island.inner_address]
+    # The island's own namespace is empty: ports free on the host are free there too.
+    ports = _free_ports(4 * nodes, hosts[0])
     members = [
         Node(
             index=i,
@@ -211,10 +249,11 @@ def up(
             socket=str(base / f"node{i}" / "mariadb.sock"),
             config=str(base / f"node{i}" / "my.cnf"),
             log=str(base / f"node{i}" / "mariadb.log"),
+            host=hosts[i],
         )
         for i in range(nodes)
     ]
-    cluster = Cluster(str(base), members)
+    cluster = Cluster(str(base), members, island=island)
     try:
         template = base / "template"
         _install_db(template, base / "install.log")
@@ -227,12 +266,15 @@ def up(
         cluster._save()
         cluster._launch(members[0], bootstrap=True)
         _wait_answering(cluster, members[0], timeout)
-        # Root over TCP from 127.0.0.1, like the machine's own server (replicated by Galera).
-        _client(
-            members[0],
-            "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';"
-            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;",
-        )
+        # Root over TCP from 127.0.0.1, like the machine's own server (replicated by Galera);
+        # with an island also from its host address, the source of every host connection
+        # to a node (on the host's side or the island's).
+        for source in sorted({"127.0.0.1", hosts[0]}):
+            _client(
+                members[0],
+                f"CREATE USER IF NOT EXISTS 'root'@'{source}' IDENTIFIED BY '';"
+                f"GRANT ALL PRIVILEGES ON *.* TO 'root'@'{source}' WITH GRANT OPTION;",
+            )
         cluster.wait_synced(count=1, timeout=timeout)
         for count, node in enumerate(members[1:], start=2):
             cluster._launch(node, bootstrap=False)
@@ -246,7 +288,9 @@ def up(
 def load(base_dir: str | Path) -> Cluster:
     """The cluster recorded in `base_dir` (started by another process)."""
     state = json.loads((Path(base_dir) / STATE_FILE).read_text())
-    return Cluster(state["base_dir"], [Node(**n) for n in state["nodes"]], sst=state["sst"])
+    island = netns.Island(**state["island"]) if state.get("island") else None
+    nodes = [Node(**n) for n in state["nodes"]]
+    return Cluster(state["base_dir"], nodes, sst=state["sst"], island=island)
 
 
 def down(base_dir: str | Path) -> None:
@@ -259,12 +303,12 @@ def down(base_dir: str | Path) -> None:
 
 
 def _config(node: Node, members: list[Node], sst: str, provider_options: str) -> str:
-    peers = ",".join(f"127.0.0.1:{m.gmcast_port}" for m in members)
+    peers = ",".join(f"{m.host}:{m.gmcast_port}" for m in members)
     options = ";".join(
         option
         for option in (
-            f"gmcast.listen_addr=tcp://127.0.0.1:{node.gmcast_port}",
-            f"ist.recv_addr=127.0.0.1:{node.ist_port}",
+            f"gmcast.listen_addr=tcp://{node.host}:{node.gmcast_port}",
+            f"ist.recv_addr={node.host}:{node.ist_port}",
             "gcache.size=64M",
             # Notice a killed peer in about 3 s rather than 5-15 s (loopback, no real lag).
             "evs.suspect_timeout=PT3S",
@@ -280,7 +324,7 @@ def _config(node: Node, members: list[Node], sst: str, provider_options: str) ->
         f"socket={node.socket}",
         f"pid-file={Path(node.datadir).parent / 'mariadb.pid'}",
         f"port={node.port}",
-        "bind-address=127.0.0.1",
+        f"bind-address={node.host}",
         "skip-name-resolve",
         "performance_schema=OFF",
         "innodb_buffer_pool_size=64M",
@@ -295,9 +339,9 @@ def _config(node: Node, members: list[Node], sst: str, provider_options: str) ->
         f"wsrep_cluster_name={CLUSTER_NAME}",
         f"wsrep_cluster_address=gcomm://{peers}",
         f"wsrep_node_name=node{node.index}",
-        "wsrep_node_address=127.0.0.1",
-        f"wsrep_node_incoming_address=127.0.0.1:{node.port}",
-        f"wsrep_sst_receive_address=127.0.0.1:{node.sst_port}",
+        f"wsrep_node_address={node.host}",
+        f"wsrep_node_incoming_address={node.host}:{node.port}",
+        f"wsrep_sst_receive_address={node.host}:{node.sst_port}",
         f"wsrep_sst_method={sst}",
         f"wsrep_provider_options={options}",
         "wsrep_slave_threads=2",
@@ -384,13 +428,13 @@ def _wait_answering(cluster: Cluster, node: Node, timeout: float) -> None:
     raise TimeoutError(f"node {node.index} did not answer in {timeout} s: {_tail(node.log)}")
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together so none is handed out twice)."""
+def _free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Distinct free ports on `host` (held open together so none is handed out twice)."""
     socks = []
     try:
         for _ in range(count):
             sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((host, 0))
             socks.append(sock)
         return [int(sock.getsockname()[1]) for sock in socks]
     finally:

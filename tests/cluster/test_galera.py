@@ -9,7 +9,6 @@ mesh under a signed load loses and doubles nothing when one node is stopped.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import tempfile
 import threading
@@ -37,6 +36,7 @@ from services.audit.ingest import _Pending
 from services.audit.ingest import append as ingest_append
 from services.chat import store as chat_store
 from services.keyvault import store as kv_store
+from tests.cluster.galera_support import RETRYABLE, moves, on_node, patient_body, patients_in
 from tests.conftest import isolated_settings
 from tests.gateway.support import Mesh
 from tests.keyvault.support import initialise, unseal
@@ -47,7 +47,6 @@ from tests.support.polling import until_sync
 pytestmark = pytest.mark.timeout(180)
 
 SERVICES = ["audit", "auth", "chat", "keyvault", "records", "scheduling"]
-RETRYABLE = {502, 503, 504}
 
 
 @pytest.fixture(scope="module")
@@ -60,21 +59,6 @@ def cluster() -> Iterator[galera.Cluster]:
         yield nodes
     finally:
         nodes.down()
-
-
-def on_node(
-    settings: Settings, cluster: galera.Cluster, first: int, *, only: bool = False
-) -> Settings:
-    """Settings whose database is node `first` (then, unless `only`, the others in turn)."""
-    order = cluster.nodes[first:] + cluster.nodes[:first]
-    return settings.model_copy(
-        update={
-            "db_host": "127.0.0.1",
-            "db_port": order[0].port,
-            "db_hosts": "" if only else ",".join(n.address for n in order),
-            "db_sync_wait": 1,  # causal reads on one node too
-        }
-    )
 
 
 def retries(database: str) -> float:
@@ -388,32 +372,6 @@ MESH = [
 ]
 
 
-def patient_body(i: int, tag: str) -> dict[str, object]:
-    return {
-        "demographics": {
-            "given_name": f"Load{i}",
-            "family_name": f"Galera{tag}",
-            "date_of_birth": "1990-01-01",
-            "sex": "unknown",
-        },
-        "confirm_duplicate": True,
-    }
-
-
-def patients_in(settings: Settings) -> int:
-    """Patients stored (this test's namespace holds only its own)."""
-
-    async def count() -> int:
-        database = await db.Database.connect(settings, settings.database("records"))
-        try:
-            row = await database.fetchone("SELECT COUNT(*) FROM patients")
-            return int(row[0]) if row else 0
-        finally:
-            await database.close()
-
-    return asyncio.run(count())
-
-
 @pytest.mark.parametrize("how", ["stop", "kill"])
 def test_the_mesh_loses_and_doubles_nothing_when_a_node_stops(
     cluster: galera.Cluster, tmp_path: Path, how: str
@@ -454,17 +412,6 @@ def test_the_mesh_loses_and_doubles_nothing_when_a_node_stops(
         finally:
             for proc in procs.values():
                 proc.stop()
-
-
-def moves(proc: Process) -> list[int]:
-    """The nodes (index in its own order) the pools of `proc` moved to, in order."""
-    found = []
-    for line in proc.log().splitlines():
-        if '"db.node_moved"' in line:
-            entry = json.loads(line)
-            if entry["database"].endswith("_records"):
-                found.append(int(entry["node"]))
-    return found
 
 
 def _load_with_a_node_stopped(world: Mesh, cluster: galera.Cluster, how: str) -> None:
