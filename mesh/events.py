@@ -33,7 +33,7 @@ from contracts.base import (
     event_queue,
 )
 from mesh import db, metrics
-from mesh.amqp import BUS_UNAVAILABLE
+from mesh.amqp import BUS_UNAVAILABLE, confirmed
 from mesh.context import HEADER_PRINCIPAL, HEADER_TRACEPARENT, current_call, new_traceparent
 from mesh.logging import get_logger
 
@@ -144,7 +144,7 @@ class EventPublisher:
             channel, exchange = self._channel, self._exchange
             try:
                 # unrouted events go to the alternate exchange
-                await exchange.publish(message, routing_key, mandatory=False)
+                await confirmed(exchange.publish(message, routing_key, mandatory=False))
                 break
             except BUS_UNAVAILABLE as exc:
                 remaining = give_up - loop.time()

@@ -47,7 +47,7 @@ from contracts.base import (
 from contracts.common import PingReply, PingRequest, ping, served_by
 from contracts.errors import ErrorCode, ErrorReply
 from mesh import metrics, watchdog
-from mesh.amqp import BUS_UNAVAILABLE
+from mesh.amqp import BUS_UNAVAILABLE, confirmed
 from mesh.context import (
     HEADER_DEADLINE,
     HEADER_IDEMPOTENCY,
@@ -309,19 +309,25 @@ class RpcClient:
         self._pending[correlation_id] = fut
         self._expect_reply_from(correlation_id, method_name)
         try:
-            try:
-                await self._channel.default_exchange.publish(message, queue, mandatory=True)
-            except PublishError:
-                raise NoRoute(
-                    f"no service is listening on {queue!r}", details={"queue": queue}
-                ) from None
-            except BUS_UNAVAILABLE as exc:
-                # The broker is restarting or unreachable: the robust connection reconnects
-                # by itself; until then callers get a clean, retryable refusal.
-                raise Unavailable(
-                    f"the message bus is unavailable ({type(exc).__name__})"
-                ) from None
-            reply = await asyncio.wait_for(fut, timeout)
+            # The deadline bounds the publish too: its confirm (needed for `mandatory`)
+            # never comes from a node gone silent (a partition), and the connection is
+            # declared dead only after the heartbeat's grace (`mesh.amqp.HEARTBEAT_S`).
+            async with asyncio.timeout(timeout):
+                try:
+                    await confirmed(
+                        self._channel.default_exchange.publish(message, queue, mandatory=True)
+                    )
+                except PublishError:
+                    raise NoRoute(
+                        f"no service is listening on {queue!r}", details={"queue": queue}
+                    ) from None
+                except BUS_UNAVAILABLE as exc:
+                    # The broker is restarting or unreachable: the robust connection
+                    # reconnects by itself; until then callers get a clean, retryable refusal.
+                    raise Unavailable(
+                        f"the message bus is unavailable ({type(exc).__name__})"
+                    ) from None
+                reply = await fut
         except TimeoutError:
             raise RpcTimeout(
                 f"{method_name} did not answer within {timeout:.3g} s",
@@ -376,7 +382,7 @@ class RpcClient:
                 broadcast_exchange(method.service), ensure=False
             )
             try:
-                await exchange.publish(message, "", mandatory=True)
+                await confirmed(exchange.publish(message, "", mandatory=True))
             except PublishError:
                 return []
             await asyncio.sleep(window_s)

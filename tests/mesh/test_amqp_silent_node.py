@@ -1,0 +1,175 @@
+"""`mesh.amqp` against a node that goes silent (a network partition: no close, no reset,
+no answer): the connection is given up within the heartbeat's grace and moves to the
+next node, a connect attempt that is never answered is bounded, a publish waiting for a
+confirm sees a bus failure (not a `CancelledError`), and an RPC keeps its deadline.
+
+The silent node is a proxy to the machine's broker that stops forwarding (its sockets
+stay open, as behind a failed switch), or a server that accepts and never speaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from yarl import URL
+
+from mesh import amqp
+from mesh.errors import RpcTimeout
+from mesh.settings import Settings
+from tests.mesh.fixtures import ECHO, EchoRequest, client_runtime
+
+pytestmark = pytest.mark.timeout(90)
+
+GIVEN_UP_WITHIN_S = 3 * (amqp.HEARTBEAT_S + 1) + 5
+"""aiormq's grace (three heartbeats plus one second each) and a margin for a busy host."""
+
+
+class SilentProxy:
+    """Forwards TCP to the broker until `freeze()`; then forwards nothing, closes nothing."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await reader.read(65536):
+                await self._flowing.wait()  # frozen: held here, the socket left open
+                writer.write(data)
+                await writer.drain()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        self._writers += [writer, up_writer]
+        for task in (self._pump(reader, up_writer), self._pump(up_reader, writer)):
+            running = asyncio.create_task(task)
+            self._tasks.add(running)
+            running.add_done_callback(self._tasks.discard)
+
+    async def __aenter__(self) -> SilentProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for writer in self._writers:
+            writer.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def mute_server() -> AsyncIterator[int]:
+    """A port that accepts connections and never says a word (no AMQP greeting)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+
+
+def at(url: str, port: int) -> str:
+    return str(URL(url).with_host("127.0.0.1").with_port(port))
+
+
+def test_every_url_asks_for_a_short_heartbeat_unless_it_names_one() -> None:
+    assert amqp.with_heartbeat("amqp://u:p@h:5672/v").query["heartbeat"] == str(amqp.HEARTBEAT_S)
+    assert amqp.with_heartbeat("amqp://h/v?heartbeat=30").query["heartbeat"] == "30"
+    assert amqp.with_heartbeat("amqp://h/v?name=x").query["name"] == "x"
+
+
+async def test_a_silent_node_is_given_up_and_the_next_answering_one_taken(
+    settings: Settings,
+) -> None:
+    """Frozen mid-publish: the publish fails as a bus failure once the heartbeat gives the
+    connection up, and the reconnection skips a node that never answers (bounded) and
+    lands on the broker itself."""
+    direct = settings.amqp_urls_for("testclient")[0]
+    broker = URL(direct)
+    async with SilentProxy(broker.host or "127.0.0.1", broker.port or 5672) as proxy:
+        async with mute_server() as mute:
+            urls = [at(direct, proxy.port), at(direct, mute), direct]
+            connection = await amqp.connect(urls, name="silent-node-test")
+            try:
+                assert isinstance(connection, amqp.ClusterConnection)
+                assert connection.current_url.port == proxy.port
+                channel = await connection.channel()
+                queue = await channel.declare_queue(exclusive=True)
+                proxy.freeze()
+                started = time.monotonic()
+                with pytest.raises(amqp.BUS_UNAVAILABLE):  # not a CancelledError
+                    await amqp.confirmed(
+                        channel.default_exchange.publish(aio_pika.Message(b"x"), queue.name)
+                    )
+                assert time.monotonic() - started < GIVEN_UP_WITHIN_S
+
+                def on_the_broker() -> bool:
+                    return (
+                        connection.connected.is_set() and connection.current_url.port == broker.port
+                    )
+
+                # the mute node in between costs at most one connect bound
+                limit = amqp.CONNECT_TIMEOUT_S + 2 * amqp.RECONNECT_INTERVAL_S + 5
+                deadline = time.monotonic() + limit
+                while not on_the_broker():
+                    assert time.monotonic() < deadline, "still not on the broker"
+                    await asyncio.sleep(0.1)
+            finally:
+                await connection.close()
+
+
+async def test_a_node_that_accepts_and_never_answers_costs_one_connect_bound(
+    settings: Settings,
+) -> None:
+    direct = settings.amqp_urls_for("testclient")[0]
+    async with mute_server() as mute:
+        started = time.monotonic()
+        connection = await amqp.connect([at(direct, mute), direct], name="mute-node-test")
+        try:
+            assert isinstance(connection, amqp.ClusterConnection)
+            assert connection.current_url.port == URL(direct).port
+            assert time.monotonic() - started < amqp.CONNECT_TIMEOUT_S + 3
+        finally:
+            await connection.close()
+
+
+async def test_a_call_keeps_its_deadline_when_its_publish_is_never_confirmed(
+    settings: Settings,
+) -> None:
+    """The request's confirm never comes from a silent node: the caller still gets its
+    timeout at the deadline, not when the connection is given up (18 s later)."""
+    broker = URL(settings.amqp_urls_for("testclient")[0])
+    async with SilentProxy(broker.host or "127.0.0.1", broker.port or 5672) as proxy:
+        via_proxy = settings.model_copy(update={"amqp_nodes": f"127.0.0.1:{proxy.port}"})
+        async with client_runtime(via_proxy) as client:
+            proxy.freeze()
+            started = time.monotonic()
+            with pytest.raises(RpcTimeout):
+                await client.rpc.call(ECHO, EchoRequest(text="hello"), timeout=1.0)
+            assert time.monotonic() - started < 3
