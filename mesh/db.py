@@ -238,7 +238,7 @@ class Database:
         self._watch: asyncio.Task[None] | None = None
         self._closed = False
         self._moved = asyncio.Event()
-        """Set when `pool` is replaced (see `_Guarded`); a fresh one for the next move."""
+        """Set when `pool` is replaced (see `_connection`); a fresh one for the next move."""
 
     @classmethod
     async def connect(cls, settings: Settings, database: str) -> Database:
