@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import httpx
@@ -31,8 +30,13 @@ from pydantic import SecretStr
 
 from mesh import amqp, broker
 from mesh.cluster import rabbitmq
-from mesh.db import Database
 from mesh.events import EventPublisher, declare_topology
+from tests.cluster.rabbitmq_support import (
+    CLEAN_FAILURES,
+    audited_creations,
+    patient_body,
+    patient_ids_in_database,
+)
 from tests.conftest import ALL_IDENTITIES, SECRETS, session_settings
 from tests.gateway.support import SERVICES, Mesh, Staff, mesh_on
 from tests.processes import free_port
@@ -46,8 +50,6 @@ pytestmark = [
     ),
 ]
 
-CLEAN_FAILURES = {503, 504}
-"""Refused while the bus fails over: a clean, retryable answer (never a 500)."""
 WRITES = 48
 WORKERS = 4
 ATTEMPTS = 40
@@ -232,30 +234,6 @@ async def test_events_whose_confirm_died_with_their_node_are_sent_again(cluster:
         await connection.close()
 
 
-def patient_body(i: int, tag: str) -> dict[str, object]:
-    return {
-        "demographics": {
-            "given_name": f"Node{i}",
-            "family_name": f"Cluster{tag}",
-            "date_of_birth": "1980-02-03",
-            "sex": "unknown",
-        },
-        "confirm_duplicate": True,
-    }
-
-
-def patient_ids_in_database(world: Mesh) -> list[str]:
-    async def ids() -> list[str]:
-        database = await Database.connect(world.settings, world.settings.database("records"))
-        try:
-            rows = await database.fetchall("SELECT patient_id FROM patients")
-            return [str(r[0]) for r in rows]
-        finally:
-            await database.close()
-
-    return asyncio.run(ids())
-
-
 @dataclass
 class Load:
     """A small clinic load: receptionists registering patients, reads of what exists."""
@@ -318,30 +296,6 @@ class Load:
             if response.status_code == 429:
                 pause = min(float(response.headers.get("retry-after", "1")), 2.0)
             self.stop.wait(pause)
-
-
-def audited_creations(admin: Staff) -> set[str]:
-    """The patients whose creation the chain holds. While a service is still moving to
-    another node its queries may answer 503/504 (a clean refusal): asked again then."""
-    found: list[Any] = []
-
-    def query() -> bool:
-        response = admin.client.request(
-            "GET", "/api/v1/audit/events", params={"type": "patient.create", "limit": 500}
-        )
-        if response.status_code in CLEAN_FAILURES:
-            return False
-        assert response.status_code == 200, response.text
-        found.append(response.json())
-        return True
-
-    assert until_sync(query, 60, 0.5), "the audit service did not answer again"
-    page = found[0]
-    return {
-        str(e["event"].get("patient_id") or e["event"].get("entity_id"))
-        for e in page["entries"]
-        if e["event"].get("outcome") == "success"
-    }
 
 
 def recovery_report(world: Mesh, nodes: rabbitmq.Cluster, health: httpx.Response) -> str:
