@@ -39,7 +39,7 @@ import secrets
 import struct
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Final, Literal, NamedTuple, NoReturn
 
@@ -300,6 +300,44 @@ def _as_bytes(value: bytes | bytearray | memoryview, what: str) -> bytes:
 # --------------------------------------------------------------------------- field ciphertext
 
 
+def _check_part(owner: str, name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{owner}.{name} must be a string")
+    if not value:
+        raise ValueError(f"{owner}.{name} must not be empty")
+
+
+def _binding_lp(binding: tuple[tuple[str, str], ...]) -> bytes:
+    parts = [len(binding).to_bytes(4, "big")]
+    for name, value in binding:
+        parts.append(_lp_str(name) + _lp_str(value))
+    return b"".join(parts)
+
+
+def _field_aad(
+    table: bytes,
+    column: str,
+    row_id: bytes,
+    binding: tuple[tuple[str, str], ...] | bytes,
+    version: int,
+) -> bytes:
+    """A field's context as bound into its AAD: table, column and row id length-prefixed
+    (`table` and `row_id` already are), then (version 2) the binding's pairs, counted."""
+    base = table + _lp_str(column) + row_id
+    if version == 1:
+        return base
+    return base + (binding if isinstance(binding, bytes) else _binding_lp(binding))
+
+
+def _check_binding(owner: str, binding: tuple[tuple[str, str], ...]) -> None:
+    names = [name for name, _ in binding]
+    if names != sorted(set(names)):
+        raise ValueError(f"{owner}.binding must be sorted by name, each name once")
+    for name, value in binding:
+        if not isinstance(name, str) or not isinstance(value, str) or not name or not value:
+            raise ValueError(f"{owner}.binding holds non-empty strings")
+
+
 @dataclass(frozen=True, slots=True)
 class FieldContext:
     """Where a field ciphertext lives, and whose it is; bound into its AAD so it cannot be
@@ -313,30 +351,51 @@ class FieldContext:
 
     def __post_init__(self) -> None:
         for name in ("table", "column", "row_id"):
-            value = getattr(self, name)
-            if not isinstance(value, str):
-                raise TypeError(f"FieldContext.{name} must be a string")
-            if not value:
-                raise ValueError(f"FieldContext.{name} must not be empty")
-        names = [name for name, _ in self.binding]
-        if names != sorted(set(names)):
-            raise ValueError("FieldContext.binding must be sorted by name, each name once")
-        for name, value in self.binding:
-            if not isinstance(name, str) or not isinstance(value, str) or not name or not value:
-                raise ValueError("FieldContext.binding holds non-empty strings")
+            _check_part("FieldContext", name, getattr(self, name))
+        _check_binding("FieldContext", self.binding)
 
     def encode(self, version: int = FIELD_VERSION) -> bytes:
         """The unambiguous (length-prefixed) encoding bound into the AAD."""
-        base = _lp_str(self.table) + _lp_str(self.column) + _lp_str(self.row_id)
-        if version == 1:
-            return base
-        parts = [base, len(self.binding).to_bytes(4, "big")]
-        for name, value in self.binding:
-            parts.append(_lp_str(name) + _lp_str(value))
-        return b"".join(parts)
+        return _field_aad(
+            _lp_str(self.table), self.column, _lp_str(self.row_id), self.binding, version
+        )
 
     def __str__(self) -> str:
         return f"{self.table}/{self.column}/{self.row_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class RowContext:
+    """The context every field of one row shares (table, row id, binding), checked and
+    encoded once per row: a field's AAD is this encoding with its column put in, the very
+    bytes of `FieldContext.encode` (which is made from it), without checking and encoding
+    the row again for each of its fields (the keyvault's hot path: a batch of rows)."""
+
+    table: str
+    row_id: str
+    binding: tuple[tuple[str, str], ...] = ()
+    _table: bytes = field(init=False, repr=False, compare=False)
+    _row_id: bytes = field(init=False, repr=False, compare=False)
+    _binding: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_part("RowContext", "table", self.table)
+        _check_part("RowContext", "row_id", self.row_id)
+        _check_binding("RowContext", self.binding)
+        object.__setattr__(self, "_table", _lp_str(self.table))
+        object.__setattr__(self, "_row_id", _lp_str(self.row_id))
+        object.__setattr__(self, "_binding", _binding_lp(self.binding))
+
+    def field_context(self, column: str) -> FieldContext:
+        return FieldContext(self.table, column, self.row_id, self.binding)
+
+    def encode(self, column: str, version: int = FIELD_VERSION) -> bytes:
+        """`FieldContext(table, column, row_id, binding).encode(version)`."""
+        _check_part("FieldContext", "column", column)
+        return _field_aad(self._table, column, self._row_id, self._binding, version)
+
+    def describe(self, column: str) -> str:
+        return f"{self.table}/{column}/{self.row_id}"
 
 
 def encrypt_field(
@@ -412,6 +471,24 @@ def decrypt_field(
     except InvalidTag:
         raise DecryptionError(
             f"ciphertext does not decrypt for {context} (key {parsed.key_id}): "
+            "wrong key, moved or edited"
+        ) from None
+
+
+def open_field(
+    aead: ChaCha20Poly1305, parsed: ParsedCiphertext, row: RowContext, column: str
+) -> bytes:
+    """`decrypt_field` for a blob already split by `parse_field` (the keyvault parses it
+    first, to find its key), of `column` in the row of `row`: refused unless it was made
+    for exactly that field."""
+    if not isinstance(row, RowContext):
+        raise TypeError("row must be a RowContext")
+    header = _HEADER.pack(parsed.version, parsed.key_id) + parsed.nonce
+    try:
+        return aead.decrypt(parsed.nonce, parsed.body, header + row.encode(column, parsed.version))
+    except InvalidTag:
+        raise DecryptionError(
+            f"ciphertext does not decrypt for {row.describe(column)} (key {parsed.key_id}): "
             "wrong key, moved or edited"
         ) from None
 

@@ -513,10 +513,14 @@ class Vault:
         failed: list[int] = []
         for index, row in enumerate(rows):
             plain: dict[str, str] = {}
+            if not row.fields:
+                out.append(plain)
+                continue
+            # The row's context is checked and encoded once, for all of its fields.
+            context = _row_context(row.table, row.row_id, row.binding)
             try:
                 for column, value in row.fields.items():
-                    context = _context(row.table, column, row.row_id, row.binding)
-                    plain[column] = await self._decrypt_one(value, context)
+                    plain[column] = await self._decrypt_one(value, context, column)
             except IntegrityError as exc:
                 log.warning("keyvault.row_not_decrypted", table=row.table, reason=exc.message)
                 failed.append(index)
@@ -524,15 +528,21 @@ class Vault:
             out.append(plain)
         return out, failed
 
-    async def _decrypt_one(self, value: str, context: ciphers.FieldContext) -> str:
+    async def _decrypt_one(self, value: str, row: ciphers.RowContext, column: str) -> str:
+        """The plaintext of `column`'s ciphertext (base64) in the row of `row`."""
+        if not column:  # a str (the request's model says so), never empty
+            raise BadRequest("invalid field context: FieldContext.column must not be empty")
         try:
-            blob = base64.b64decode(value, validate=True)
+            # strict: only the base64 alphabet, correct padding, nothing after it
+            blob = binascii.a2b_base64(value, strict_mode=True)
             parsed = ciphers.parse_field(blob)
-        except (binascii.Error, ValueError):
-            raise IntegrityError(f"ciphertext of {context} is malformed") from None
-        key = await self._live_key(parsed.key_id)
+        except ValueError:  # binascii.Error too, and a str that is not ASCII
+            raise IntegrityError(f"ciphertext of {row.describe(column)} is malformed") from None
+        key = self._keys.get(parsed.key_id)
+        if key is None:  # created by another replica since we unsealed, or gone
+            key = await self._live_key(parsed.key_id)
         if key.purpose != "data":
-            raise IntegrityError(f"ciphertext of {context} is not under a data key")
+            raise IntegrityError(f"ciphertext of {row.describe(column)} is not under a data key")
         if key.key_id < self.minimum("data"):
             raise IntegrityError(
                 f"key {key.key_id} is below the minimum decryption version of data keys"
@@ -540,11 +550,11 @@ class Vault:
         if parsed.version < self.min_field_version:
             raise IntegrityError(f"envelope version {parsed.version} is no longer accepted")
         try:
-            return ciphers.decrypt_field(key.aead, blob, context, key_id=key.key_id).decode("utf-8")
+            return ciphers.open_field(key.aead, parsed, row, column).decode("utf-8")
         except (ciphers.DecryptionError, UnicodeDecodeError):
             raise IntegrityError(
-                f"ciphertext of {context} does not decrypt: moved, edited, another "
-                "patient's, or wrong key"
+                f"ciphertext of {row.describe(column)} does not decrypt: moved, edited, "
+                "another patient's, or wrong key"
             ) from None
 
     async def mac(self, rows: Sequence[MacRow]) -> list[str]:
@@ -739,8 +749,9 @@ class Vault:
             if not stale and column not in needed:
                 continue
             try:
-                context = _context(row.table, column, row.row_id, binding)
-                text = await self._decrypt_one(value, context)
+                text = await self._decrypt_one(
+                    value, _row_context(row.table, row.row_id, binding), column
+                )
             except IntegrityError as exc:
                 raise _RowRefused(exc.message) from None
             decrypted[column] = text
@@ -1089,6 +1100,13 @@ def _context(
 ) -> ciphers.FieldContext:
     try:
         return ciphers.FieldContext(table, column, row_id, tuple(sorted((binding or {}).items())))
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"invalid field context: {exc}") from None
+
+
+def _row_context(table: str, row_id: str, binding: dict[str, str]) -> ciphers.RowContext:
+    try:
+        return ciphers.RowContext(table, row_id, tuple(sorted(binding.items())))
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"invalid field context: {exc}") from None
 

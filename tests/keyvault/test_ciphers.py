@@ -30,6 +30,7 @@ from services.keyvault.ciphers import (
     KeyWipedError,
     NonceBlock,
     NonceBlockExhausted,
+    RowContext,
     SecretKey,
     blind_index,
     blind_index_compound,
@@ -41,6 +42,7 @@ from services.keyvault.ciphers import (
     make_check_value,
     nonce_for,
     normalise,
+    open_field,
     parse_field,
     parse_mac,
     parse_wrapped_key,
@@ -123,6 +125,75 @@ def test_a_row_claimed_for_another_patient_does_not_decrypt() -> None:
     for wrong in (theirs, CTX):
         with pytest.raises(DecryptionError):
             decrypt_field(AEAD, blob, wrong)
+
+
+_NAMES = st.text(min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    table=_NAMES,
+    column=_NAMES,
+    row_id=_NAMES,
+    binding=st.dictionaries(_NAMES, _NAMES, max_size=3),
+    version=st.sampled_from([1, 2]),
+)
+def test_a_row_context_encodes_each_field_as_its_field_context_does(
+    table: str, column: str, row_id: str, binding: dict[str, str], version: int
+) -> None:
+    """The keyvault's batch path (the row's context encoded once) binds the very same AAD."""
+    pairs = tuple(sorted(binding.items()))
+    row = RowContext(table, row_id, pairs)
+    field = FieldContext(table, column, row_id, pairs)
+    assert row.encode(column, version) == field.encode(version)
+    assert row.field_context(column) == field
+    assert row.describe(column) == str(field)
+
+
+def test_open_field_decrypts_a_parsed_blob_only_for_its_own_row_and_column() -> None:
+    mine = FieldContext(CTX.table, CTX.column, CTX.row_id, (("patient", "patient-a"),))
+    blob = encrypt_field(AEAD, 9, nonce_for(PREFIX, 8), b"chart of A", mine)
+    parsed = parse_field(blob)
+    row = RowContext(CTX.table, CTX.row_id, (("patient", "patient-a"),))
+    assert open_field(AEAD, parsed, row, CTX.column) == b"chart of A"
+    for other_row, column in (
+        (RowContext(CTX.table, CTX.row_id, (("patient", "patient-b"),)), CTX.column),
+        (RowContext(CTX.table, CTX.row_id), CTX.column),
+        (RowContext(CTX.table, "3f1c-78", (("patient", "patient-a"),)), CTX.column),
+        (RowContext("staff", CTX.row_id, (("patient", "patient-a"),)), CTX.column),
+        (row, "given_name"),
+    ):
+        with pytest.raises(DecryptionError, match="does not decrypt"):
+            open_field(AEAD, parsed, other_row, column)
+    with pytest.raises(DecryptionError):
+        open_field(OTHER_AEAD, parsed, row, CTX.column)
+    edited = parse_field(blob[:-1] + bytes([blob[-1] ^ 1]))
+    with pytest.raises(DecryptionError):
+        open_field(AEAD, edited, row, CTX.column)
+
+
+@pytest.mark.parametrize(
+    ("table", "row_id", "binding", "error"),
+    [
+        ("", "r", (), ValueError),
+        ("t", "", (), ValueError),
+        (None, "r", (), TypeError),
+        ("t", 7, (), TypeError),
+        ("t", "r", (("patient", ""),), ValueError),
+        ("t", "r", (("b", "1"), ("a", "2")), ValueError),
+        ("t", "r", (("a", "1"), ("a", "2")), ValueError),
+    ],
+    ids=["empty-table", "empty-row", "table-none", "row-int", "empty-value", "unsorted", "twice"],
+)
+def test_a_row_context_refuses_what_a_field_context_refuses(
+    table: object, row_id: object, binding: tuple[tuple[str, str], ...], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        RowContext(table, row_id, binding)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        FieldContext(table, "c", row_id, binding)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="column"):
+        RowContext("t", "r").encode("")
 
 
 def test_field_plaintext_is_not_in_the_blob() -> None:

@@ -343,6 +343,20 @@ async def test_moved_or_edited_ciphertexts_do_not_decrypt(world: Gate) -> None:
         flipped[position] ^= 0x01
         edited = {"phone": base64.b64encode(flipped).decode()}
         cases.append((mine.model_copy(update={"fields": edited}), patient))
+    # Not a ciphertext at all (strict base64: alphabet, padding, nothing after it), or cut
+    # short: the row fails like an edited one, never the whole request.
+    phone = mine.fields["phone"]
+    for garbage in (
+        "not base64!",
+        "é" + phone[1:],
+        phone.rstrip("=") + "===",
+        phone + "\n",
+        phone + "QUFB",
+        "=" + phone,
+        base64.b64encode(blob[: ciphers.HEADER_BYTES]).decode(),
+        "",
+    ):
+        cases.append((mine.model_copy(update={"fields": {"phone": garbage}}), patient))
     for row, signed_for in cases:
         # with an untouched row of the same patient, which still decrypts
         rows = [row, second] if signed_for == patient else [row]
