@@ -14,9 +14,11 @@ With `island=` (a `mesh.cluster.netns.Island`) the master runs in that network
 namespace, listening on `island.inner_address`, while the replicas and Sentinels stay on
 the host (on 127.0.0.1 and `island.host_address`, where the island reaches them): cutting
 the island is then a real partition of the master from everything else, the classic
-Sentinel split-brain. `min_replicas_to_write`/`min_replicas_max_lag` set the guard
-against it on every node (a master that hears from no replica for the lag stops taking
-writes: NOREPLICAS). Standard library only, so it runs before any virtualenv exists:
+Sentinel split-brain (`island_sentinels=1` strands one Sentinel with it, as a zone
+holding a Sentinel beside the master would). `min_replicas_to_write` and
+`min_replicas_max_lag` set the guard against it on every node (a master that hears from
+no replica for the lag stops taking writes: NOREPLICAS). Standard library only, so it
+runs before any virtualenv exists:
 
     python -m mesh.cluster.sentinel up --dir var/sentinel     # prints the settings to use
     python -m mesh.cluster.sentinel down --dir var/sentinel
@@ -297,11 +299,17 @@ def _redis_conf(
 
 
 def _sentinel_conf(
-    folder: Path, port: int, name: str, master: int, replicas: list[int], layout: _Layout
+    folder: Path,
+    port: int,
+    name: str,
+    master: int,
+    replicas: list[int],
+    layout: _Layout,
+    bind: str,
 ) -> Path:
     lines = [
         f"port {port}",
-        f"bind {layout.host_binds}",
+        f"bind {bind}",
         f'dir "{folder}"',
         f'logfile "{folder / "sentinel.log"}"',
         "daemonize no",
@@ -326,6 +334,7 @@ def up(
     island: Island | None = None,
     min_replicas_to_write: int = 0,
     min_replicas_max_lag: int = 10,
+    island_sentinels: int = 0,
 ) -> SentinelSet:
     """Start the set under `base_dir`: `ports` are the master's, two replicas' and three
     Sentinels' (six; default: free ports). Waits until it is healthy (see `healthy`);
@@ -335,7 +344,9 @@ def up(
     module text); the caller makes and removes the island, after `down`.
     `min_replicas_to_write` > 0: each node refuses writes as a master while fewer replicas
     than that acknowledged it within `min_replicas_max_lag` seconds (0: Redis' default,
-    writes always taken)."""
+    writes always taken). `island_sentinels`: that many of the Sentinels (the last ones,
+    at most 3 - QUORUM, so the others can still fail over) run on the island beside the
+    master, stranded with it when it is cut."""
     base = Path(base_dir).resolve()
     if (base / STATE_FILE).exists():
         raise SentinelError(f"a set already runs from {base} (down it first)")
@@ -345,8 +356,11 @@ def up(
         raise SentinelError("six distinct ports are needed, none of them 6379")
     if not 0 <= min_replicas_to_write <= 2 or min_replicas_max_lag < 1:
         raise SentinelError("min_replicas_to_write is 0 to 2, min_replicas_max_lag 1 or more")
+    if not 0 <= island_sentinels <= 3 - QUORUM or (island_sentinels and island is None):
+        raise SentinelError(f"island_sentinels is 0 to {3 - QUORUM}, and needs an island")
     program = _program()
     layout = _layout(island)
+    stranded = set(chosen[6 - island_sentinels :]) if island_sentinels else set()
     guard = (min_replicas_to_write, min_replicas_max_lag)
     master, *replicas = chosen[:3]
     started: dict[str, int] = {}
@@ -356,7 +370,7 @@ def up(
         master_name,
         (layout.master_host, master),
         tuple((layout.replica_host, p) for p in replicas),
-        tuple((HOST, p) for p in chosen[3:]),
+        tuple((layout.master_host if p in stranded else HOST, p) for p in chosen[3:]),
         started,
     )
     try:
@@ -372,8 +386,10 @@ def up(
         for port in chosen[3:]:
             folder = base / f"sentinel-{port}"
             folder.mkdir(parents=True, exist_ok=True)
-            conf = _sentinel_conf(folder, port, master_name, master, replicas, layout)
-            procs.append(_spawn(program, conf, sentinel=True))
+            inside = port in stranded
+            bind = layout.master_host if inside else layout.host_binds
+            conf = _sentinel_conf(folder, port, master_name, master, replicas, layout, bind)
+            procs.append(_spawn(program, conf, sentinel=True, island=island if inside else None))
             started[str(port)] = procs[-1].pid
             _save(found)
         deadline = time.monotonic() + timeout
