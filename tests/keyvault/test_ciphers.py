@@ -627,6 +627,39 @@ def test_canonical_row_is_unambiguous(
     assert canonical_row("t", "1", left) != canonical_row("t", "1", right)
 
 
+def _spec_value(value: ColumnValue) -> bytes:
+    if value is None:
+        return b"N"
+    if isinstance(value, bool | int):
+        return b"I" + _lp(str(int(value)))
+    if isinstance(value, str):
+        return b"S" + _lp(value)
+    raw = bytes(value)
+    return b"B" + len(raw).to_bytes(4, "big") + raw
+
+
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(), st.binary(), st.binary().map(bytearray)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    table=st.text(min_size=1),
+    pk=st.text(min_size=1),
+    columns=st.dictionaries(st.text(min_size=1), _VALUES, max_size=12),
+)
+def test_canonical_row_is_the_specified_encoding(
+    table: str, pk: str, columns: dict[str, ColumnValue]
+) -> None:
+    """Pinned against the encoding written out plainly (stored MACs depend on every byte):
+    label, table, primary key, column count, then each name and type-tagged value."""
+    items = list(columns.items())
+    spec = _lp("medihaven.row.v1") + _lp(table) + _lp(pk) + len(items).to_bytes(4, "big")
+    spec += b"".join(_lp(name) + _spec_value(value) for name, value in items)
+    assert canonical_row(table, pk, items) == spec
+
+
 def test_canonical_row_separates_table_and_primary_key() -> None:
     assert canonical_row("ab", "c", []) != canonical_row("a", "bc", [])
     assert canonical_row("t", "1", []) != canonical_row("t", "2", [])
