@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,6 @@ import pymysql
 import pytest
 
 from contracts.audit import AuditAction, AuditOutcome, AuditType
-from contracts.base import OPERATOR
 from mesh import db, metrics
 from mesh.audit import make_event
 from mesh.cluster import galera
@@ -36,12 +33,17 @@ from services.audit.ingest import _Pending
 from services.audit.ingest import append as ingest_append
 from services.chat import store as chat_store
 from services.keyvault import store as kv_store
-from tests.cluster.galera_support import RETRYABLE, moves, on_node, patient_body, patients_in
-from tests.conftest import isolated_settings
+from tests.cluster.galera_support import (
+    RETRYABLE,
+    Load,
+    mesh_on_nodes,
+    moves,
+    on_node,
+    patient_body,
+)
 from tests.gateway.support import Mesh
-from tests.keyvault.support import initialise, unseal
-from tests.mesh.fixtures import client_runtime
-from tests.processes import ROOT, Process
+from tests.processes import ROOT
+from tests.support.patients import patients_in
 from tests.support.polling import until_sync
 
 pytestmark = pytest.mark.timeout(180)
@@ -378,104 +380,37 @@ def test_the_mesh_loses_and_doubles_nothing_when_a_node_stops(
 ) -> None:
     """`stop`: a clean shutdown (the node leaves the group); `kill`: SIGKILL (the others
     notice when it stops answering)."""
-    with isolated_settings(f"galera{how}") as base:
-        settings = on_node(base, cluster, 0)
-        procs: dict[str, Process] = {}
-        try:
-            # Each service prefers another node: writes really come from all three.
-            for index, module in enumerate(MESH):
-                order = on_node(base, cluster, index % 3)
-                procs[module] = Process(
-                    module,
-                    settings,
-                    tmp_path,
-                    MEDIHAVEN_DB_HOSTS=order.db_hosts,
-                    MEDIHAVEN_DB_PREFER_INTERVAL_S="1",
-                )
-            for proc in procs.values():
-                proc.wait_ready(90)
-
-            async def setup() -> list[str]:
-                async with client_runtime(settings, "gwtest-setup", OPERATOR) as client:
-                    init = await initialise(client.rpc)
-                    await unseal(client.rpc, init.shares)
-                    return init.shares
-
-            shares = asyncio.run(setup())
-            gateway = Process(
-                "gateway", settings, tmp_path, MEDIHAVEN_RATE_ANONYMOUS_CAPACITY="10000"
-            )
-            procs["gateway"] = gateway
-            gateway.wait_ready()
-            world = Mesh(settings, procs, gateway, shares, tmp_path)
-            _load_with_a_node_stopped(world, cluster, how)
-        finally:
-            for proc in procs.values():
-                proc.stop()
+    # Each service prefers another node: writes really come from all three.
+    prefers = {module: index % 3 for index, module in enumerate(MESH)}
+    with mesh_on_nodes(f"galera{how}", cluster, tmp_path, prefers) as world:
+        _load_with_a_node_stopped(world, cluster, how)
 
 
 def _load_with_a_node_stopped(world: Mesh, cluster: galera.Cluster, how: str) -> None:
     admin, desk = world.admin(), world.staff("receptionist")
-    tag = uuid.uuid4().hex[:6]
-    total, workers = 80, 4
-    statuses: Counter[int] = Counter()
-    created: dict[str, str] = {}
-    lock = threading.Lock()
-    unexpected: list[str] = []
-
-    def create(i: int) -> None:
-        key = f"galera-{tag}-{i:04d}"
-        for _ in range(60):
-            response = desk.client.request(
-                "POST", "/api/v1/patients", patient_body(i, tag), idempotency_key=key
-            )
-            with lock:
-                statuses[response.status_code] += 1
-            if response.status_code == 201:
-                with lock:
-                    created[key] = response.json()["patient_id"]
-                return
-            if response.status_code not in RETRYABLE:
-                unexpected.append(f"{response.status_code} {response.text[:300]}")
-                return
-            time.sleep(0.2)
-        unexpected.append(f"{key} never succeeded")
-
-    def worker(start: int) -> None:
-        for i in range(start, total, workers):
-            create(i)
-
+    load = Load(desk, "galera")
+    tag = load.tag
     before = patients_in(world.settings)
-    threads = [threading.Thread(target=worker, args=(s,)) for s in range(workers)]
-    for thread in threads:
-        thread.start()
-    assert until_sync(lambda: len(created) >= 16, 90), statuses
+    load.start()
     stopped_at = time.monotonic()
     getattr(cluster, how)(1)  # records and chat served from node 1: they move to node 2
-    for thread in threads:
-        thread.join(150)
+    load.join(150)
     recovered_s = time.monotonic() - stopped_at
-    assert not unexpected, unexpected
+    assert not load.unexpected, load.unexpected
     survivors = on_node(world.settings, cluster, 2, only=True)
     stored = patients_in(survivors) - before
-    ids = set(created.values())
-    lost = len(created) - min(stored, len(ids))
-    duplicated = max(stored - len(ids), 0)
+    ids = load.ids
+    statuses = load.statuses
+    lost, duplicated = load.lost(stored), load.duplicated(stored)
     answered = statuses[201]
-    failed_cleanly = sum(n for code, n in statuses.items() if code in RETRYABLE)
-
-    def audited() -> set[str]:
-        page = admin.client.get("/api/v1/audit/events", type="patient.create", limit=500)
-        return {str(e["event"]["entity_id"]) for e in page["entries"]}
-
-    until_sync(lambda: ids <= audited(), 60, 0.5)
-    audit_lost = len(ids - audited())
+    failed_cleanly = load.failed_cleanly
+    audit_lost = load.audit_lost(admin)
     print(
         f"galera node {how}: answered={answered} failed_cleanly={failed_cleanly} "
         f"lost={lost} duplicated={duplicated} audit_lost={audit_lost} "
         f"statuses={dict(statuses)} load_after_stop_s={recovered_s:.1f}"
     )
-    assert len(created) == total and len(ids) == total, statuses
+    assert len(load.created) == load.total and len(ids) == load.total, statuses
     assert set(statuses) <= {201} | RETRYABLE, statuses
     assert (lost, duplicated, audit_lost) == (0, 0, 0)
     assert admin.client.get("/api/v1/audit/verify")["ok"]

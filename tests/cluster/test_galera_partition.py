@@ -13,26 +13,26 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from contracts.base import OPERATOR
 from mesh import db
 from mesh.cluster import galera, netns
 from mesh.settings import Settings
-from tests.cluster.galera_support import RETRYABLE, moves, on_node, patient_body, patients_in
-from tests.conftest import isolated_settings
+from tests.cluster.galera_support import (
+    Load,
+    mesh_on_nodes,
+    moves,
+    on_node,
+    patient_body,
+)
 from tests.gateway.support import Mesh
-from tests.keyvault.support import initialise, unseal
-from tests.mesh.fixtures import client_runtime
-from tests.processes import Process
+from tests.support.patients import patients_in
 from tests.support.polling import until, until_sync
 
 pytestmark = pytest.mark.timeout(300)
@@ -174,103 +174,29 @@ MOVED = ["records", "chat"]
 def test_the_mesh_loses_and_doubles_nothing_when_a_node_is_cut_off(
     cluster: galera.Cluster, healed: netns.Island, tmp_path: Path
 ) -> None:
-    with isolated_settings("galerapart") as base:
-        settings = on_node(base, cluster, 0)
-        procs: dict[str, Process] = {}
-        try:
-            for module, first in MESH.items():
-                procs[module] = Process(
-                    module,
-                    settings,
-                    tmp_path,
-                    MEDIHAVEN_DB_HOSTS=on_node(base, cluster, first).db_hosts,
-                    MEDIHAVEN_DB_PREFER_INTERVAL_S="1",
-                )
-            for proc in procs.values():
-                proc.wait_ready(90)
-
-            async def setup() -> list[str]:
-                async with client_runtime(settings, "gwtest-setup", OPERATOR) as client:
-                    init = await initialise(client.rpc)
-                    await unseal(client.rpc, init.shares)
-                    return init.shares
-
-            shares = asyncio.run(setup())
-            gateway = Process(
-                "gateway", settings, tmp_path, MEDIHAVEN_RATE_ANONYMOUS_CAPACITY="10000"
-            )
-            procs["gateway"] = gateway
-            gateway.wait_ready()
-            world = Mesh(settings, procs, gateway, shares, tmp_path)
-            _load_with_a_node_cut(world, cluster, healed)
-        finally:
-            for proc in procs.values():
-                proc.stop()
+    with mesh_on_nodes("galerapart", cluster, tmp_path, MESH) as world:
+        _load_with_a_node_cut(world, cluster, healed)
 
 
 def _load_with_a_node_cut(world: Mesh, cluster: galera.Cluster, net: netns.Island) -> None:
     admin, desk = world.admin(), world.staff("receptionist")
-    tag = uuid.uuid4().hex[:6]
-    total, workers = 80, 4
-    statuses: Counter[int] = Counter()
-    created: dict[str, str] = {}
-    lock = threading.Lock()
-    unchecked: list[str] = []
-
-    def create(i: int) -> None:
-        key = f"galp-{tag}-{i:04d}"
-        for _ in range(60):
-            try:
-                response = desk.client.request(
-                    "POST", "/api/v1/patients", patient_body(i, tag), idempotency_key=key
-                )
-            except httpx.HTTPError as exc:  # no answer at all: not a clean failure
-                with lock:
-                    unchecked.append(f"{key}: {exc!r}")
-                return
-            with lock:
-                statuses[response.status_code] += 1
-            if response.status_code == 201:
-                with lock:
-                    created[key] = response.json()["patient_id"]
-                return
-            if response.status_code not in RETRYABLE:
-                with lock:
-                    unchecked.append(f"{key}: {response.status_code} {response.text[:300]}")
-                return
-            time.sleep(0.2)  # a client's pause before it retries (not a wait for a state)
-        with lock:
-            unchecked.append(f"{key} never succeeded")
-
-    def worker(start: int) -> None:
-        for i in range(start, total, workers):
-            create(i)
-
+    load = Load(desk, "galp", catch_transport=True)
+    tag, total = load.tag, load.total
     majority = on_node(world.settings, cluster, 0, only=True)
     before = patients_in(majority)
-    threads = [threading.Thread(target=worker, args=(s,)) for s in range(workers)]
-    for thread in threads:
-        thread.start()
-    assert until_sync(lambda: len(created) >= 16, 90), statuses
+    load.start()
     net.cut()
     cut_at = time.monotonic()
-    for thread in threads:
-        thread.join(200)
+    load.join(200)
     load_s = time.monotonic() - cut_at
-    assert not any(thread.is_alive() for thread in threads), "the load did not finish"
+    assert load.finished, "the load did not finish"
     stored = patients_in(majority) - before
-    ids = set(created.values())
-    lost = len(created) - min(stored, len(ids)) + (total - len(created))
-    duplicated = max(stored - len(ids), 0)
+    statuses, unchecked = load.statuses, load.unexpected
+    lost = load.lost(stored) + (total - len(load.created))
+    duplicated = load.duplicated(stored)
     answered = statuses[201]
-    failed_cleanly = sum(n for code, n in statuses.items() if code in RETRYABLE)
-
-    def audited() -> set[str]:
-        page = admin.client.get("/api/v1/audit/events", type="patient.create", limit=500)
-        return {str(e["event"]["entity_id"]) for e in page["entries"]}
-
-    until_sync(lambda: ids <= audited(), 60, 0.5)
-    audit_lost = len(ids - audited())
+    failed_cleanly = load.failed_cleanly
+    audit_lost = load.audit_lost(admin)
     records, chat = world.procs["services.records"], world.procs["services.chat"]
     print(
         f"galera node cut: answered={answered} failed_cleanly={failed_cleanly} "
@@ -279,7 +205,7 @@ def _load_with_a_node_cut(world: Mesh, cluster: galera.Cluster, net: netns.Islan
     )
     assert unchecked == [], unchecked
     assert (lost, duplicated, audit_lost) == (0, 0, 0)
-    assert len(created) == total and answered == total, statuses
+    assert len(load.created) == total and answered == total, statuses
     assert admin.client.get("/api/v1/audit/verify")["ok"]
     # Records (under load) moved to the next node of its order. Chat, idle, meets the
     # loss on its readiness probe's statement: answered within the stall bound (503, or

@@ -27,9 +27,9 @@ from gateway.ratelimit import nonce_key
 from mesh.cluster import sentinel
 from mesh.cluster.sentinel import SentinelSet
 from mesh.errors import Unavailable
-from mesh.httpsig import sign_request
 from mesh.redis import RedisLedger, create_redis
 from mesh.settings import Settings
+from tests.cluster.sentinel_support import Signed, gateway_through, replicated, send, signed_me
 from tests.gateway.support import Mesh, Staff, mesh
 from tests.processes import Process
 from tests.support.polling import until, until_sync
@@ -59,37 +59,8 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
 @pytest.fixture
 def gateway(world: Mesh, sentinels: SentinelSet) -> Iterator[Process]:
     """A gateway of its own that finds its Redis through these Sentinels."""
-    proc = world.extra_gateway(
-        MEDIHAVEN_REDIS_SENTINELS=sentinels.sentinels_setting,
-        MEDIHAVEN_REDIS_SENTINEL_MASTER=sentinels.master_name,
-        MEDIHAVEN_RATE_GENERAL_CAPACITY="100000",  # the load is not what is limited here
-    )
-    try:
+    with gateway_through(world, sentinels) as proc:
         yield proc
-    finally:
-        proc.stop()
-
-
-@dataclass
-class Signed:
-    """One signed request (its headers kept, to replay it)."""
-
-    url: str
-    headers: dict[str, str]
-    status: int = 0
-    answered_at: float = 0.0
-
-
-def signed_me(gateway: Process, staff: Staff) -> Signed:
-    url = f"{gateway.url}/api/v1/me"
-    headers = sign_request(staff.client.private_key, staff.account_id, "GET", url, b"")
-    return Signed(url, headers)
-
-
-def send(http: httpx.Client, request: Signed) -> httpx.Response:
-    response = http.get(request.url, headers=request.headers)
-    request.status, request.answered_at = response.status_code, time.monotonic()
-    return response
 
 
 def outcome(response: httpx.Response) -> str:
@@ -105,14 +76,6 @@ def outcome(response: httpx.Response) -> str:
     if response.status_code == 401 and error.get("details", {}).get("reason") == "replayed":
         return "replayed"
     return f"{response.status_code} {error}"
-
-
-def replicated(address: tuple[str, int], replicas: int) -> bool:
-    """A sync point: every write the master took before this call has reached `replicas`
-    replicas (a write of our own, then WAIT on the same connection)."""
-    with Redis(host=address[0], port=address[1], socket_timeout=5) as client:
-        client.set("sync-point", str(time.time()))
-        return int(client.execute_command("WAIT", replicas, 5000)) >= replicas
 
 
 @dataclass

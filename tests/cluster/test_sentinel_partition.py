@@ -40,7 +40,7 @@ from redis.exceptions import RedisError
 from gateway.ratelimit import nonce_key
 from mesh.cluster import netns, sentinel
 from mesh.cluster.sentinel import SentinelSet
-from tests.cluster.test_sentinel import Signed, replicated, send, signed_me
+from tests.cluster.sentinel_support import Signed, gateway_through, replicated, send, signed_me
 from tests.gateway.support import Mesh, Staff, mesh
 from tests.processes import Process
 from tests.support.polling import until_sync
@@ -345,15 +345,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 def gateway(world: Mesh, partitioned: tuple[netns.Island, SentinelSet]) -> Iterator[Process]:
     """A gateway of its own that finds its Redis through the island set's Sentinels."""
     _, found = partitioned
-    proc = world.extra_gateway(
-        MEDIHAVEN_REDIS_SENTINELS=found.sentinels_setting,
-        MEDIHAVEN_REDIS_SENTINEL_MASTER=found.master_name,
-        MEDIHAVEN_RATE_GENERAL_CAPACITY="100000",  # the load is not what is limited here
-    )
-    try:
+    with gateway_through(world, found) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def classify(response: httpx.Response) -> str:

@@ -3,7 +3,6 @@ under load, MariaDB and RabbitMQ restarted. Each is bounded in time and cleans u
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import signal
 import subprocess
@@ -17,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mesh.db import Database
 from services.keyvault.sealedbox import seal_share
 from tests.gateway.support import Mesh, mesh
 from tests.processes import Process, running
+from tests.support.patients import patients_in, registration
 from tests.support.polling import until_sync
 
 RETRYABLE = {502, 503, 504}
@@ -34,27 +33,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 
 
 def patient_body(i: int, tag: str) -> dict[str, object]:
-    return {
-        "demographics": {
-            "given_name": f"Load{i}",
-            "family_name": f"Fault{tag}",
-            "date_of_birth": "1990-01-01",
-            "sex": "unknown",
-        },
-        "confirm_duplicate": True,
-    }
-
-
-def patients_in_database(world: Mesh) -> int:
-    async def count() -> int:
-        database = await Database.connect(world.settings, world.settings.database("records"))
-        try:
-            row = await database.fetchone("SELECT COUNT(*) FROM patients")
-            return int(row[0]) if row else 0
-        finally:
-            await database.close()
-
-    return asyncio.run(count())
+    return registration(f"Load{i}", f"Fault{tag}", "1990-01-01")
 
 
 def test_killing_a_records_replica_under_load_loses_nothing_and_writes_once(
@@ -62,7 +41,7 @@ def test_killing_a_records_replica_under_load_loses_nothing_and_writes_once(
 ) -> None:
     second = Process("services.records", world.settings, tmp_path)
     second.wait_ready()
-    before = patients_in_database(world)
+    before = patients_in(world.settings)
     desk = world.staff("receptionist")
     tag = uuid.uuid4().hex[:6]
     statuses: Counter[int] = Counter()
@@ -102,7 +81,7 @@ def test_killing_a_records_replica_under_load_loses_nothing_and_writes_once(
     assert set(statuses) <= {201} | RETRYABLE, statuses
     ids = set(created.values())
     assert len(ids) == 60  # one patient per idempotency key
-    assert patients_in_database(world) - before == 60, "a write happened twice (or was lost)"
+    assert patients_in(world.settings) - before == 60, "a write happened twice (or was lost)"
 
 
 def test_sealed_keyvault_refuses_patient_data_but_staff_routes_keep_working(world: Mesh) -> None:

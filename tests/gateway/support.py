@@ -93,6 +93,19 @@ class Mesh:
         return proc
 
 
+def initialise_and_unseal(settings: Settings) -> list[str]:
+    """Initialise the running keyvault and unseal it with its shares (returned): the one
+    start-up step every mesh a test builds needs before the gateway serves."""
+
+    async def setup() -> list[str]:
+        async with client_runtime(settings, "gwtest-setup", OPERATOR) as client:
+            init = await initialise(client.rpc)
+            await unseal(client.rpc, init.shares)
+            return init.shares
+
+    return asyncio.run(setup())
+
+
 @contextmanager
 def mesh(
     tag: str, log_dir: Path, services: Sequence[str] = SERVICES, **gateway_env: str
@@ -113,14 +126,7 @@ def mesh_on(
 ) -> Iterator[Mesh]:
     """`mesh` in a namespace the caller made (e.g. on a broker cluster of its own)."""
     with started(services, settings, log_dir, {}, ready_timeout_s) as procs:
-
-        async def setup() -> list[str]:
-            async with client_runtime(settings, "gwtest-setup", OPERATOR) as client:
-                init = await initialise(client.rpc)
-                await unseal(client.rpc, init.shares)
-                return init.shares
-
-        shares = asyncio.run(setup())
+        shares = initialise_and_unseal(settings)
         # Tests register many staff from one address: a roomy anonymous bucket here
         # (test_token_bucket... checks the small one on a gateway of its own).
         env = {"MEDIHAVEN_RATE_ANONYMOUS_CAPACITY": "10000", **(gateway_env or {})}
