@@ -414,6 +414,16 @@ def _epmd(address: str, port: int, island: netns.Island | None, deadline: float)
         time.sleep(0.05)
 
 
+def _killed_unless_gone(pid: int, within_s: float, poll_s: float) -> None:
+    """Wait up to `within_s` for a process asked to stop to be gone, then SIGKILL it: a
+    stop that hangs must not leave a node or an epmd behind."""
+    deadline = time.monotonic() + within_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def _stop_epmd(pid: int) -> None:
     """Stop one of the cluster's epmds (only if that pid still is an epmd: a pid from a
     state file may have been reused)."""
@@ -432,11 +442,7 @@ def _stop_epmd(pid: int) -> None:
         os.kill(pid, signal.SIGTERM)
     except (OSError, ProcessLookupError):
         return
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    _killed_unless_gone(pid, 10, 0.05)
 
 
 def up(
@@ -560,11 +566,7 @@ def _stop(node: Node) -> None:
             ctl(node, "stop", timeout_s=30, check=False)
         except subprocess.TimeoutExpired:
             pass
-        deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        _killed_unless_gone(pid, 20, 0.1)
     proc = _PROCS.pop(node.name, None)
     if proc is not None:
         if proc.poll() is None:
