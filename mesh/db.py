@@ -435,8 +435,8 @@ class Database:
 
 
 DEFAULT_ATTEMPTS = 8
-STALL_S = 5.0
-"""`bound_stalls` for a Database made without settings (the default of db_stall_timeout_s)."""
+STALL_S: float = Settings.model_fields["db_stall_timeout_s"].default
+"""`bound_stalls` for a Database made without settings: the setting's own default."""
 BACKOFF_BASE_S = 0.025
 BACKOFF_CAP_S = 1.0
 

@@ -39,7 +39,7 @@ from tests.cluster.rabbitmq_support import (
     patient_ids_in_database,
 )
 from tests.conftest import ALL_IDENTITIES, SECRETS, session_settings
-from tests.gateway.support import SERVICES, Mesh, Staff, mesh_on
+from tests.gateway.support import EVERY_SERVICE, Mesh, Staff, mesh_on
 from tests.processes import free_port
 from tests.support.polling import until, until_sync
 
@@ -75,7 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             }
         )
         broker.provision(settings, SECRETS, ALL_IDENTITIES, node=nodes.names[0])
-        services = [*SERVICES, "services.records", "services.scheduling"]  # the whole mesh
+        services = EVERY_SERVICE
         # A roomy readiness bound: the machine may be busy (it is still a bound).
         with mesh_on(settings, logs, services, ready_timeout_s=90) as w:
             yield Cluster(nodes, w)

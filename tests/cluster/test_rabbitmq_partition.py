@@ -44,7 +44,7 @@ from tests.cluster.rabbitmq_support import (
     patient_ids_in_database,
 )
 from tests.conftest import ALL_IDENTITIES, SECRETS, session_settings
-from tests.gateway.support import Mesh, Staff, initialise_and_unseal
+from tests.gateway.support import EVERY_SERVICE, Mesh, Staff, initialise_and_unseal
 from tests.processes import started
 from tests.support.polling import until, until_sync
 
@@ -353,15 +353,7 @@ def world(partitioned: Partitioned, tmp_path_factory: pytest.TempPathFactory) ->
     # `rabbitmqctl` for these nodes needs their long names and epmd (mesh.broker's own env)
     with mock.patch.dict(os.environ, first.cli_env()):
         broker.provision(settings, SECRETS, ALL_IDENTITIES, node=first.name)
-    services = [
-        "services.keyvault",
-        "services.auth",
-        "services.chat",
-        "services.audit",
-        "services.records",
-        "services.scheduling",
-    ]
-    with split_mesh(settings, island_first, logs, services) as w:
+    with split_mesh(settings, island_first, logs, EVERY_SERVICE) as w:
         yield w
 
 

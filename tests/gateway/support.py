@@ -24,6 +24,8 @@ from tests.processes import Process, started
 
 T = TypeVar("T")
 SERVICES = ["services.keyvault", "services.auth", "services.chat", "services.audit"]
+EVERY_SERVICE = [*SERVICES, "services.records", "services.scheduling"]
+"""The whole mesh, for tests that run the clinic's work end to end."""
 
 
 @dataclass

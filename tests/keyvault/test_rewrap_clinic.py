@@ -40,21 +40,13 @@ from contracts import keyvault as kv
 from mesh.db import Database
 from mesh.settings import Settings
 from services.keyvault.sealedbox import open_share, public_key_b64, seal_share
-from tests.gateway.support import Mesh, Staff, mesh
+from tests.gateway.support import EVERY_SERVICE, Mesh, Staff, mesh
 from tests.keyvault.offline import check_every_database
 from tests.keyvault.support import unseal
 from tests.keyvault.test_dump import encodings
 from tests.processes import Process, process_env
 from tests.support.dump import DUMP, dump
 
-SERVICES = [
-    "services.keyvault",
-    "services.auth",
-    "services.chat",
-    "services.audit",
-    "services.records",
-    "services.scheduling",
-]
 UNLIMITED = {
     f"MEDIHAVEN_RATE_{kind}_{what}": "100000000"
     for kind in ("GENERAL", "PATIENT", "ANONYMOUS")
@@ -80,7 +72,7 @@ def poll(check: Callable[[], bool], timeout: float, what: str, interval: float =
 @pytest.fixture(scope="module")
 def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     logs = tmp_path_factory.mktemp("rewraplogs")
-    with mesh("kvrwclinic", logs, services=SERVICES, **UNLIMITED) as m:
+    with mesh("kvrwclinic", logs, services=EVERY_SERVICE, **UNLIMITED) as m:
         yield m
 
 

@@ -18,7 +18,7 @@ from unittest.mock import patch
 
 import pytest
 
-from tests.gateway.support import Mesh, mesh
+from tests.gateway.support import EVERY_SERVICE, Mesh, mesh
 from tests.processes import ROOT, Process
 
 if TYPE_CHECKING:
@@ -38,14 +38,6 @@ CHROMIUM_ARGS = [
     # A container's /dev/shm is often 64 MB, too small for Chromium's shared memory: a
     # renderer that runs out crashes the page. /tmp instead, wherever the tests run.
     "--disable-dev-shm-usage",
-]
-SERVICES = [
-    "services.keyvault",
-    "services.auth",
-    "services.chat",
-    "services.audit",
-    "services.records",
-    "services.scheduling",
 ]
 PASSPHRASE = "correct horse battery staple"
 VIEWPORT = {"width": 1280, "height": 800}
@@ -93,7 +85,7 @@ def web_mesh(tag: str, log_dir: Path, **gateway_env: str) -> Iterator[Mesh]:
         mesh(
             tag,
             log_dir,
-            SERVICES,
+            EVERY_SERVICE,
             MEDIHAVEN_WEB_DIR=str(WEB_DIR),
             # the administrator's page stays open through every flow; the auto-lock test
             # shortens its own page's lock with ?lock=
