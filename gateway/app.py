@@ -20,6 +20,7 @@ from contracts.base import API_PREFIX, EventType, Role
 from contracts.common import collect
 from contracts.fhir import FHIR_PREFIX
 from gateway import errors, fhir, fhirexport, web
+from gateway.admission import Admission
 from gateway.live import Hub, LiveLog
 from gateway.routes import attendance, audit, health, identity, live, vault
 from gateway.routing import declared_router
@@ -153,8 +154,10 @@ def create_app(
             ],
             on_startup=make_hub(live_log),
         )
-        security = Security(runtime, redis, gateway_settings or get_gateway_settings())
+        edge = gateway_settings or get_gateway_settings()
+        security = Security(runtime, redis, edge)
         state_of(runtime).security = security
+        app.state.admission = Admission(edge.admission_limit, edge.admission_wait_s)
         app.state.runtime, app.state.security = runtime, security
         log.info("gateway.started", url=f"http://{cfg.http_host}:{cfg.http_port or 8000}")
         try:
@@ -175,6 +178,7 @@ def create_app(
     )
     app.state.runtime = None
     app.state.security = None
+    app.state.admission = None
     errors.install(app)
     add_probes(app, lambda: check_runtime(app.state.runtime))
     for module in (health, identity, vault, audit, live, attendance):

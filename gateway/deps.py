@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.base import RpcMethod
 from gateway.access import allowed
+from gateway.admission import Admission
 from gateway.errors import ApiError
 from gateway.security import Caller, Security
 from mesh import attendance
@@ -34,6 +35,13 @@ def security(request: Request) -> Security:
     return sec
 
 
+def admission(request: Request) -> Admission:
+    gate: Admission | None = getattr(request.app.state, "admission", None)
+    if gate is None:
+        raise ApiError(503, "the gateway is starting")
+    return gate
+
+
 def signed(*, patient_data: bool = False) -> Callable[[Request], Awaitable[Caller]]:
     """Dependency: the request's verified caller (or a 401/429/503 refusal)."""
 
@@ -50,9 +58,11 @@ async def forward(
     body: ReqT,
     **kwargs: Any,
 ) -> RespT:
-    """Check the route table, then call the service as the caller (principal + proof)."""
-    as_caller = await _as_caller(request, caller, method, body)
-    return await runtime(request).rpc.call(method, body, **as_caller, **kwargs)
+    """Check the route table, then call the service as the caller (principal + proof),
+    once the call has its turn (`gateway.admission`)."""
+    async with admission(request).turn():
+        as_caller = await _as_caller(request, caller, method, body)
+        return await runtime(request).rpc.call(method, body, **as_caller, **kwargs)
 
 
 async def _as_caller(
@@ -89,8 +99,9 @@ async def relay(
     shown = getattr(route, "response_model", None)
     if shown is not None and shown is not method.response:
         raise TypeError(f"{method.name}: the route shows {shown}, the reply is {method.response}")
-    as_caller = await _as_caller(request, caller, method, body)
-    raw = await runtime(request).rpc.call_json(method, body, **as_caller, **kwargs)
+    async with admission(request).turn():
+        as_caller = await _as_caller(request, caller, method, body)
+        raw = await runtime(request).rpc.call_json(method, body, **as_caller, **kwargs)
     return JsonReply(raw, status_code=getattr(route, "status_code", None) or 200)
 
 

@@ -33,6 +33,19 @@ class GatewaySettings(BaseSettings):
         description="How long a verified account key is cached (an "
         "account change drops it at once).",
     )
+    admission_limit: int = Field(
+        default=64,
+        ge=1,
+        description="User calls one gateway process has in the mesh at once; more wait "
+        "at the edge, before their RPC deadline starts (`gateway.admission`).",
+    )
+    admission_wait_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=20.0,
+        description="How long a call may wait for its turn before a 503 with Retry-After "
+        "(well inside the 30 s signature window the services check).",
+    )
     web_dir: Path = Field(
         default=WEB_DIR,
         description="The built single-page app (`make web`), served at `/`.",

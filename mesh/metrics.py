@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RPC_SERVED = Counter(
     "medihaven_rpc_served_total",
@@ -32,4 +32,15 @@ DB_RETRIES = Counter(
     "medihaven_db_transaction_retries_total",
     "Transactions run again after a deadlock or Galera certification conflict, by database.",
     ["database"],
+)
+GATEWAY_ADMITTED = Gauge(
+    "medihaven_gateway_admitted",
+    "User calls this gateway has in the mesh now (at most MEDIHAVEN_ADMISSION_LIMIT).",
+)
+GATEWAY_WAITING = Gauge(
+    "medihaven_gateway_waiting", "User calls waiting at this gateway for their turn."
+)
+GATEWAY_REFUSED_BUSY = Counter(
+    "medihaven_gateway_refused_busy_total",
+    "User calls refused with a 503 after waiting MEDIHAVEN_ADMISSION_WAIT_S for a turn.",
 )

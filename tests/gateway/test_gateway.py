@@ -4,8 +4,10 @@ roles, limits, fail-closed behaviour, and the first-run flow through the SDK."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -293,6 +295,56 @@ def test_token_bucket_refuses_a_burst_and_refills(world: Mesh) -> None:
     assert quiet_client.request("GET", "/api/v1/me").status_code == 200  # others unaffected
     time.sleep(int(first.headers["Retry-After"]) + 0.5)
     assert noisy_client.request("GET", "/api/v1/me").status_code == 200  # refilled
+
+
+def _admitted(gateway_url: str) -> float:
+    metrics = httpx.get(f"{gateway_url}/metrics", timeout=5).text
+    (line,) = [m for m in metrics.splitlines() if m.startswith("medihaven_gateway_admitted ")]
+    return float(line.split()[1])
+
+
+def test_calls_past_the_admission_limit_wait_at_the_edge_then_get_a_clean_503(
+    world: Mesh,
+) -> None:
+    """A service that stops answering holds the one turn of a small gateway: the next
+    call waits at the edge, not on the bus, and gets a 503 `busy` with Retry-After; once
+    the service answers again the turn comes back. Another gateway is not affected."""
+    small = world.extra_gateway(
+        MEDIHAVEN_ADMISSION_LIMIT="1",
+        MEDIHAVEN_ADMISSION_WAIT_S="0.5",
+        MEDIHAVEN_RPC_DEADLINE_S="4",
+    )
+    staff = world.staff("receptionist")
+    client = MedihavenClient(small.url, staff.account_id, staff.client.private_key)
+    assert client.request("GET", "/api/v1/me").status_code == 200
+    chat_service = world.procs["services.chat"].popen
+    slow: list[int] = []
+    chat_service.send_signal(signal.SIGSTOP)
+    try:
+        holder = threading.Thread(
+            target=lambda: slow.append(
+                client.request("GET", "/api/v1/chat/conversations").status_code
+            )
+        )
+        holder.start()
+        deadline = time.monotonic() + 3
+        while _admitted(small.url) < 1:  # the chat call has the turn
+            assert time.monotonic() < deadline, "the chat call never took its turn"
+        started = time.monotonic()
+        refused = client.request("GET", "/api/v1/me")
+        waited = time.monotonic() - started
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "busy"
+        assert "very busy" in refused.json()["error"]["message"]
+        assert refused.headers["Retry-After"] == "1"
+        assert 0.4 < waited < 3.0, waited
+        assert staff.client.request("GET", "/api/v1/me").status_code == 200  # another gateway
+    finally:
+        chat_service.send_signal(signal.SIGCONT)
+    holder.join(10)
+    assert slow and slow[0] in (200, 504), slow
+    assert client.request("GET", "/api/v1/me").status_code == 200
+    assert _admitted(small.url) == 0
 
 
 def test_unauthenticated_routes_have_a_per_address_bucket(world: Mesh) -> None:
