@@ -20,6 +20,7 @@ from bench import (
     gateway,
     keyvault,
     lists,
+    overload,
     profile,
     records,
     rewrap,
@@ -40,6 +41,7 @@ BENCHES: dict[str, Callable[[], Awaitable[object]]] = {
     "chat": chat.run,
     "clinic": clinic.run,
     "clustered": clustered.run,
+    "overload": overload.run,
     "rewrap": rewrap.run,
     "profile": profile.run,
 }

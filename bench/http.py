@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+"""Methods a client may send again when a reused connection closed before any reply."""
+
 
 @dataclass
 class Response:
@@ -104,6 +107,10 @@ class _Connection(asyncio.Protocol):
             timer.cancel()
             self.waiter = None
 
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
     @staticmethod
     def _expire(waiter: asyncio.Future[Response]) -> None:
         if not waiter.done():
@@ -122,14 +129,15 @@ class LeanHttp:
         self.timeout_s = timeout_s
         self._idle: list[_Connection] = []
 
-    async def _acquire(self) -> _Connection:
-        while self._idle:
+    async def _acquire(self, reuse: bool = True) -> tuple[_Connection, bool]:
+        """A connection, and whether it was idle in the pool (the server may be closing it)."""
+        while reuse and self._idle:
             conn = self._idle.pop()
             if not conn.closed:
-                return conn
+                return conn, True
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(_Connection, self.host, self.port)
-        return conn
+        return conn, False
 
     async def request(
         self,
@@ -145,12 +153,24 @@ class LeanHttp:
         for name, value in (headers or {}).items():
             lines.append(f"{name}: {value}".encode("latin-1"))
         request = b"\r\n".join(lines) + b"\r\n\r\n" + body
-        conn = await self._acquire()
+        conn, reused = await self._acquire()
         try:
             response = await conn.send(request, self.timeout_s)
+        except ConnectionError:
+            conn.close()
+            if not (reused and not conn.buffer and method in IDEMPOTENT):
+                raise
+            # The server closed an idle keep-alive connection as the request went out
+            # (uvicorn's keep-alive timeout): sent again on a new one, as clients do for
+            # an idempotent request that got no byte of a response (RFC 9112, 9.3.1).
+            conn, _ = await self._acquire(reuse=False)
+            try:
+                response = await conn.send(request, self.timeout_s)
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.close()
             raise
         if not conn.closed:
             self._idle.append(conn)

@@ -180,6 +180,16 @@ def check_profile(out: Path) -> None:
     assert (out / "profile.md").read_text().startswith("# Where the CPU")
 
 
+def check_overload(out: Path) -> None:
+    result = _load(out, "overload")
+    limited, unlimited = result["with the admission limit"], result["without it"]
+    _sane(limited["measurement"])
+    assert set(limited["outcomes"]) == {"answered"}, limited["outcomes"]
+    assert unlimited["measurement"]["calls"] > 0, unlimited
+    known = {"answered", "busy", "timeout"}
+    assert all(k in known or k.startswith("other (") for k in unlimited["outcomes"]), unlimited
+
+
 CHECKS: dict[str, Callable[[Path], None]] = {
     "rpc": check_rpc,
     "keyvault": check_keyvault,
@@ -192,6 +202,7 @@ CHECKS: dict[str, Callable[[Path], None]] = {
     "chat": check_chat,
     "clinic": check_clinic,
     "clustered": check_clustered,
+    "overload": check_overload,
     "rewrap": check_rewrap,
     "profile": check_profile,
 }
