@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiomysql
+import asyncmy
 
 from bench.common import pick
 from mesh.settings import Settings
@@ -109,7 +109,7 @@ def shared_servers() -> dict[str, int]:
 
 async def _our_mariadb_threads(settings: Settings) -> set[int]:
     """OS thread ids of the MariaDB connections on this benchmark's databases."""
-    conn = await aiomysql.connect(
+    conn = await asyncmy.connect(
         host=settings.db_host,
         port=settings.db_port,
         user=settings.db_user,

@@ -43,7 +43,7 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pydantic (model building, validation)", ("pydantic",)),
     ("AMQP client (aio-pika, aiormq, pamqp)", ("aio_pika", "aiormq", "pamqp")),
     ("crypto (Ed25519, AEAD, hashes)", ("cryptography", "nacl", "hashlib", "hmac", "ed25519")),
-    ("DB driver (aiomysql, pymysql)", ("aiomysql", "pymysql")),
+    ("DB driver (asyncmy)", ("asyncmy", "aiomysql", "pymysql")),
     ("Redis client", ("redis/",)),
     ("HTTP server (uvicorn, starlette, fastapi)", ("uvicorn", "starlette", "fastapi", "httptools")),
     ("logging, metrics, tracing", ("structlog", "logging", "prometheus", "opentelemetry")),

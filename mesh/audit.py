@@ -23,7 +23,7 @@ from contracts.base import Principal
 from contracts.errors import ErrorCode
 from mesh import outbox
 from mesh.context import current_call
-from mesh.db import Sql
+from mesh.db import Connection
 from mesh.errors import RpcError, Unavailable
 from mesh.logging import get_logger
 from mesh.runtime import Runtime
@@ -72,7 +72,7 @@ def make_event(
     )
 
 
-async def record(runtime: Runtime, event: AuditEvent, *, conn: Sql | None = None) -> None:
+async def record(runtime: Runtime, event: AuditEvent, *, conn: Connection | None = None) -> None:
     """Make `event` durable: in the outbox of `conn`'s transaction, or confirmed now."""
     if conn is not None:
         await outbox.add_event(conn, AUDIT_RECORDED, event)

@@ -1,4 +1,8 @@
-"""MariaDB access: one aiomysql pool per service, in the service's own database."""
+"""MariaDB access: one asyncmy pool per service, in the service's own database.
+
+asyncmy, not aiomysql: the same pool and cursor API with the protocol and row parsing
+compiled, about 2.5x less CPU for the patient summary's four reads (880 -> 350 us, issue 17).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-import aiomysql
-import pymysql
+import asyncmy
+from asyncmy.errors import IntegrityError, InterfaceError, OperationalError
 
 from mesh import metrics
 from mesh.logging import get_logger
@@ -34,8 +38,8 @@ NODE_NOT_READY = 1047
 cut off from the primary component): another node must serve."""
 CONNECTION_LOST = frozenset({2002, 2003, 2006, 2013, NODE_NOT_READY})
 DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    pymysql.err.OperationalError,
-    pymysql.err.InterfaceError,
+    OperationalError,
+    InterfaceError,
     ConnectionError,
 )
 """Errors that mean the database cannot be reached or must be retried (restart, failover,
@@ -45,7 +49,7 @@ CONNECT_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_UNAVAILABLE, Timeou
 
 def is_duplicate_key(exc: BaseException) -> bool:
     """True for MariaDB's 'duplicate entry' error (a unique constraint refused a row)."""
-    return isinstance(exc, pymysql.err.IntegrityError) and exc.args[:1] == (DUPLICATE_KEY,)
+    return isinstance(exc, IntegrityError) and exc.args[:1] == (DUPLICATE_KEY,)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -56,9 +60,7 @@ def is_retryable(exc: BaseException) -> bool:
     for _ in range(5):
         if seen is None:
             return False
-        if isinstance(seen, pymysql.err.OperationalError) and seen.args[:1] in {
-            (code,) for code in RETRYABLE
-        }:
+        if isinstance(seen, OperationalError) and seen.args[:1] in {(code,) for code in RETRYABLE}:
             return True
         seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
     return False
@@ -66,11 +68,9 @@ def is_retryable(exc: BaseException) -> bool:
 
 def is_connection_lost(exc: BaseException) -> bool:
     """The server (or Galera node) cannot serve this connection: try another node."""
-    if isinstance(exc, pymysql.err.InterfaceError | ConnectionError):
+    if isinstance(exc, InterfaceError | ConnectionError):
         return True
-    return isinstance(exc, pymysql.err.OperationalError) and bool(
-        exc.args and exc.args[0] in CONNECTION_LOST
-    )
+    return isinstance(exc, OperationalError) and bool(exc.args and exc.args[0] in CONNECTION_LOST)
 
 
 def _connect_kwargs(settings: Settings, address: tuple[str, int] | None = None) -> dict[str, Any]:
@@ -91,12 +91,13 @@ def _connect_kwargs(settings: Settings, address: tuple[str, int] | None = None) 
     return kwargs
 
 
-def bound_stalls(conn: aiomysql.Connection, timeout_s: float) -> None:
+def bound_stalls(conn: asyncmy.Connection, timeout_s: float) -> None:
     """Make a connection to an unreachable server fail in about `timeout_s`.
 
-    aiomysql has no read or write timeout, and a partition drops packets silently: a
-    statement sent to a node cut off from us (or an answer it sends) then waits for the
-    kernel to give up retransmitting, about 15 minutes, holding its pool connection,
+    The driver's read timeout would cut slow statements short too, and a partition
+    drops packets silently: a statement sent to a node cut off from us (or an answer it
+    sends) then waits for the kernel to give up retransmitting, about 15 minutes,
+    holding its pool connection,
     its RPC handler and the node's other callers long past any deadline, and the pool
     never learns that the node is lost. `TCP_USER_TIMEOUT` aborts the connection when
     data sent stays unacknowledged that long; keepalive probes (sent after half that
@@ -106,8 +107,8 @@ def bound_stalls(conn: aiomysql.Connection, timeout_s: float) -> None:
     fails as 2013 (connection lost), which moves the pool to another node."""
     if getattr(conn, "_medihaven_bounded", False):
         return
-    writer = getattr(conn, "_writer", None)
-    raw = writer.transport.get_extra_info("socket") if writer is not None else None
+    transport = getattr(conn, "_transport", None)
+    raw = transport.get_extra_info("socket") if transport is not None else None
     if raw is None or raw.family not in (socket.AF_INET, socket.AF_INET6):
         return  # a unix socket: no network in between
     if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
@@ -116,10 +117,10 @@ def bound_stalls(conn: aiomysql.Connection, timeout_s: float) -> None:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, math.ceil(timeout_s)))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout_s * 1000))
-    conn._medihaven_bounded = True
+    setattr(conn, "_medihaven_bounded", True)  # noqa: B010 - a driver type without it
 
 
-async def _usable(conn: aiomysql.Connection) -> bool:
+async def _usable(conn: asyncmy.Connection) -> bool:
     """A plain server, or a Galera node that is Synced in the primary component."""
     async with conn.cursor() as cur:
         await cur.execute("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")
@@ -139,7 +140,7 @@ async def _wsrep_on(cur: Any) -> bool:
 
 async def connect_any(
     settings: Settings, *, start: int = 0, **extra: Any
-) -> tuple[aiomysql.Connection, int]:
+) -> tuple[asyncmy.Connection, int]:
     """A connection to the first usable node of `settings.db_addresses()` from `start`
     on (wrapping round), and its index; raises the last error when none is usable."""
     addresses = settings.db_addresses()
@@ -148,7 +149,7 @@ async def connect_any(
         index = (start + step) % len(addresses)
         try:
             conn = await asyncio.wait_for(
-                aiomysql.connect(**_connect_kwargs(settings, addresses[index]), **extra),
+                asyncmy.connect(**_connect_kwargs(settings, addresses[index]), **extra),
                 settings.db_connect_timeout_s,
             )
         except CONNECT_ERRORS as exc:
@@ -158,7 +159,7 @@ async def connect_any(
             bound_stalls(conn, settings.db_stall_timeout_s)
             if len(addresses) == 1 or await _usable(conn):
                 return conn, index
-            last = pymysql.err.OperationalError(NODE_NOT_READY, "the node is not Synced")
+            last = OperationalError(NODE_NOT_READY, "the node is not Synced")
         except DATABASE_UNAVAILABLE as exc:
             last = exc
         conn.close()
@@ -227,7 +228,7 @@ class Database:
     """
 
     def __init__(
-        self, pool: aiomysql.Pool, name: str, settings: Settings | None = None, node: int = 0
+        self, pool: asyncmy.Pool, name: str, settings: Settings | None = None, node: int = 0
     ) -> None:
         self.pool = pool
         self.name = name
@@ -250,8 +251,8 @@ class Database:
         return self
 
     @staticmethod
-    async def _pool(settings: Settings, database: str, node: int) -> aiomysql.Pool:
-        return await aiomysql.create_pool(
+    async def _pool(settings: Settings, database: str, node: int) -> asyncmy.Pool:
+        return await asyncmy.create_pool(
             **_connect_kwargs(settings, settings.db_addresses()[node]),
             db=database,
             autocommit=True,
@@ -276,7 +277,7 @@ class Database:
             )
         return _Guarded(self)
 
-    def lost(self, pool: aiomysql.Pool, exc: BaseException) -> None:
+    def lost(self, pool: asyncmy.Pool, exc: BaseException) -> None:
         """`pool`'s node failed a call: move to another node (once, in the background)."""
         settings = self._settings
         if (
@@ -332,11 +333,11 @@ class Database:
         moved.set()  # callers still waiting for a connection of the old pool take the new one
         old.close()  # connections still out are dropped as they come back
 
-    async def _connection(self) -> tuple[aiomysql.Pool, aiomysql.Connection]:
+    async def _connection(self) -> tuple[asyncmy.Pool, asyncmy.Connection]:
         """A connection of the current pool, and that pool.
 
         A caller waiting for the old pool when it is replaced takes the new one instead:
-        aiomysql serves its waiters one at a time and connects for each under one lock,
+        The pool serves its waiters one at a time and connects for each under one lock,
         so those left queued on a lost node (every connect a `db_connect_timeout_s`
         timeout) would otherwise fail one after another, seconds apart, long after the
         pool moved, each holding an RPC handler past its deadline."""
@@ -365,7 +366,7 @@ class Database:
     @asynccontextmanager
     async def transaction(
         self, *, read_committed: bool = False
-    ) -> AsyncIterator[aiomysql.Connection]:
+    ) -> AsyncIterator[asyncmy.Connection]:
         """A connection inside BEGIN … COMMIT; rolled back if the block raises. One
         attempt: prefer `transactions()` (or `run`), which runs a block again after a
         deadlock or certification conflict.
@@ -405,7 +406,7 @@ class Database:
         attempts = settings.db_retry_attempts if settings is not None else DEFAULT_ATTEMPTS
         return Attempts(self, read_committed, attempts)
 
-    async def run(self, work: Callable[[aiomysql.Connection], Awaitable[T]], **kw: Any) -> T:
+    async def run(self, work: Callable[[asyncmy.Connection], Awaitable[T]], **kw: Any) -> T:
         """`work(conn)` in a transaction, run again as a whole after a conflict."""
         async for attempt in self.transactions(**kw):
             async with attempt as conn:
@@ -441,14 +442,14 @@ BACKOFF_BASE_S = 0.025
 BACKOFF_CAP_S = 1.0
 
 
-async def _acquire(pool: aiomysql.Pool) -> aiomysql.Connection:
+async def _acquire(pool: asyncmy.Pool) -> asyncmy.Connection:
     return await pool.acquire()
 
 
-def _abandon(pool: aiomysql.Pool, acquiring: asyncio.Future[aiomysql.Connection]) -> None:
+def _abandon(pool: asyncmy.Pool, acquiring: asyncio.Future[asyncmy.Connection]) -> None:
     """Stop waiting for `pool`; a connection it handed out meanwhile goes back to it."""
 
-    def give_back(done: asyncio.Future[aiomysql.Connection]) -> None:
+    def give_back(done: asyncio.Future[asyncmy.Connection]) -> None:
         if not done.cancelled() and done.exception() is None:
             pool.release(done.result())
 
@@ -462,10 +463,10 @@ class _Guarded:
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._pool: aiomysql.Pool = database.pool
-        self._conn: aiomysql.Connection | None = None
+        self._pool: asyncmy.Pool = database.pool
+        self._conn: asyncmy.Connection | None = None
 
-    async def __aenter__(self) -> aiomysql.Connection:
+    async def __aenter__(self) -> asyncmy.Connection:
         self._pool, conn = await self._database._connection()
         self._conn = conn
         settings = self._database._settings
@@ -479,7 +480,7 @@ class _Guarded:
             self._database.lost(self._pool, exc)
         conn, self._conn = self._conn, None
         if conn is not None:
-            await self._pool.release(conn)
+            self._pool.release(conn)
 
 
 class Attempt:
@@ -493,7 +494,7 @@ class Attempt:
         self.committed = False
         self.error: BaseException | None = None
 
-    async def __aenter__(self) -> aiomysql.Connection:
+    async def __aenter__(self) -> asyncmy.Connection:
         return await self._cm.__aenter__()
 
     async def __aexit__(
@@ -556,8 +557,8 @@ class Attempts:
 
 
 class Connection(Protocol):
-    """A transaction's connection, as the services use it (aiomysql's has no types of its
-    own): statements go through `execute`, `fetchone` and `fetchall` below, or a cursor."""
+    """A transaction's connection, as the services use it: statements go through
+    `execute`, `fetchone` and `fetchall` below, or a cursor."""
 
     def cursor(self, *cursor_types: Any) -> Any: ...
 

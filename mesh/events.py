@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import aio_pika
-import aiomysql
 import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
@@ -364,7 +363,7 @@ async def process_once(
     database: db.Database,
     consumer: str,
     message_id: str,
-    effect: Callable[[aiomysql.Connection], Awaitable[None]],
+    effect: Callable[[db.Connection], Awaitable[None]],
 ) -> bool:
     """Idempotent consumer: `effect(conn)` once per message id; False if already done.
 

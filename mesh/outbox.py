@@ -19,7 +19,6 @@ import asyncio
 import json
 from typing import Any, TypeVar
 
-import aiomysql
 from pydantic import BaseModel
 
 from contracts.base import EventType
@@ -32,7 +31,7 @@ log = get_logger("mesh.outbox")
 EvT = TypeVar("EvT", bound=BaseModel)
 
 
-async def add_event(conn: aiomysql.Connection, event: EventType[EvT], payload: EvT) -> int:
+async def add_event(conn: db.Connection, event: EventType[EvT], payload: EvT) -> int:
     """Record `payload` for publishing once the surrounding transaction commits."""
     async with conn.cursor() as cur:
         await cur.execute(

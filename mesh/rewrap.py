@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, Literal, TypeVar
 
-import pymysql
+from asyncmy.errors import IntegrityError
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
 
@@ -873,7 +873,7 @@ class RewrapJob:
                     table.update(list(changes)),
                     [*changes.values(), *table.key_of(row)],
                 )
-            except pymysql.err.IntegrityError as exc:
+            except IntegrityError as exc:
                 if not db.is_duplicate_key(exc) and exc.args[:1] != (1048,):
                     raise
                 why = "a recomputed blind index collides with another row's, or is missing"

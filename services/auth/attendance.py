@@ -39,7 +39,7 @@ from contracts.audit import AuditAction, AuditOutcome, AuditType
 from contracts.auth import Account, AccountStatus
 from mesh import audit, outbox
 from mesh.context import CallContext, runtime_of
-from mesh.db import Sql
+from mesh.db import Connection, Sql
 from mesh.errors import (
     Conflict,
     Forbidden,
@@ -166,7 +166,7 @@ def _payload(kind: Kind, staff_id: str, at: datetime, place: str) -> Any:
 
 async def _record(
     runtime: Runtime,
-    conn: Sql,
+    conn: Connection,
     kind: Kind,
     account_id: str,
     shift: Shift,
@@ -419,7 +419,7 @@ def consume(runtime: Runtime) -> EventHandler:
             )
             return
 
-        async def effect(conn: Sql) -> None:
+        async def effect(conn: Connection) -> None:
             shift, changed = await apply(
                 conn, kind, payload.staff_id, payload.at, payload.place, att.Source.timeclock
             )

@@ -18,8 +18,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pymysql
 import pytest
+from asyncmy.errors import OperationalError, ProgrammingError
 
 from contracts.audit import AuditAction, AuditOutcome, AuditType
 from mesh import db, metrics
@@ -101,7 +101,7 @@ async def test_two_writers_on_two_nodes_conflict_and_the_loser_is_run_again(
         )
         errors = [r for r in results if isinstance(r, BaseException)]
         assert len(errors) == 1, results
-        assert isinstance(errors[0], pymysql.err.OperationalError)
+        assert isinstance(errors[0], OperationalError)
         assert errors[0].args[0] == db.DEADLOCK and db.is_retryable(errors[0])
         assert await a.fetchone("SELECT n FROM counter WHERE id = 1") == (1,)
 
@@ -301,7 +301,7 @@ async def test_every_table_of_every_service_has_a_primary_key(
                 "AND c.constraint_name IS NULL",
                 (prefix.replace("_", "\\_") + "%",),
             )
-            missing = await cur.fetchall()
+            missing = tuple(await cur.fetchall())
             await cur.execute(
                 "SELECT COUNT(DISTINCT table_schema), COUNT(*) FROM information_schema.tables "
                 "WHERE table_schema LIKE %s",
@@ -313,7 +313,7 @@ async def test_every_table_of_every_service_has_a_primary_key(
                 "WHERE table_schema LIKE %s AND engine <> 'InnoDB'",
                 (prefix.replace("_", "\\_") + "%",),
             )
-            not_innodb = await cur.fetchall()
+            not_innodb = tuple(await cur.fetchall())
     finally:
         conn.close()
     assert (schemas, missing, not_innodb) == (len(SERVICES), (), ())
@@ -358,7 +358,7 @@ async def test_a_killed_node_leaves_a_primary_majority_and_rejoins_with_what_it_
     rejoined = await db.Database.connect(on_node(settings, cluster, 2, only=True), name)
     try:
         found = await rejoined.fetchall("SELECT id FROM seen")
-    except pymysql.err.ProgrammingError as exc:
+    except ProgrammingError as exc:
         log = Path(cluster.nodes[2].log).read_text(errors="replace")[-4000:]
         raise AssertionError(f"the rejoined node misses the table: {exc}\n{log}") from exc
     finally:

@@ -8,9 +8,9 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
-import pymysql
 import pytest
 import pytest_asyncio
+from asyncmy.errors import IntegrityError, OperationalError
 
 from mesh import db
 from mesh.db import Sql
@@ -140,9 +140,9 @@ async def test_retries_are_bounded_and_other_errors_are_not_retried(
     async def always_conflicts(conn: Sql) -> None:
         nonlocal tries
         tries += 1
-        raise pymysql.err.OperationalError(db.DEADLOCK, "Deadlock found (on purpose)")
+        raise OperationalError(db.DEADLOCK, "Deadlock found (on purpose)")
 
-    with pytest.raises(pymysql.err.OperationalError) as raised:
+    with pytest.raises(OperationalError) as raised:
         await bounded.run(always_conflicts)
     assert tries == 3 and raised.value.args[0] == db.DEADLOCK
 
@@ -153,7 +153,7 @@ async def test_retries_are_bounded_and_other_errors_are_not_retried(
         tries += 1
         await db.execute(conn, "INSERT INTO items VALUES (1, 'x'), (1, 'x')")
 
-    with pytest.raises(pymysql.err.IntegrityError):
+    with pytest.raises(IntegrityError):
         await bounded.run(fails)
     assert tries == 1
     assert await notes(database) == []
@@ -166,21 +166,21 @@ def test_a_host_list_is_read_in_order() -> None:
 
 
 def test_a_conflict_is_recognised_when_wrapped_unless_the_code_chose_its_own_answer() -> None:
-    conflict = pymysql.err.OperationalError(db.DEADLOCK, "Deadlock found")
+    conflict = OperationalError(db.DEADLOCK, "Deadlock found")
     try:
         try:
             raise conflict
-        except pymysql.err.OperationalError as exc:
+        except OperationalError as exc:
             raise RuntimeError("wrapped") from exc
     except RuntimeError as wrapped:
         assert db.is_retryable(wrapped)
     try:
         try:
             raise conflict
-        except pymysql.err.OperationalError:
+        except OperationalError:
             raise ValueError("a 409 of its own") from None
     except ValueError as chosen:
         assert not db.is_retryable(chosen)
-    assert not db.is_retryable(pymysql.err.OperationalError(2013, "Lost connection"))
-    assert db.is_connection_lost(pymysql.err.OperationalError(2013, "Lost connection"))
-    assert db.is_connection_lost(pymysql.err.OperationalError(db.NODE_NOT_READY, "WSREP"))
+    assert not db.is_retryable(OperationalError(2013, "Lost connection"))
+    assert db.is_connection_lost(OperationalError(2013, "Lost connection"))
+    assert db.is_connection_lost(OperationalError(db.NODE_NOT_READY, "WSREP"))

@@ -38,7 +38,7 @@ async def database(settings: Settings) -> AsyncIterator[db.Database]:
 
 
 def options(conn: Any) -> tuple[int, int, int]:
-    raw = conn._writer.transport.get_extra_info("socket")
+    raw = conn._transport.get_extra_info("socket")
     return (
         raw.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
         raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),

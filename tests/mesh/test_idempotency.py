@@ -9,8 +9,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
-import pymysql
 import pytest
+from asyncmy.errors import OperationalError
 
 from mesh import db
 from mesh.context import CallContext, current_call
@@ -155,7 +155,7 @@ async def test_a_write_rolled_back_by_a_conflict_runs_again_with_its_signed_call
             )
             await db.execute(ctx.tx, "INSERT INTO notes (note) VALUES (%s)", (request.note,))
             if runs == 1:
-                raise pymysql.err.OperationalError(db.DEADLOCK, "certification failed")
+                raise OperationalError(db.DEADLOCK, "certification failed")
             return NoteReply(note_id=len(reply), runs=runs)
 
         note = f"conflict-{uuid.uuid4().hex[:6]}"

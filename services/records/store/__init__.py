@@ -38,8 +38,6 @@ from services.records.store.catalog import (
     update_medicine,
 )
 from services.records.store.common import (
-    DEADLOCK,
-    LOCK_WAIT_TIMEOUT,
     aware,
     is_lock_conflict,
     naive,
@@ -110,9 +108,7 @@ from services.records.store.prescriptions import (
 
 __all__ = [
     "BREAK_GLASS_COLUMNS",
-    "DEADLOCK",
     "JOB_COLUMNS",
-    "LOCK_WAIT_TIMEOUT",
     "MEDICINE_COLUMNS",
     "PATIENT_COLUMNS",
     "PRESCRIPTION_COLUMNS",

@@ -5,18 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import pymysql
+from asyncmy.errors import OperationalError
 
-DEADLOCK = 1213
-LOCK_WAIT_TIMEOUT = 1205
+from mesh.db import RETRYABLE
 
 
 def is_lock_conflict(exc: BaseException) -> bool:
     """MariaDB chose this transaction as a deadlock victim, or gave up waiting for a lock."""
-    return isinstance(exc, pymysql.err.OperationalError) and exc.args[:1] in (
-        (DEADLOCK,),
-        (LOCK_WAIT_TIMEOUT,),
-    )
+    return isinstance(exc, OperationalError) and bool(exc.args) and exc.args[0] in RETRYABLE
 
 
 def naive(instant: datetime) -> datetime:
