@@ -85,6 +85,17 @@ describe("reads refused by the rate limit", () => {
     expect(fetched[0].headers.get("signature")).not.toBe(fetched[1].headers.get("signature"));
   });
 
+  it("as is a read the gateway was too busy to take (503 busy), once", async () => {
+    const busy = (): Response =>
+      answer(503, { error: { code: "busy", message: "Medihaven is very busy right now" } }, { "Retry-After": "1" });
+    replies.push(busy(), answer(200, { account_id: "acc-1" }));
+    expect(await must((await session()).api.GET("/api/v1/me"))).toEqual({ account_id: "acc-1" });
+    expect(fetched).toHaveLength(2);
+    replies.push(busy(), busy());
+    await expect(must((await session()).api.GET("/api/v1/me"))).rejects.toMatchObject({ status: 503, code: "busy" });
+    expect(fetched).toHaveLength(4); // sent twice, not more
+  });
+
   it("are not sent again once the app locked meanwhile", async () => {
     replies.push(limited());
     const unlocked = await session();

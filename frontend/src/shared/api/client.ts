@@ -89,10 +89,15 @@ function retryAfter(response: Response): number | null {
   return Number.isFinite(seconds) && seconds > 0 ? seconds : null;
 }
 
+/** Refusals a read may be sent again after, when they say how soon (Retry-After): the rate
+ * limit (429), and a 503 (a gateway too busy to take it in time, or a dependency away for a
+ * moment; nothing was done). */
+const RETRIED = new Set([429, 503]);
+
 /** A fetch for openapi-fetch that signs each request as `keyId` with the key `key()` gives
  * (it throws LockedError once the session is locked: nothing is sent then). A GET refused
- * by the rate limit with a Retry-After of at most READ_RETRY_MAX_S is signed afresh (a new
- * nonce) and sent once more after it; a write is never repeated by itself. */
+ * by the rate limit or with a 503, with a Retry-After of at most READ_RETRY_MAX_S, is signed
+ * afresh (a new nonce) and sent once more after it; a write is never repeated by itself. */
 export function signingFetch(key: () => CryptoKey, keyId: string): (request: Request) => Promise<Response> {
   return async (request: Request): Promise<Response> => {
     const method = request.method.toUpperCase();
@@ -108,7 +113,7 @@ export function signingFetch(key: () => CryptoKey, keyId: string): (request: Req
       return send(request.url, { method, headers, body: content.length ? content : undefined });
     };
     const response = await signed();
-    const wait = response.status === 429 ? retryAfter(response) : null;
+    const wait = RETRIED.has(response.status) ? retryAfter(response) : null;
     if (method !== "GET" || wait === null || wait > READ_RETRY_MAX_S) return response;
     await new Promise((resolve) => setTimeout(resolve, wait * 1000));
     return signed();
