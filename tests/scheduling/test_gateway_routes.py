@@ -26,6 +26,7 @@ from contracts.base import ALL_ROLES, Principal, Role, RpcMethod
 from contracts.common import routes
 from contracts.http import build_request
 from gateway import access, errors
+from gateway.admission import Admission
 from gateway.app import relayed_methods
 from gateway.routing import declared_router
 from gateway.security import Caller, signed_target
@@ -137,6 +138,7 @@ async def w(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
     router = declared_router(scheduling_methods())
     app.include_router(router, prefix="/api/v1")
     app.state.runtime = FakeRuntime()
+    app.state.admission = Admission(limit=64, wait_s=1.0)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://gateway.test"
     ) as http:
