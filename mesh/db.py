@@ -336,11 +336,12 @@ class Database:
     async def _connection(self) -> tuple[asyncmy.Pool, asyncmy.Connection]:
         """A connection of the current pool, and that pool.
 
-        A caller waiting for the old pool when it is replaced takes the new one instead:
-        The pool serves its waiters one at a time and connects for each under one lock,
-        so those left queued on a lost node (every connect a `db_connect_timeout_s`
-        timeout) would otherwise fail one after another, seconds apart, long after the
-        pool moved, each holding an RPC handler past its deadline."""
+        A caller waiting for the old pool when it is replaced takes the new one instead
+        (the old one, closed, refuses it): a pool serves its waiters one at a time and
+        connects for each under one lock, so those left queued on a lost node (every
+        connect a `db_connect_timeout_s` timeout) would otherwise fail one after
+        another, seconds apart, long after the pool moved, each holding an RPC handler
+        past its deadline."""
         while True:
             pool, moved = self.pool, self._moved
             try:
@@ -355,9 +356,14 @@ class Database:
                     raise
                 finally:
                     waiting.cancel()
-                if acquiring.done():
+                if acquiring.done() and not moved.is_set():
                     return pool, acquiring.result()
                 _abandon(pool, acquiring)
+            except RuntimeError:
+                # "Cannot acquire connection after closing pool": the pool was replaced
+                # (and closed) between taking it and asking it; the new one serves.
+                if pool is self.pool or self._closed:
+                    raise
             except BaseException as exc:
                 if is_connection_lost(exc):
                     self.lost(pool, exc)

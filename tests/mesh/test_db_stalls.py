@@ -106,3 +106,35 @@ async def test_callers_waiting_on_a_replaced_pool_take_the_new_one_at_once(
         assert await database.fetchone("SELECT 1") == (1,)
     finally:
         await database.close()
+
+
+class _ClosedAsAsked:
+    """A pool replaced (and closed) while a caller was asking it for a connection: the
+    move happens during the `acquire`, which then refuses, as the driver's closed pool
+    does. (The real interleaving is the Galera partition test's.)"""
+
+    freesize = 1
+
+    def __init__(self, database: db.Database, successor: Any) -> None:
+        self.database, self.successor = database, successor
+
+    async def acquire(self) -> Any:
+        if self.successor is not None:
+            self.database.pool = self.successor
+        raise RuntimeError("Cannot acquire connection after closing pool")
+
+
+async def test_a_caller_refused_by_a_pool_replaced_meanwhile_takes_the_new_one(
+    database: db.Database,
+) -> None:
+    """Before: "Cannot acquire connection after closing pool" reached the handler, a 500
+    (four in one run of the Galera partition test, right after the pool moved)."""
+    current = database.pool
+    try:
+        database.pool = _ClosedAsAsked(database, current)  # type: ignore[assignment]
+        assert await database.fetchone("SELECT 1") == (1,)
+        database.pool = _ClosedAsAsked(database, None)  # type: ignore[assignment]
+        with pytest.raises(RuntimeError):  # not replaced: the error is the caller's
+            await database.fetchone("SELECT 1")
+    finally:
+        database.pool = current
