@@ -8,7 +8,7 @@ the prescriptions' signature checks, a confirmed audit event, every service a pr
 (gateway, auth, records, keyvault, audit) in a namespace of its own (`bench.mesh`).
 The same summary asked of records straight over the bus shows the gateway's share.
 
-Baseline: `bench.monolith`, plain FastAPI + asyncmy, unsigned and unencrypted, seeded
+Baseline: `bench.monolith`, plain FastAPI + aiomysql, unsigned and unencrypted, seeded
 with the very documents Medihaven returned (same JSON size, same number of encounters on
 file, the same five queries).
 
