@@ -62,6 +62,9 @@ def configure_logging(service: str, settings: Settings) -> None:
     )
     structlog.contextvars.bind_contextvars(service=service)
     logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, force=True)
+    # The database driver logs the server's warnings, which quote a statement's values
+    # (a duplicate key's, of an INSERT IGNORE): those never go into the logs.
+    logging.getLogger("asyncmy").setLevel(logging.ERROR)
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -15,6 +15,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
+from mesh import db
 from mesh.logging import configure_logging, get_logger
 from mesh.settings import Settings
 
@@ -100,3 +101,22 @@ def test_json_lines_name_the_service_and_the_trace(stderr: io.StringIO) -> None:
     assert lines[0]["service"] == "scheduling"
     assert lines[0]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert lines[0]["logger"] == "mesh.test" and lines[0]["level"] == "info"
+
+
+async def test_the_database_servers_warnings_never_reach_the_log(
+    stderr: io.StringIO, settings: Settings
+) -> None:
+    """The driver logs the server's warnings, and a duplicate key's quotes the value."""
+    configured(stderr, "tests", Settings(log_format="json"))
+    name = f"{settings.db_prefix}logwarn_{secrets.token_hex(4)}"
+    await db.ensure_database(settings, name)
+    database = await db.Database.connect(settings, name)
+    token = secrets.token_hex(16)
+    try:
+        await database.execute("CREATE TABLE seen (k VARCHAR(64) PRIMARY KEY)")
+        await database.execute("INSERT INTO seen VALUES (%s)", (token,))
+        assert await database.execute("INSERT IGNORE INTO seen VALUES (%s)", (token,)) == 0
+    finally:
+        await database.execute(f"DROP DATABASE `{name}`")
+        await database.close()
+    assert token not in stderr.getvalue()
