@@ -158,6 +158,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports: the kernel may hand the same one out again to
+    sockets bound and closed one after another (two nodes once got one dist port, and the
+    second could not start)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = _free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def _rabbitmq_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(RABBITMQ_USER)
@@ -466,7 +478,8 @@ def up(
     _reachable_by_others(base)
     _give_to(user, base)
     tag = secrets.token_hex(3)
-    epmd_port = _free_port() if island is not None else None
+    ports = iter(_free_ports(2 * size + 1))
+    epmd_port = next(ports) if island is not None else None
 
     def make(i: int) -> Node:
         on_island = island is not None and i == size
@@ -475,8 +488,8 @@ def up(
             host = island.inner_address if on_island else island.host_address
         return Node(
             name=f"mh{tag}-{i}@{host if island is not None else 'localhost'}",
-            port=_free_port(),
-            dist_port=_free_port(),
+            port=next(ports),
+            dist_port=next(ports),
             folder=str(base / f"rabbitmq-{tag}-{i}"),
             host=host,
             epmd_port=epmd_port,

@@ -379,3 +379,13 @@ def test_killing_a_node_under_load_loses_and_duplicates_nothing(cluster: Cluster
     created = desk.client.post("/api/v1/patients", patient_body(WRITES, load.tag))
     assert until_sync(lambda: created["patient_id"] in audited_creations(admin), 30, 0.5)
     assert admin.client.get("/api/v1/audit/verify")["ok"]
+
+
+def test_a_clusters_ports_are_distinct_even_when_the_kernel_repeats_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two nodes once got one dist port (the kernel handed it out twice) and the second
+    node could not start: `mesh.cluster.rabbitmq` takes a repeated port only once."""
+    handed_out = iter([41001, 41002, 41002, 41001, 41003, 41004, 41005, 41006, 41007])
+    monkeypatch.setattr(rabbitmq, "_free_port", lambda: next(handed_out))
+    assert rabbitmq._free_ports(7) == [41001, 41002, 41003, 41004, 41005, 41006, 41007]
