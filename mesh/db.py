@@ -97,14 +97,14 @@ def bound_stalls(conn: asyncmy.Connection, timeout_s: float) -> None:
     The driver's read timeout would cut slow statements short too, and a partition
     drops packets silently: a statement sent to a node cut off from us (or an answer it
     sends) then waits for the kernel to give up retransmitting, about 15 minutes,
-    holding its pool connection,
-    its RPC handler and the node's other callers long past any deadline, and the pool
-    never learns that the node is lost. `TCP_USER_TIMEOUT` aborts the connection when
-    data sent stays unacknowledged that long; keepalive probes (sent after half that
-    idle time) cover a statement that was delivered and is waiting for its answer. The
-    server's kernel acknowledges both however busy the server is, so a slow statement
-    (a lock wait, a big scan) is never cut short: only silence is. The aborted read
-    fails as 2013 (connection lost), which moves the pool to another node."""
+    holding its pool connection, its RPC handler and the node's other callers long past
+    any deadline, and the pool never learns that the node is lost. `TCP_USER_TIMEOUT`
+    aborts the connection when data sent stays unacknowledged that long; keepalive
+    probes (sent after half that idle time) cover a statement that was delivered and is
+    waiting for its answer. The server's kernel acknowledges both however busy the
+    server is, so a slow statement (a lock wait, a big scan) is never cut short: only
+    silence is. The aborted read fails as 2013 (connection lost), which moves the pool
+    to another node."""
     if getattr(conn, "_medihaven_bounded", False):
         return
     transport = getattr(conn, "_transport", None)
