@@ -263,8 +263,10 @@ def minority(net: netns.Island, found: SentinelSet, guarded: bool) -> None:
             30,
             interval=0.05,
         ), writer.lines[-5:]
-        cut_at, cut_clock = time.time(), time.monotonic()
         net.cut()
+        # Counted from when the link is down, not from when `ip` was asked to take it down:
+        # a write started in between can still reach the replica (a CI run saw one do so).
+        cut_at, cut_clock = time.time(), time.monotonic()
 
         refused_after_s = float("inf")
         if guarded:
