@@ -614,12 +614,35 @@ class RpcServer:
 
     async def _renew(self) -> None:
         """Consume again on a new channel, then close the old one (whose unacknowledged
-        requests the broker hands out again: writes run once by their idempotency key)."""
+        requests the broker hands out again: writes run once by their idempotency key).
+
+        The old consumers are cancelled first. A queue process whose record the broker
+        has lost (an "orphan": a node's loss can leave one) deletes, when its last
+        consumer leaves, whatever record then holds its name. Declared first and the
+        old channel closed after, the new queue lost its record each time: a CI run saw
+        chat renew for good with its request queue unroutable after a node was killed.
+        """
         old = self._channel
+        await self._cancel_consumers()
         await self._consume()
         if old is not None and old is not self._channel:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.close(), CLOSE_TIMEOUT_S)
+
+    async def _cancel_consumers(self) -> None:
+        """Cancel this replica's two consumers (bounded; a channel already gone is a
+        consumer gone)."""
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            self._consumer_tag = self._own_tag = None
+            return
+        for queue, tag in ((self._queue, self._consumer_tag), (self._own_queue, self._own_tag)):
+            if queue is not None and tag is not None:
+                try:
+                    await queue.cancel(tag, timeout=CLOSE_TIMEOUT_S)
+                except Exception as exc:  # the channel may already be gone
+                    log.warning("rpc.cancel_failed", error=f"{type(exc).__name__}: {exc}")
+        self._consumer_tag = self._own_tag = None
 
     async def _declare_dead_letters(self, name: str) -> None:
         """The request queue's dead-letter queue: durable, so a quorum queue (it outlives
@@ -654,13 +677,7 @@ class RpcServer:
         """Stop taking requests, finish the ones in flight (up to `grace_s`), then close."""
         await watchdog.stop(self._watch)
         self._watch = None
-        for queue, tag in ((self._queue, self._consumer_tag), (self._own_queue, self._own_tag)):
-            if queue is not None and tag is not None:
-                try:
-                    await queue.cancel(tag, timeout=CLOSE_TIMEOUT_S)
-                except Exception as exc:  # the channel may already be gone
-                    log.warning("rpc.cancel_failed", error=str(exc))
-        self._consumer_tag = self._own_tag = None
+        await self._cancel_consumers()
         if self._in_flight:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace_s)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Awaitable, Callable
 
 import aio_pika
@@ -11,7 +12,7 @@ import pytest
 from aio_pika.robust_channel import RobustChannel
 
 from contracts.base import instance_queue, rpc_queue
-from mesh import watchdog
+from mesh import broker, watchdog
 from mesh.errors import NoRoute, RpcTimeout, Unavailable
 from mesh.settings import Settings
 from tests.mesh.fixtures import ECHO, SERVICE, EchoRequest, client_runtime, running_service
@@ -201,3 +202,42 @@ async def test_a_healthy_replica_is_never_renewed(watched: Settings) -> None:
         await asyncio.sleep(0.2 * 4)
         assert svc.server._channel is channel
         assert (await client.rpc.call(ECHO, EchoRequest(text="x"))).text == "x"
+
+
+def orphan(settings: Settings, name: str) -> None:
+    """Delete a queue's record from the broker and leave its process running, with its
+    consumers: what a node's loss can leave behind (the broker's own clean-up deletes
+    records by name). An orphan is unroutable, and when its last consumer leaves it
+    deletes whatever record then holds its name."""
+    vhost = broker.vhost_of(settings).replace('"', "")
+    expression = (
+        f'rabbit_amqqueue:internal_delete(rabbit_misc:r(<<"{vhost}">>, queue, <<"{name}">>), '
+        '<<"medihaven-tests">>).'
+    )
+    subprocess.run(
+        ["rabbitmqctl", "-q", "eval", expression], check=True, capture_output=True, timeout=60
+    )
+
+
+async def test_a_replica_consuming_an_orphaned_queue_recovers_for_good(
+    watched: Settings,
+) -> None:
+    """The renewal must leave the orphan before declaring the queue again: declared
+    first, each new queue lost its record when the old channel closed, and the replica
+    renewed for good with its queue unroutable (a CI run, chat, after a node kill)."""
+    async with running_service(watched) as svc, client_runtime(watched) as client:
+        assert svc.server is not None
+        orphan(watched, rpc_queue(SERVICE))
+        with pytest.raises(NoRoute):  # no record: nothing routes to it
+            await client.rpc.call(ECHO, EchoRequest(text="gone"), timeout=1)
+        assert await echo_again(client) == "back"
+        admin = await client.connection.channel()
+        assert await consumers_of(admin, rpc_queue(SERVICE)) == 1
+        renewed = svc.server._channel
+        # Several watch intervals with the queue there each time and no further renewal.
+        for _ in range(6):
+            await asyncio.sleep(0.2)
+            assert await consumers_of(admin, rpc_queue(SERVICE)) == 1
+        assert svc.server._channel is renewed
+        assert (await client.rpc.call(ECHO, EchoRequest(text="kept"))).text == "kept"
+        await admin.close()
