@@ -294,11 +294,25 @@ class Load:
 
 
 def recovery_report(world: Mesh, nodes: rabbitmq.Cluster, health: httpx.Response) -> str:
-    """What a failed recovery looked like: the mesh's answer, the broker's queues,
-    consumers and connections on a surviving node, and each process's last warnings."""
+    """What a failed recovery looked like. First what the unhealthy services logged about
+    the bus (CI shows a failure's head and tail only, and these lines tell the story),
+    then the mesh's answer and the broker's queues, consumers and connections on a
+    surviving node, then every other process's last warnings."""
     vhost = broker.vhost_of(world.settings)
     survivor = nodes.names[1]
-    parts = [f"mesh health: {health.status_code} {health.text}"]
+    try:
+        services = health.json().get("services", {})
+    except ValueError:
+        services = {}
+    down = {name for name, state in services.items() if not state.get("ok")}
+    about_the_bus = ("rpc.", "watchdog", "amqp", "aio_pika", "aiormq", "reconnect", "channel")
+    parts: list[str] = []
+    for proc in world.procs.values():
+        if not any(proc.module.endswith(f".{name}") for name in down):
+            continue
+        lines = [line for line in proc.log().splitlines() if any(w in line for w in about_the_bus)]
+        parts.append(f"{proc.module}, down (its bus log):\n" + "\n".join(lines[-40:]))
+    parts.append(f"mesh health: {health.status_code} {health.text}")
     for what in (
         ("list_queues", "-p", vhost, "name", "pid", "consumers", "messages"),
         ("list_consumers", "-p", vhost, "queue_name", "channel_pid", "consumer_tag"),
