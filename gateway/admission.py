@@ -38,6 +38,18 @@ class Admission:
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
         """Hold one of the turns while the block runs (a 503 if none came within wait_s)."""
+        if self._turns.locked():
+            await self._wait_for_turn()
+        else:
+            await self._turns.acquire()  # one is free (and nobody waits): no timer to set
+        GATEWAY_ADMITTED.inc()
+        try:
+            yield
+        finally:
+            GATEWAY_ADMITTED.dec()
+            self._turns.release()
+
+    async def _wait_for_turn(self) -> None:
         GATEWAY_WAITING.inc()
         try:
             async with asyncio.timeout(self.wait_s):
@@ -48,9 +60,3 @@ class Admission:
             raise ApiError(503, BUSY, code="busy", headers=busy) from None
         finally:
             GATEWAY_WAITING.dec()
-        GATEWAY_ADMITTED.inc()
-        try:
-            yield
-        finally:
-            GATEWAY_ADMITTED.dec()
-            self._turns.release()
