@@ -60,7 +60,7 @@ def is_retryable(exc: BaseException) -> bool:
     for _ in range(5):
         if seen is None:
             return False
-        if isinstance(seen, OperationalError) and seen.args[:1] in {(code,) for code in RETRYABLE}:
+        if isinstance(seen, OperationalError) and seen.args and seen.args[0] in RETRYABLE:
             return True
         seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
     return False

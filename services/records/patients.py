@@ -127,7 +127,7 @@ async def create_patient(req: rec.CreatePatientRequest, ctx: CallContext) -> rec
             except Exception as exc:
                 if db.is_duplicate_key(exc):
                     continue  # the MRN is taken (40 random bits): draw another
-                if store.is_lock_conflict(exc):
+                if db.is_retryable(exc):
                     raise Conflict(
                         "another registration of this patient is in progress; try again"
                     ) from None

@@ -39,7 +39,6 @@ from services.records.store.catalog import (
 )
 from services.records.store.common import (
     aware,
-    is_lock_conflict,
     naive,
     opt_aware,
     opt_str,
@@ -158,7 +157,6 @@ __all__ = [
     "insert_patient",
     "insert_prescription",
     "insert_version",
-    "is_lock_conflict",
     "lock_medicine_count",
     "lock_patient",
     "lock_similar",

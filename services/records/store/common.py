@@ -1,18 +1,9 @@
-"""What the modules of records' store share: times in and out, lock conflicts."""
+"""What the modules of records' store share: times in and out."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-
-from asyncmy.errors import OperationalError
-
-from mesh.db import RETRYABLE
-
-
-def is_lock_conflict(exc: BaseException) -> bool:
-    """MariaDB chose this transaction as a deadlock victim, or gave up waiting for a lock."""
-    return isinstance(exc, OperationalError) and bool(exc.args) and exc.args[0] in RETRYABLE
 
 
 def naive(instant: datetime) -> datetime:
