@@ -24,7 +24,7 @@ from mesh.db import Sql
 from mesh.errors import Conflict, IntegrityError, InvalidRequest, NotFound, RpcError, invalid_field
 from mesh.keyvault import Batch, Decrypted
 from mesh.runtime import Runtime
-from services.records import access, codec, integrity, knowledge, store
+from services.records import access, codec, integrity, knowledge, known, store
 from services.records.access import principal_of
 from services.records.store import AllergyListRow, AllergyRow
 
@@ -300,8 +300,7 @@ def merge(
 
 async def locked_list(ctx: CallContext, patient_id: str) -> Loaded:
     """The patient's list inside a write: the patient's row locked, the list decrypted."""
-    if not await store.lock_patient(ctx.tx, patient_id):
-        raise NotFound("unknown patient", details={"patient_id": patient_id})
+    await known.lock_patient(ctx.tx, patient_id)
     src = await source(ctx.tx, patient_id)
     batch = Batch()
     src.add_to(batch)
@@ -313,8 +312,7 @@ async def list_allergies(req: rec.ListAllergiesRequest, ctx: CallContext) -> rec
     async with access.audited_patient(
         ctx, AuditType.allergy_list, AuditAction.read, ENTITY, req.patient_id
     ) as subject:
-        if not await store.patient_exists(database, req.patient_id):
-            raise NotFound("unknown patient", details={"patient_id": req.patient_id})
+        await known.require_patient(database, req.patient_id)
         src = await source(database, req.patient_id)
         batch = Batch()
         src.add_to(batch)

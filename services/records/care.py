@@ -24,7 +24,7 @@ from mesh.keyvault import Batch
 from mesh.logging import get_logger
 from mesh.rpc import RpcRouter, RpcServer
 from mesh.runtime import Runtime
-from services.records import store
+from services.records import known, store
 from services.records.access import lookups, principal_of, state_of
 
 log = get_logger("records.care")
@@ -118,8 +118,7 @@ async def stop_access_server(runtime: Runtime) -> None:
 
 async def break_glass(req: rec.BreakGlassRequest, ctx: CallContext) -> rec.BreakGlassOpened:
     runtime, me = runtime_of(ctx), principal_of(ctx)
-    if not await store.patient_exists(ctx.tx, req.patient_id):
-        raise NotFound("unknown patient", details={"patient_id": req.patient_id})
+    await known.require_patient(ctx.tx, req.patient_id)
     grant_id = str(uuid.uuid4())
     now = datetime.now(UTC)
     expires = now + timedelta(hours=runtime.settings.break_glass_hours)

@@ -20,7 +20,7 @@ from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, IntegrityError, NotFound, RpcError
 from mesh.keyvault import Batch
-from services.records import access, allergies, codec, store, vocabulary
+from services.records import access, allergies, codec, known, store, vocabulary
 from services.records.access import principal_of
 from services.records.store import EncounterRow, version_row_id
 
@@ -118,8 +118,7 @@ async def add_encounter(req: rec.AddEncounterRequest, ctx: CallContext) -> rec.E
         ctx, AuditType.encounter_create, AuditAction.create, ENTITY, req.patient_id
     ) as subject:
         _check_content(ctx, req.content)
-        if not await store.lock_patient(ctx.tx, req.patient_id):
-            raise NotFound("unknown patient", details={"patient_id": req.patient_id})
+        await known.lock_patient(ctx.tx, req.patient_id)
         encounter_id = str(uuid.uuid4())
         batch = _version_batch(req.patient_id, encounter_id, 1, req.content)
         change = await _merge_allergies(ctx, req.patient_id, encounter_id, req.content, batch)
@@ -231,7 +230,7 @@ async def list_encounters(req: rec.ListEncountersRequest, ctx: CallContext) -> r
     ) as subject:
         rows = await store.current_encounters(database, req.patient_id, req.limit, req.before)
         if not rows and not await store.patient_exists(database, req.patient_id):
-            raise NotFound("unknown patient", details={"patient_id": req.patient_id})
+            raise known.unknown_patient(req.patient_id)
         encounters = await decrypt_encounters(ctx, rows)
         await auditing.read(ctx, subject, [req.patient_id])
     return rec.EncounterList(encounters=encounters)

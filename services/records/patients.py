@@ -20,11 +20,11 @@ from contracts.base import Role
 from mesh import auditing, db, keyvault
 from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
-from mesh.errors import Conflict, IntegrityError, InternalError, NotFound, RpcError
+from mesh.errors import Conflict, IntegrityError, InternalError, RpcError
 from mesh.keyvault import Batch
 from mesh.parallel import both
 from mesh.runtime import Runtime
-from services.records import access, codec, integrity, phones, store
+from services.records import access, codec, integrity, known, phones, store
 from services.records.access import lookups, principal_of
 from services.records.store import PatientRow, PatientTokens
 
@@ -41,10 +41,6 @@ def new_mrn() -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _not_found(patient_id: str) -> RpcError:
-    return NotFound("unknown patient", details={"patient_id": patient_id})
 
 
 def _tampered(patient_id: str) -> RpcError:
@@ -151,7 +147,7 @@ async def update_patient(req: rec.UpdatePatientRequest, ctx: CallContext) -> rec
         await access.check_patient_access(ctx, req.patient_id)
         row = await store.get_patient(ctx.tx, req.patient_id, lock=True)
         if row is None:
-            raise _not_found(req.patient_id)
+            raise known.unknown_patient(req.patient_id)
         if row.version != req.expected_version:
             raise Conflict(
                 "the patient's record changed since it was read: read it again",
@@ -193,7 +189,7 @@ async def set_clinical_flags(
         (cipher,) = await keyvault.encrypt(runtime, batch)
         row = await store.get_patient(ctx.tx, req.patient_id, lock=True)
         if row is None:
-            raise _not_found(req.patient_id)
+            raise known.unknown_patient(req.patient_id)
         now = _now()
         await store.update_flags(
             ctx.tx, req.patient_id, cipher["clinical_flags"], me.account_id, now
@@ -215,7 +211,7 @@ async def get_patient(
         await access.check_patient_access(ctx, req.patient_id)
         row = await store.get_patient(runtime.db, req.patient_id)
         if row is None:
-            raise _not_found(req.patient_id)
+            raise known.unknown_patient(req.patient_id)
         batch = Batch()
         fields = codec.patient_full_fields(row, clinical)
         if columns is not None:

@@ -20,7 +20,7 @@ from contracts import records as rec
 from contracts.audit import AuditAction, AuditType
 from mesh import auditing, db, keyvault
 from mesh.context import CallContext, runtime_of
-from mesh.errors import Conflict, NotFound, invalid_field
+from mesh.errors import Conflict, invalid_field
 from mesh.keyvault import Batch
 from services.records import (
     access,
@@ -29,6 +29,7 @@ from services.records import (
     codec,
     integrity,
     knowledge,
+    known,
     safety,
     store,
 )
@@ -159,8 +160,7 @@ async def check_prescription(
     async with access.audited_patient(
         ctx, AuditType.prescription_check, AuditAction.read, ENTITY, req.patient_id
     ) as subject:
-        if not await store.patient_exists(database, req.patient_id):
-            raise NotFound("unknown patient", details={"patient_id": req.patient_id})
+        await known.require_patient(database, req.patient_id)
         await check_catalog(ctx, req.medication)
         assessment = await assess(ctx, database, req.patient_id, req.medication)
         await auditing.read(ctx, subject, [req.patient_id], detail=_detail(assessment.alerts))
@@ -205,8 +205,7 @@ async def prescribe(req: rec.PrescribeRequest, ctx: CallContext) -> rec.Prescrip
                 "prescriber's registered key",
                 "bad_signature",
             )
-        if not await store.lock_patient(ctx.tx, req.patient_id):
-            raise NotFound("unknown patient", details={"patient_id": req.patient_id})
+        await known.lock_patient(ctx.tx, req.patient_id)
         head = await store.get_head(ctx.tx, req.encounter_id)
         if head is None or head.patient_id != req.patient_id:
             raise invalid_field(

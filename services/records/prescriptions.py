@@ -29,7 +29,7 @@ from mesh.context import CallContext, runtime_of
 from mesh.errors import Conflict, IntegrityError, NotFound, RpcError
 from mesh.keyvault import Batch, Decrypted
 from mesh.parallel import both
-from services.records import access, codec, integrity, store
+from services.records import access, codec, integrity, known, store
 from services.records.access import principal_of
 from services.records.store import PrescriptionRow
 
@@ -260,7 +260,7 @@ async def list_prescriptions(
     ) as subject:
         every = await store.prescriptions_of(database, req.patient_id)
         if not every and not await store.patient_exists(database, req.patient_id):
-            raise NotFound("unknown patient", details={"patient_id": req.patient_id})
+            raise known.unknown_patient(req.patient_id)
         wanted = [r for r in every if req.status is None or r.status == req.status.value]
         _, checked = await decrypt_with_prescriptions(ctx, Batch(), every, wanted)
         await auditing.read(ctx, subject, [req.patient_id])

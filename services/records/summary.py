@@ -15,10 +15,10 @@ from contracts.audit import AuditAction, AuditType
 from mesh import auditing
 from mesh.auditing import audited
 from mesh.context import CallContext, runtime_of
-from mesh.errors import IntegrityError, NotFound
+from mesh.errors import IntegrityError
 from mesh.keyvault import Batch
 from mesh.parallel import both, four, meanwhile
-from services.records import access, allergies, codec, store
+from services.records import access, allergies, codec, known, store
 from services.records.prescriptions import ACTIVE, decrypt_with_prescriptions
 from services.records.store import EncounterRow
 
@@ -55,7 +55,7 @@ async def patient_summary(req: rec.PatientSummaryRequest, ctx: CallContext) -> r
             ),
         )
         if row is None:
-            raise NotFound("unknown patient", details={"patient_id": patient_id})
+            raise known.unknown_patient(patient_id)
         batch = Batch()
         fields = codec.patient_full_fields(row, clinical=True)
         batch.add(codec.PATIENTS, patient_id, fields, patient=patient_id)
