@@ -46,6 +46,8 @@ UNLIMITED = {
     "MEDIHAVEN_RATE_PATIENT_PER_S": "100000000",
     "MEDIHAVEN_RATE_ANONYMOUS_CAPACITY": "100000000",
     "MEDIHAVEN_RATE_ANONYMOUS_PER_S": "100000000",
+    # one account drives the whole load: it may have every admission turn
+    "MEDIHAVEN_ADMISSION_PER_ACCOUNT": "100000000",
 }
 
 

@@ -157,7 +157,9 @@ def create_app(
         edge = gateway_settings or get_gateway_settings()
         security = Security(runtime, redis, edge)
         state_of(runtime).security = security
-        app.state.admission = Admission(edge.admission_limit, edge.admission_wait_s)
+        app.state.admission = Admission(
+            edge.admission_limit, edge.admission_wait_s, per_account=edge.admission_per_account
+        )
         app.state.runtime, app.state.security = runtime, security
         log.info("gateway.started", url=f"http://{cfg.http_host}:{cfg.http_port or 8000}")
         try:

@@ -60,7 +60,7 @@ async def forward(
 ) -> RespT:
     """Check the route table, then call the service as the caller (principal + proof),
     once the call has its turn (`gateway.admission`)."""
-    async with admission(request).turn():
+    async with admission(request).turn(caller.principal.account_id):
         as_caller = await _as_caller(request, caller, method, body)
         return await runtime(request).rpc.call(method, body, **as_caller, **kwargs)
 
@@ -99,7 +99,7 @@ async def relay(
     shown = getattr(route, "response_model", None)
     if shown is not None and shown is not method.response:
         raise TypeError(f"{method.name}: the route shows {shown}, the reply is {method.response}")
-    async with admission(request).turn():
+    async with admission(request).turn(caller.principal.account_id):
         as_caller = await _as_caller(request, caller, method, body)
         raw = await runtime(request).rpc.call_json(method, body, **as_caller, **kwargs)
     return JsonReply(raw, status_code=getattr(route, "status_code", None) or 200)

@@ -39,6 +39,13 @@ class GatewaySettings(BaseSettings):
         description="User calls one gateway process has in the mesh at once; more wait "
         "at the edge, before their RPC deadline starts (`gateway.admission`).",
     )
+    admission_per_account: int = Field(
+        default=16,
+        ge=1,
+        description="Of those, how many one account may have in the mesh or waiting at once; "
+        "its next call gets a 429 at once, so one account (a script gone wrong, a stolen "
+        "key) cannot take every turn from the rest of the clinic.",
+    )
     admission_wait_s: float = Field(
         default=10.0,
         gt=0,

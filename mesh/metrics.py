@@ -40,6 +40,11 @@ GATEWAY_ADMITTED = Gauge(
 GATEWAY_WAITING = Gauge(
     "medihaven_gateway_waiting", "User calls waiting at this gateway for their turn."
 )
+GATEWAY_REFUSED_ACCOUNT = Counter(
+    "medihaven_gateway_refused_account_total",
+    "User calls refused with a 429: their account already had "
+    "MEDIHAVEN_ADMISSION_PER_ACCOUNT calls in or waiting at this gateway.",
+)
 GATEWAY_REFUSED_BUSY = Counter(
     "medihaven_gateway_refused_busy_total",
     "User calls refused with a 503 after waiting MEDIHAVEN_ADMISSION_WAIT_S for a turn.",

@@ -7,12 +7,14 @@ import asyncio
 
 import pytest
 
-from gateway.admission import BUSY, Admission
+from gateway.admission import BUSY, Admission, too_many_in_progress
 from gateway.errors import ApiError
 
 
-async def _hold(gate: Admission, entered: asyncio.Event, leave: asyncio.Event) -> None:
-    async with gate.turn():
+async def _hold(
+    gate: Admission, entered: asyncio.Event, leave: asyncio.Event, account: str | None = None
+) -> None:
+    async with gate.turn(account):
         entered.set()
         await leave.wait()
 
@@ -71,3 +73,51 @@ async def test_neither_a_cancelled_waiter_nor_a_failing_call_keeps_a_turn() -> N
     await asyncio.wait_for(again.wait(), 2)  # the one turn is free again
     stay.set()
     await last
+
+
+async def test_one_account_cannot_take_every_turn() -> None:
+    """An account at its bound (turns held and waited for alike) is refused at once with a
+    429; another account still gets a turn; the bound is the account's again when one of
+    its calls ends, whether it was admitted, waiting, cancelled or failed."""
+    gate = Admission(limit=3, wait_s=5.0, per_account=2)
+    entered = [asyncio.Event() for _ in range(3)]
+    leave = [asyncio.Event() for _ in range(3)]
+    first = asyncio.create_task(_hold(gate, entered[0], leave[0], "stolen"))
+    second = asyncio.create_task(_hold(gate, entered[1], leave[1], "stolen"))
+    await asyncio.wait_for(asyncio.gather(entered[0].wait(), entered[1].wait()), 2)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ApiError) as refused:
+        async with gate.turn("stolen"):
+            pytest.fail("a third turn for one account")
+    assert asyncio.get_running_loop().time() - started < 1  # at once, not after wait_s
+    assert refused.value.status == 429
+    assert refused.value.code == "rate_limited"
+    assert refused.value.message == too_many_in_progress(2)
+    assert refused.value.headers == {"Retry-After": "1"}
+    other = asyncio.create_task(_hold(gate, entered[2], leave[2], "colleague"))
+    await asyncio.wait_for(entered[2].wait(), 2)  # the last free turn is someone else's
+    # Every turn taken: the colleague's next call waits, and waiting counts too.
+    waiting = asyncio.create_task(_hold(gate, asyncio.Event(), asyncio.Event(), "colleague"))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert gate._by_account["colleague"] == 2 and not waiting.done()
+    with pytest.raises(ApiError) as refused:
+        async with gate.turn("colleague"):
+            pytest.fail("a third turn, counting the one waited for")
+    assert refused.value.status == 429
+    for event in leave:
+        event.set()
+    await asyncio.gather(first, second, other)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    with pytest.raises(RuntimeError):
+        async with gate.turn("stolen"):
+            raise RuntimeError("the service failed")
+    assert not gate._by_account  # nothing left counted against anybody
+    back = [asyncio.Event() for _ in range(2)]
+    stay = asyncio.Event()
+    again = [asyncio.create_task(_hold(gate, back[i], stay, "stolen")) for i in range(2)]
+    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in back)), 2)
+    stay.set()
+    await asyncio.gather(*again)

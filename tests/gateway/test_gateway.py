@@ -347,6 +347,47 @@ def test_calls_past_the_admission_limit_wait_at_the_edge_then_get_a_clean_503(
     assert _admitted(small.url) == 0
 
 
+def test_one_account_cannot_hold_every_turn_of_a_gateway(world: Mesh) -> None:
+    """A gateway whose accounts may each have one call in the mesh: while one account's
+    call is held up (its service stopped), that account's next call gets a 429 at once,
+    in words, and a colleague on the same gateway is served."""
+    small = world.extra_gateway(
+        MEDIHAVEN_ADMISSION_LIMIT="8",
+        MEDIHAVEN_ADMISSION_PER_ACCOUNT="1",
+        MEDIHAVEN_RPC_DEADLINE_S="4",
+    )
+    busy, colleague = world.staff("receptionist"), world.staff("physician")
+    client = MedihavenClient(small.url, busy.account_id, busy.client.private_key)
+    other = MedihavenClient(small.url, colleague.account_id, colleague.client.private_key)
+    assert client.request("GET", "/api/v1/me").status_code == 200
+    chat_service = world.procs["services.chat"].popen
+    slow: list[int] = []
+    chat_service.send_signal(signal.SIGSTOP)
+    try:
+        holder = threading.Thread(
+            target=lambda: slow.append(
+                client.request("GET", "/api/v1/chat/conversations").status_code
+            )
+        )
+        holder.start()
+        deadline = time.monotonic() + 3
+        while _admitted(small.url) < 1:  # the chat call has the account's one turn
+            assert time.monotonic() < deadline, "the chat call never took its turn"
+        started = time.monotonic()
+        refused = client.request("GET", "/api/v1/me")
+        assert time.monotonic() - started < 2  # at once, not after the admission wait
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert "you already have 1 request in progress" in refused.json()["error"]["message"]
+        assert refused.headers["Retry-After"] == "1"
+        assert other.request("GET", "/api/v1/me").status_code == 200  # the colleague
+    finally:
+        chat_service.send_signal(signal.SIGCONT)
+    holder.join(10)
+    assert slow and slow[0] in (200, 504), slow
+    assert client.request("GET", "/api/v1/me").status_code == 200  # its turn came back
+
+
 def test_unauthenticated_routes_have_a_per_address_bucket(world: Mesh) -> None:
     small = world.extra_gateway(MEDIHAVEN_RATE_ANONYMOUS_CAPACITY="3")
     codes = [
