@@ -548,10 +548,12 @@ class RpcServer:
         )
         log.info("rpc.serving", queue=queue_name, prefetch=self.prefetch, instance=self.instance)
 
-    async def _consume(self) -> None:
-        """A channel of its own, with a consumer on the service's request queue and one
-        on this replica's own queue (declared where missing)."""
-        channel = await self.runtime.connection.channel(publisher_confirms=False)
+    async def _consume(self, channel: AbstractChannel | None = None) -> None:
+        """A channel of its own (`channel`, if already opened), with a consumer on the
+        service's request queue and one on this replica's own queue (declared where
+        missing)."""
+        if channel is None:
+            channel = await self.runtime.connection.channel(publisher_confirms=False)
         try:
             await channel.set_qos(prefetch_count=self.prefetch)
             dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, "topic", durable=True)
@@ -613,21 +615,26 @@ class RpcServer:
                     await asyncio.wait_for(probe.close(), CLOSE_TIMEOUT_S)
 
     async def _renew(self) -> None:
-        """Consume again on a new channel, then close the old one (whose unacknowledged
-        requests the broker hands out again: writes run once by their idempotency key).
+        """Open a new channel, close the old one (the broker hands its unacknowledged
+        requests out again: writes run once by their idempotency key), then consume
+        again on the new one.
 
-        The old consumers are cancelled first. A queue process whose record the broker
-        has lost (an "orphan": a node's loss can leave one) deletes, when its last
-        consumer leaves, whatever record then holds its name. Declared first and the
-        old channel closed after, the new queue lost its record each time: a CI run saw
-        chat renew for good with its request queue unroutable after a node was killed.
+        In that order. A queue process whose record the broker has lost (an "orphan": a
+        node's loss can leave one) deletes, when its last consumer leaves, whatever record
+        then holds its name: consumed first and the old channel closed after, the new
+        queue lost its record each time (a CI run saw chat renew for good, its request
+        queue unroutable, after a node was killed). And the old channel is touched only
+        once a new one has opened: on a silent connection (a partition) a close or cancel
+        that times out left aiormq unable to give the connection up and reconnect, while
+        the open of a new channel just fails.
         """
+        channel = await self.runtime.connection.channel(publisher_confirms=False)
         old = self._channel
-        await self._cancel_consumers()
-        await self._consume()
-        if old is not None and old is not self._channel:
+        self._consumer_tag = self._own_tag = None
+        if old is not None and not old.is_closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.close(), CLOSE_TIMEOUT_S)
+        await self._consume(channel)
 
     async def _cancel_consumers(self) -> None:
         """Cancel this replica's two consumers (bounded; a channel already gone is a

@@ -19,9 +19,10 @@ import pytest
 from yarl import URL
 
 from mesh import amqp
-from mesh.errors import RpcTimeout
+from mesh.errors import NoRoute, RpcTimeout, Unavailable
 from mesh.settings import Settings
-from tests.mesh.fixtures import ECHO, EchoRequest, client_runtime
+from tests.mesh.fixtures import ECHO, EchoRequest, client_runtime, running_service
+from tests.support.polling import until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -173,3 +174,38 @@ async def test_a_call_keeps_its_deadline_when_its_publish_is_never_confirmed(
             with pytest.raises(RpcTimeout):
                 await client.rpc.call(ECHO, EchoRequest(text="hello"), timeout=1.0)
             assert time.monotonic() - started < 3
+
+
+async def test_a_replica_renewing_on_a_silent_connection_still_moves_to_the_next_node(
+    settings: Settings,
+) -> None:
+    """The watchdog finds the replica not consuming while its node is silent and renews:
+    the renewal must not touch the old channel then. A close or cancel there that timed
+    out left aiormq unable to give the connection up, and the replica never reconnected
+    (the partition test hung); it must be on the next node and answering within the
+    heartbeat's grace and a reconnection."""
+    broker = URL(settings.amqp_urls_for("testclient")[0])
+    async with SilentProxy(broker.host or "127.0.0.1", broker.port or 5672) as proxy:
+        nodes = f"127.0.0.1:{proxy.port},{broker.host}:{broker.port}"
+        watched = settings.model_copy(update={"amqp_nodes": nodes, "rpc_watch_s": 0.5})
+        async with running_service(watched) as svc, client_runtime(settings) as client:
+            connection = svc.connection
+            assert isinstance(connection, amqp.ClusterConnection)
+            assert connection.current_url.port == proxy.port
+            proxy.freeze()
+            limit = GIVEN_UP_WITHIN_S + amqp.CONNECT_TIMEOUT_S + 10
+            deadline = time.monotonic() + limit
+            while not (
+                connection.connected.is_set() and connection.current_url.port == broker.port
+            ):
+                assert time.monotonic() < deadline, "the replica never left the silent node"
+                await asyncio.sleep(0.1)
+
+            async def answered() -> bool:
+                try:
+                    await client.rpc.call(ECHO, EchoRequest(text="moved"), timeout=1)
+                except (RpcTimeout, NoRoute, Unavailable):
+                    return False
+                return True
+
+            await until(answered, 30, 0.2)
