@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -303,6 +304,31 @@ def _admitted(gateway_url: str) -> float:
     return float(line.split()[1])
 
 
+@contextmanager
+def _chat_call_held(world: Mesh, client: MedihavenClient, gateway_url: str) -> Iterator[None]:
+    """The chat service stopped (SIGSTOP) with one of `client`'s calls in it, holding an
+    admission turn of the gateway at `gateway_url` until the block ends; then the chat
+    service goes on and the held call ends (answered, or 504 past its deadline)."""
+    chat_service = world.procs["services.chat"].popen
+    slow: list[int] = []
+    chat_service.send_signal(signal.SIGSTOP)
+    try:
+        holder = threading.Thread(
+            target=lambda: slow.append(
+                client.request("GET", "/api/v1/chat/conversations").status_code
+            )
+        )
+        holder.start()
+        deadline = time.monotonic() + 3
+        while _admitted(gateway_url) < 1:  # the chat call has its turn
+            assert time.monotonic() < deadline, "the chat call never took its turn"
+        yield
+    finally:
+        chat_service.send_signal(signal.SIGCONT)
+    holder.join(10)
+    assert slow and slow[0] in (200, 504), slow
+
+
 def test_calls_past_the_admission_limit_wait_at_the_edge_then_get_a_clean_503(
     world: Mesh,
 ) -> None:
@@ -317,19 +343,7 @@ def test_calls_past_the_admission_limit_wait_at_the_edge_then_get_a_clean_503(
     staff = world.staff("receptionist")
     client = MedihavenClient(small.url, staff.account_id, staff.client.private_key)
     assert client.request("GET", "/api/v1/me").status_code == 200
-    chat_service = world.procs["services.chat"].popen
-    slow: list[int] = []
-    chat_service.send_signal(signal.SIGSTOP)
-    try:
-        holder = threading.Thread(
-            target=lambda: slow.append(
-                client.request("GET", "/api/v1/chat/conversations").status_code
-            )
-        )
-        holder.start()
-        deadline = time.monotonic() + 3
-        while _admitted(small.url) < 1:  # the chat call has the turn
-            assert time.monotonic() < deadline, "the chat call never took its turn"
+    with _chat_call_held(world, client, small.url):
         started = time.monotonic()
         refused = client.request("GET", "/api/v1/me")
         waited = time.monotonic() - started
@@ -339,10 +353,6 @@ def test_calls_past_the_admission_limit_wait_at_the_edge_then_get_a_clean_503(
         assert refused.headers["Retry-After"] == "1"
         assert 0.4 < waited < 3.0, waited
         assert staff.client.request("GET", "/api/v1/me").status_code == 200  # another gateway
-    finally:
-        chat_service.send_signal(signal.SIGCONT)
-    holder.join(10)
-    assert slow and slow[0] in (200, 504), slow
     assert client.request("GET", "/api/v1/me").status_code == 200
     assert _admitted(small.url) == 0
 
@@ -360,19 +370,7 @@ def test_one_account_cannot_hold_every_turn_of_a_gateway(world: Mesh) -> None:
     client = MedihavenClient(small.url, busy.account_id, busy.client.private_key)
     other = MedihavenClient(small.url, colleague.account_id, colleague.client.private_key)
     assert client.request("GET", "/api/v1/me").status_code == 200
-    chat_service = world.procs["services.chat"].popen
-    slow: list[int] = []
-    chat_service.send_signal(signal.SIGSTOP)
-    try:
-        holder = threading.Thread(
-            target=lambda: slow.append(
-                client.request("GET", "/api/v1/chat/conversations").status_code
-            )
-        )
-        holder.start()
-        deadline = time.monotonic() + 3
-        while _admitted(small.url) < 1:  # the chat call has the account's one turn
-            assert time.monotonic() < deadline, "the chat call never took its turn"
+    with _chat_call_held(world, client, small.url):  # the account's one turn
         started = time.monotonic()
         refused = client.request("GET", "/api/v1/me")
         assert time.monotonic() - started < 2  # at once, not after the admission wait
@@ -381,10 +379,6 @@ def test_one_account_cannot_hold_every_turn_of_a_gateway(world: Mesh) -> None:
         assert "you already have 1 request in progress" in refused.json()["error"]["message"]
         assert refused.headers["Retry-After"] == "1"
         assert other.request("GET", "/api/v1/me").status_code == 200  # the colleague
-    finally:
-        chat_service.send_signal(signal.SIGCONT)
-    holder.join(10)
-    assert slow and slow[0] in (200, 504), slow
     assert client.request("GET", "/api/v1/me").status_code == 200  # its turn came back
 
 
