@@ -636,21 +636,6 @@ class RpcServer:
                 await asyncio.wait_for(old.close(), CLOSE_TIMEOUT_S)
         await self._consume(channel)
 
-    async def _cancel_consumers(self) -> None:
-        """Cancel this replica's two consumers (bounded; a channel already gone is a
-        consumer gone)."""
-        channel = self._channel
-        if channel is None or channel.is_closed:
-            self._consumer_tag = self._own_tag = None
-            return
-        for queue, tag in ((self._queue, self._consumer_tag), (self._own_queue, self._own_tag)):
-            if queue is not None and tag is not None:
-                try:
-                    await queue.cancel(tag, timeout=CLOSE_TIMEOUT_S)
-                except Exception as exc:  # the channel may already be gone
-                    log.warning("rpc.cancel_failed", error=f"{type(exc).__name__}: {exc}")
-        self._consumer_tag = self._own_tag = None
-
     async def _declare_dead_letters(self, name: str) -> None:
         """The request queue's dead-letter queue: durable, so a quorum queue (it outlives
         any one node of a cluster), declared and bound once on a channel of its own.
@@ -684,7 +669,13 @@ class RpcServer:
         """Stop taking requests, finish the ones in flight (up to `grace_s`), then close."""
         await watchdog.stop(self._watch)
         self._watch = None
-        await self._cancel_consumers()
+        for queue, tag in ((self._queue, self._consumer_tag), (self._own_queue, self._own_tag)):
+            if queue is not None and tag is not None:
+                try:
+                    await queue.cancel(tag, timeout=CLOSE_TIMEOUT_S)
+                except Exception as exc:  # the channel may already be gone
+                    log.warning("rpc.cancel_failed", error=str(exc))
+        self._consumer_tag = self._own_tag = None
         if self._in_flight:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace_s)
