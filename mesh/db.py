@@ -91,6 +91,40 @@ def _connect_kwargs(settings: Settings, address: tuple[str, int] | None = None) 
     return kwargs
 
 
+HANDSHAKE_LOST = 2013
+"""The client's 'Lost connection to server at reading initial communication packet'."""
+CONNECT_S: float = Settings.model_fields["db_connect_timeout_s"].default
+"""The bound of a connect asked without one (the setting's default)."""
+_DRIVER_CONNECT = asyncmy.connection.connect
+
+
+async def connect_bounded(**kwargs: Any) -> asyncmy.Connection:
+    """`asyncmy.connect`, the whole of it bounded by its `connect_timeout`.
+
+    asyncmy's own `connect_timeout` bounds the TCP connect only. A server that accepts
+    and then says nothing (hung or stopped: its kernel still completes the handshake;
+    or cut off between the TCP connect and the login) kept the connect waiting for its
+    greeting for ever, and a pool connecting for a caller does so holding its lock, so
+    every later caller of that pool waited too, and the pool never learnt that the node
+    was lost. Past the bound the attempt fails as a lost connection (2013): a 503 for
+    the caller, and the pool moves to another node if there is one.
+    """
+    timeout = float(kwargs.get("connect_timeout") or CONNECT_S)
+    try:
+        return await asyncio.wait_for(_DRIVER_CONNECT(**kwargs), timeout)
+    except TimeoutError:
+        raise OperationalError(
+            HANDSHAKE_LOST,
+            f"Lost connection to server at 'reading initial communication packet': "
+            f"no answer within {timeout:g} s",
+        ) from None
+
+
+# asyncmy's pool connects through the module's own name for `connect`: every connection a
+# pool makes (growing, replacing a recycled or broken one) is bounded the same way.
+setattr(asyncmy.pool, "connect", connect_bounded)  # noqa: B010 - the driver's stub lacks it
+
+
 def bound_stalls(conn: asyncmy.Connection, timeout_s: float) -> None:
     """Make a connection to an unreachable server fail in about `timeout_s`.
 
@@ -148,9 +182,10 @@ async def connect_any(
     for step in range(len(addresses)):
         index = (start + step) % len(addresses)
         try:
-            conn = await asyncio.wait_for(
-                asyncmy.connect(**_connect_kwargs(settings, addresses[index]), **extra),
-                settings.db_connect_timeout_s,
+            conn = await connect_bounded(
+                **_connect_kwargs(settings, addresses[index]),
+                connect_timeout=settings.db_connect_timeout_s,
+                **extra,
             )
         except CONNECT_ERRORS as exc:
             last = exc

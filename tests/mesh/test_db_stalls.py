@@ -1,12 +1,15 @@
 """mesh.db when a node goes silent, on a real MariaDB: every connection the runtime uses
 carries the kernel's bound on silence (`bound_stalls`: TCP_USER_TIMEOUT, keepalive), a
-statement that is merely slow is not cut short by it, and callers queued on a pool that
-is replaced (the pool moved to another node) take the new pool at once. (The silence
+statement that is merely slow is not cut short by it, callers queued on a pool that
+is replaced (the pool moved to another node) take the new pool at once, and a connect to
+a server that accepts and never greets (hung, stopped, cut off mid-login) gives up within
+`db_connect_timeout_s`, the pool's own connects included. (The silence
 itself, a node behind a partition, is in tests/cluster/test_galera_partition.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 import uuid
@@ -15,9 +18,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from asyncmy.errors import OperationalError
 
 from mesh import db
 from mesh.settings import Settings
+from tests.support.polling import until
+from tests.support.silent import SilentProxy, mute_server
 
 pytestmark = pytest.mark.timeout(60)
 linux_only = pytest.mark.skipif(
@@ -138,3 +144,85 @@ async def test_a_caller_refused_by_a_pool_replaced_meanwhile_takes_the_new_one(
             await database.fetchone("SELECT 1")
     finally:
         database.pool = current
+
+
+@contextlib.asynccontextmanager
+async def behind_proxy(
+    settings: Settings, **update: Any
+) -> AsyncIterator[tuple[db.Database, SilentProxy]]:
+    """A database whose first node is a `SilentProxy` in front of the machine's MariaDB
+    (`update` may list the real server after it in `db_hosts`)."""
+    name = f"{settings.db_prefix}dbmute_{uuid.uuid4().hex[:8]}"
+    await db.ensure_database(settings, name)
+    async with SilentProxy(settings.db_host, settings.db_port) as proxy:
+        here = f"127.0.0.1:{proxy.port}"
+        hosts = update.pop("db_hosts", "").format(proxy=here)
+        chosen = settings.model_copy(
+            update={
+                "db_host": "127.0.0.1",
+                "db_port": proxy.port,
+                "db_hosts": hosts,
+                "db_connect_timeout_s": 1.0,
+                "db_pool_size": 2,
+                **update,
+            }
+        )
+        database = await db.Database.connect(chosen, name)
+        try:
+            assert await database.fetchone("SELECT 1") == (1,)
+            yield database, proxy
+        finally:
+            await database.close()
+
+
+async def _reconnect_through(database: db.Database, proxy: SilentProxy) -> None:
+    """Freeze the proxy and drop the pool's idle connection: the next caller makes the
+    pool connect again, to a server that accepts and never greets."""
+    proxy.freeze()
+    await asyncio.wait_for(database.pool.clear(), 5)  # (the QUIT is sent, then closed)
+    assert database.pool.size == 0
+
+
+async def test_a_pool_connecting_to_a_server_that_never_greets_gives_up_within_the_bound(
+    settings: Settings,
+) -> None:
+    """Before: asyncmy's `connect_timeout` bounded the TCP connect only; the pool's
+    connect waited for the greeting for ever, under the pool's lock, and every caller of
+    the pool with it (here both would still be waiting at the 20 s guard)."""
+    async with behind_proxy(settings) as (database, proxy):
+        await _reconnect_through(database, proxy)
+        started = time.monotonic()
+        callers = [database.fetchone("SELECT 1"), database.fetchone("SELECT 1")]
+        outcomes = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 20)
+        assert time.monotonic() - started < 6  # one bound (1 s) each, one after the other
+        for outcome in outcomes:
+            assert isinstance(outcome, OperationalError), outcome
+            assert db.is_connection_lost(outcome)  # a 503, and the cue to move node
+            assert "initial communication packet" in str(outcome)
+
+
+async def test_a_pool_whose_node_stops_greeting_moves_to_the_next_node(
+    settings: Settings,
+) -> None:
+    real = f"{settings.db_host}:{settings.db_port}"
+    async with behind_proxy(settings, db_hosts="{proxy}," + real) as (database, proxy):
+        assert database.node == 0
+        await _reconnect_through(database, proxy)
+        with pytest.raises(OperationalError):
+            await asyncio.wait_for(database.fetchone("SELECT 1"), 20)
+        await until(lambda: database.node == 1, timeout=15)
+        assert await database.fetchone("SELECT 1") == (1,)
+
+
+async def test_a_probe_of_a_server_that_never_greets_fails_within_the_bound(
+    settings: Settings,
+) -> None:
+    async with mute_server() as port:
+        mute = settings.model_copy(
+            update={"db_host": "127.0.0.1", "db_port": port, "db_connect_timeout_s": 1.0}
+        )
+        started = time.monotonic()
+        with pytest.raises(OperationalError) as refused:
+            await asyncio.wait_for(db.connect_any(mute), 20)
+        assert time.monotonic() - started < 5
+        assert db.is_connection_lost(refused.value)
