@@ -31,7 +31,7 @@ async def export_appointments(
     reply = await runtime.rpc.call(
         fx.EXPORT_DECRYPT,
         fx.ExportDecryptRequest(
-            job_id=req.job_id, page_first=req.page_first, rows=steps.reason_rows(rows)
+            job_id=req.job_id, page_first=req.page_first, rows=steps.reason_batch(rows).rows
         ),
     )
     return fx.ExportAppointments(

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from contracts import keyvault as kv
 from contracts import scheduling as sched
 from contracts.audit import AuditAction, AuditType
 from contracts.base import EventType
@@ -113,10 +112,6 @@ def reason_batch(rows: list[AppointmentRow]) -> keyvault.Batch:
         fields = {REASON: r.reason_enc, CANCEL_REASON: r.cancel_reason_enc or None}
         batch.add(TABLE, r.appointment_id, fields, **binding(r.patient_id, r.physician_id))
     return batch
-
-
-def reason_rows(rows: list[AppointmentRow]) -> list[kv.FieldRow]:
-    return reason_batch(rows).rows
 
 
 async def decrypt(runtime: Runtime, rows: list[AppointmentRow]) -> list[dict[str, str]]:
