@@ -12,11 +12,12 @@ session runs on RabbitMQ, MariaDB and Redis containers instead (`tests/session_s
 started in `pytest_configure`, before any test reads its settings). Their broker users and
 vhosts are made over the broker's management API, so `rabbitmqctl` is not needed then.
 What that does not cover: tests that drive a server with this machine's own tools
-(`tests/faults` restarts the broker with `rabbitmqctl` and MariaDB with `start-stop-daemon`,
-the dump tests run `mariadb-dump` against the settings' host and port, `tests/cluster`
-starts local clusters, and `tests/test_servers.py` runs its own `redis-server`) still need
-those tools here and skip without them; with the tools installed, `tests/faults`' restarts
-act on this machine's servers, not on the containers (they would fail, not pass wrongly).
+(`tests/faults` restarts the broker with `rabbitmqctl` and MariaDB with `start-stop-daemon`
+by its pid file, the dump tests run `mariadb-dump` against the settings' host and port,
+`tests/cluster` starts local clusters, and `tests/test_servers.py` runs its own
+`redis-server`) still need those tools here and skip without them; with the tools
+installed, `tests/faults`' restarts act on this machine's servers, not on the containers
+(they would fail, not pass wrongly).
 """
 
 from __future__ import annotations
