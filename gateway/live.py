@@ -37,18 +37,34 @@ READ_PAGE = 500
 TAIL_BLOCK_MS = 500
 """Under the Redis client's 1 s socket timeout."""
 
-# KEYS: counter, stream, seen-marker. ARGV: entry (JSON), maxlen, seen ttl.
+# KEYS: counter, stream, seen-marker, epoch. ARGV: entry (JSON), maxlen, seen ttl.
 # Atomic: the id is one more than both the counter and the newest entry (a counter lost
 # while the stream was kept cannot make XADD fail), and a redelivered event is not added.
+# The first entry a server appends as a master (the epoch is another server's replication
+# id: a replica promoted by a failover, or a master restarted without its data) starts
+# past the current time in microseconds: the old master may have handed out ids that
+# never reached this one, and ids that went backwards would be skipped as already
+# delivered by every connection and follower that saw them. (Numbers are formatted with
+# %d: Lua's own formatting writes 16-digit numbers with an exponent.)
 _APPEND = """
 if redis.call('SET', KEYS[3], '1', 'NX', 'EX', tonumber(ARGV[3])) == false then return 0 end
 local n = redis.call('INCR', KEYS[1])
 local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 if top[1] then
   local t = tonumber(string.match(top[1][1], '^(%d+)'))
-  if t >= n then n = t + 1; redis.call('SET', KEYS[1], n) end
+  if t >= n then n = t + 1 end
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[2]), n .. '-0', 'e', ARGV[1])
+local info = redis.call('INFO', 'replication')
+local replid = string.match(info, 'master_replid:(%w+)')
+if replid and redis.call('GET', KEYS[4]) ~= replid then
+  local now = redis.call('TIME')
+  local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  if floor > n then n = floor end
+  redis.call('SET', KEYS[4], replid)
+end
+local id = string.format('%d', n)
+redis.call('SET', KEYS[1], id)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[2]), id .. '-0', 'e', ARGV[1])
 return n
 """
 
@@ -95,6 +111,7 @@ class LiveLog:
         self._counter = f"{prefix}live:counter"
         self._stream = f"{prefix}live:log"
         self._seen = f"{prefix}live:seen:"
+        self._epoch = f"{prefix}live:epoch"
         self._append = redis.register_script(_APPEND)
 
     async def append(
@@ -106,7 +123,7 @@ class LiveLog:
     ) -> int:
         """Log one event (once per bus message id); its event id, 0 if already logged."""
         entry = json.dumps({"a": sorted(set(accounts)), "r": sorted(set(roles)), "p": payload})
-        keys = [self._counter, self._stream, self._seen + message_id]
+        keys = [self._counter, self._stream, self._seen + message_id, self._epoch]
         return int(await self._append(keys=keys, args=[entry, LOG_MAXLEN, SEEN_TTL_S]))
 
     async def head(self) -> int:
