@@ -27,6 +27,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -34,11 +35,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 import pytest_asyncio
+from redis.exceptions import RedisError
 
 from contracts.common import IDENTITIES
 from mesh import broker
 from mesh.db import drop_databases
 from mesh.logging import configure_logging
+from mesh.redis import create_redis
 from mesh.settings import Settings
 from tests import session_servers
 
@@ -156,3 +159,25 @@ async def drop_test_databases(settings: Settings) -> AsyncIterator[None]:
     """Remove every database this session created (isolated ones share the prefix)."""
     yield
     await drop_databases(settings)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def drop_test_redis_keys(settings: Settings) -> AsyncIterator[None]:
+    """Remove every Redis key this session made under its prefix (isolated ones share
+    it): live logs, nonces, buckets, ledger claims; many have no expiry. A Redis gone by
+    then leaves them, with a warning, rather than failing the run."""
+    yield
+    client = create_redis(settings)
+    try:
+        doomed: list[bytes] = []
+        async for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
+            doomed.append(key)
+            if len(doomed) >= 1000:
+                await client.unlink(*doomed)
+                doomed.clear()
+        if doomed:
+            await client.unlink(*doomed)
+    except (RedisError, OSError) as exc:
+        warnings.warn(f"the session's Redis keys were left: {exc}", stacklevel=1)
+    finally:
+        await client.aclose()
